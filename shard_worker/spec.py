@@ -1,0 +1,120 @@
+"""What one keeper shard is told to do, and how it reports back.
+
+``WorkerSpec`` is plain JSON-safe data: the supervisor sends it to a worker over the pipe
+as orjson bytes. It names *where* the secrets are (an environment variable or a file), never
+the secrets themselves; the worker reads them in its own process.
+
+``Reporter`` is the one interface through which a running keeper reports: in the foreground
+(``sorotask worker``) it logs; under the supervisor it becomes pipe messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, Protocol
+
+ReadMode = Literal["ledger_entries", "simulate"]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret key lives: exactly one of ``env`` or ``file``."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def describe(self) -> str:
+        return f"environment variable {self.env}" if self.env else f"file {self.file}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    name: str
+    rpc_url: str
+    network_passphrase: str
+    contract_id: str
+    secret: SecretRef
+    #: inclusive task-id range; ``range_last`` None means open-ended (up to the Counter)
+    range_first: int = 1
+    range_last: int | None = None
+    #: explicit id list (the seed's TASK_IDS); when set it is intersected with the range
+    task_ids: tuple[int, ...] | None = None
+    #: extra source accounts (channel accounts) for more than one transaction per ledger
+    channel_secrets: tuple[SecretRef, ...] = ()
+    poll_interval_s: float = 5.0
+    read_mode: ReadMode = "ledger_entries"
+    max_concurrent_reads: int = 10
+    max_concurrent_executions: int = 3
+    rpc_timeout_s: float = 10.0
+    #: seconds added to the ledger close time for each transaction's max time bound
+    tx_timeout_s: int = 30
+    #: upper bound on waiting for in-flight transactions when asked to stop
+    stop_grace_s: float = 20.0
+    #: directory for the crash-safe in-flight journal (None: no journal)
+    state_dir: str | None = None
+    #: base fee (stroops) offered as inclusion fee per transaction
+    base_fee: int = 100
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown WorkerSpec fields: {', '.join(sorted(unknown))}")
+        d = dict(data)
+        d["secret"] = SecretRef(**d["secret"])
+        d["channel_secrets"] = tuple(SecretRef(**s) for s in d.get("channel_secrets", ()))
+        if d.get("task_ids") is not None:
+            d["task_ids"] = tuple(int(i) for i in d["task_ids"])
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class CycleStats:
+    """One poll cycle's statistics (the seed's metrics list, plus what a sharded keeper needs)."""
+
+    shard: str
+    cycle: int
+    ledger: int
+    ledger_time: int
+    started_at: float
+    duration_s: float
+    checked: int = 0
+    due: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    read_errors: int = 0
+    executed: int = 0
+    failed: int = 0
+    not_sent_by_simulation: int = 0
+    in_flight: int = 0
+    queue_depth: int = 0
+    mean_execution_s: float = 0.0
+    fees_spent: int = 0
+    decoded: int = 0  # entries decoded this cycle (changed since last cycle)
+    rpc_calls: dict[str, int] = field(default_factory=dict)  # method -> calls
+    rpc_errors: dict[str, int] = field(default_factory=dict)  # method -> errors
+    rpc_latency_s: dict[str, float] = field(default_factory=dict)  # method -> mean latency
+    cycle_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Reporter(Protocol):
+    """How a keeper reports. Every method must be cheap and must not raise."""
+
+    def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None: ...
+
+    def heartbeat(self) -> None: ...
+
+    def cycle(self, stats: CycleStats) -> None: ...
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        """Task events: kind in executed, failed, not_sent, read_error, tx_error, ..."""
+
+    def fatal(self, code: int, message: str) -> None: ...
+
+    def goodbye(self, final: dict[str, Any]) -> None: ...
