@@ -54,6 +54,14 @@ class WorkerSpec:
     state_dir: str | None = None
     #: base fee (stroops) offered as inclusion fee per transaction
     base_fee: int = 100
+    #: archived task entries (liveUntilLedgerSeq < latest ledger): protocol 23 restores them
+    #: automatically inside a simulated invocation, so by default they are executed like any
+    #: other due task (the restore is paid in the resource fee); False skips them ("archived")
+    execute_archived: bool = True
+    #: each source account must have at least this many stroops above its reserve at start
+    min_fee_balance: int = 10_000_000
+    #: getTransaction poll period while confirming
+    confirm_poll_s: float = 0.25
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +106,14 @@ class CycleStats:
     rpc_errors: dict[str, int] = field(default_factory=dict)  # method -> errors
     rpc_latency_s: dict[str, float] = field(default_factory=dict)  # method -> mean latency
     cycle_error: str | None = None
+    #: CPU seconds the worker process used during the cycle
+    cpu_s: float = 0.0
+    #: task entries seen archived this cycle (executed or skipped per ``execute_archived``)
+    archived: int = 0
+    #: False when the ledger had not advanced since the previous cycle (no reads were done)
+    new_ledger: bool = True
+    #: transactions rejected by sendTransaction (ERROR) or expired unapplied
+    tx_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,205 @@
+"""The devnet's state machine: ledger, accounts, transaction queue and history, executions.
+
+Everything here runs on the server's event loop thread; no locks are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+from stellar_sdk import Keypair, Network
+
+from devnet.accounts import Accounts
+from devnet.events import EventStore
+from devnet.faults import Faults
+from devnet.ledger import LedgerState
+from devnet.sorotask_contract import SOROTASK_ID, install_contracts
+from devnet.transactions import (
+    ParsedTx,
+    TryAgainLater,
+    TxRecord,
+    TxRejected,
+    apply_transaction,
+    error_result_b64,
+    parse_envelope,
+    validate_for_submit,
+)
+
+NETWORK_PASSPHRASE = "SoroTask Devnet ; September 2025"
+#: keeps at most this many transaction records (oldest dropped first)
+MAX_TX_RECORDS = 250_000
+#: the account that creates seeded tasks (deterministic, funded at start)
+CREATOR_KEYPAIR = Keypair.from_raw_ed25519_seed(hashlib.sha256(b"sorotask-devnet:creator").digest())
+
+
+@dataclass
+class Stats:
+    calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_out: int = 0
+    requests: int = 0
+    tx_applied: int = 0
+    tx_failed: int = 0
+    tx_rejected: int = 0
+    tx_dropped: int = 0
+    fees: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def fee(self, account: str, amount: int) -> None:
+        self.fees[account] += amount
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls),
+            "requests": self.requests,
+            "bytes_out": self.bytes_out,
+            "tx_applied": self.tx_applied,
+            "tx_failed": self.tx_failed,
+            "tx_rejected": self.tx_rejected,
+            "tx_dropped": self.tx_dropped,
+            "fees": dict(self.fees),
+            "fees_total": sum(self.fees.values()),
+        }
+
+
+@dataclass(slots=True)
+class Execution:
+    task_id: int | None
+    ledger: int
+    timestamp: int
+    keeper: str | None
+    tx_hash: str
+    effect: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "ledger": self.ledger,
+            "timestamp": self.timestamp,
+            "keeper": self.keeper,
+            "tx_hash": self.tx_hash,
+            "effect": self.effect,
+        }
+
+
+class Devnet:
+    def __init__(self, *, ledger_seconds: int = 5, passphrase: str = NETWORK_PASSPHRASE) -> None:
+        self.passphrase = passphrase
+        self.network_id = Network(passphrase).network_id()
+        self.contract_id = SOROTASK_ID
+        self.ledger = LedgerState(ledger_seconds)
+        self.accounts = Accounts(self.ledger)
+        self.pending: OrderedDict[str, ParsedTx] = OrderedDict()
+        self.pending_by_source: dict[str, str] = {}
+        self.txs: OrderedDict[str, TxRecord] = OrderedDict()
+        self.executions: list[Execution] = []
+        self.executions_by_task: dict[int, list[int]] = defaultdict(list)
+        self.events = EventStore()
+        self.stats = Stats()
+        self.faults = Faults()
+        install_contracts(self.ledger)
+        self.accounts.create(CREATOR_KEYPAIR.public_key)
+
+    # transactions --------------------------------------------------------------------------
+    def submit(self, envelope_b64: str) -> dict[str, Any]:
+        """sendTransaction. Raises ValueError("invalid_xdr") for undecodable envelopes."""
+        base = {
+            "latestLedger": self.ledger.sequence,
+            "latestLedgerCloseTime": str(self.ledger.close_time),
+        }
+        try:
+            ptx = parse_envelope(envelope_b64, self.network_id)
+        except TxRejected as rej:
+            self.stats.tx_rejected += 1
+            return self._error(envelope_b64, rej, base)
+        if ptx.hash_hex in self.pending:
+            return {"status": "DUPLICATE", "hash": ptx.hash_hex, **base}
+        try:
+            validate_for_submit(self, ptx)
+        except TryAgainLater:
+            return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
+        except TxRejected as rej:
+            self.stats.tx_rejected += 1
+            return {
+                "status": "ERROR",
+                "hash": ptx.hash_hex,
+                "errorResultXdr": error_result_b64(rej.code, rej.fee_charged),
+                **base,
+            }
+        if self.faults.applies("sendTransaction"):
+            if Faults.roll(self.faults.try_again_later_rate):
+                return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
+            if Faults.roll(self.faults.never_apply_rate):
+                self.stats.tx_dropped += 1
+                return {"status": "PENDING", "hash": ptx.hash_hex, **base}
+        self.pending[ptx.hash_hex] = ptx
+        self.pending_by_source[ptx.source] = ptx.hash_hex
+        return {"status": "PENDING", "hash": ptx.hash_hex, **base}
+
+    def _error(self, envelope_b64: str, rej: TxRejected, base: dict[str, Any]) -> dict[str, Any]:
+        import base64
+
+        digest = hashlib.sha256(base64.b64decode(envelope_b64)).hexdigest()
+        return {
+            "status": "ERROR",
+            "hash": digest,
+            "errorResultXdr": error_result_b64(rej.code, rej.fee_charged),
+            **base,
+        }
+
+    def close_ledger(self) -> int:
+        """Close one ledger: apply every queued transaction in submission order."""
+        seq, close_time = self.ledger.next_ledger()
+        pending = list(self.pending.values())
+        self.pending.clear()
+        self.pending_by_source.clear()
+        order = 0
+        for ptx in pending:
+            try:
+                record = apply_transaction(self, ptx, seq, close_time, order + 1)
+            except Exception:
+                logger.exception("applying {} failed", ptx.hash_hex)
+                record = None
+            if record is None:
+                self.stats.tx_dropped += 1
+                continue
+            order += 1
+            self.txs[record.hash_hex] = record
+        while len(self.txs) > MAX_TX_RECORDS:
+            self.txs.popitem(last=False)
+        self.ledger.close()
+        oldest = self.ledger.oldest.sequence
+        self.events.prune(oldest)
+        while self.txs:
+            first = next(iter(self.txs.values()))
+            if first.ledger >= oldest:
+                break
+            self.txs.popitem(last=False)
+        return order
+
+    def record_execution(
+        self,
+        *,
+        task_id: int | None,
+        ledger: int,
+        timestamp: int,
+        keeper: str | None,
+        tx_hash: str,
+        effect: str,
+    ) -> None:
+        idx = len(self.executions)
+        self.executions.append(Execution(task_id, ledger, timestamp, keeper, tx_hash, effect))
+        if task_id is not None:
+            self.executions_by_task[task_id].append(idx)
+
+    # views ---------------------------------------------------------------------------------
+    def ledger_range(self) -> dict[str, Any]:
+        oldest = self.ledger.oldest
+        return {
+            "latestLedger": self.ledger.sequence,
+            "latestLedgerCloseTime": str(self.ledger.close_time),
+            "oldestLedger": oldest.sequence,
+            "oldestLedgerCloseTime": str(oldest.close_time),
+        }

@@ -1,0 +1,156 @@
+"""Crash-safe in-flight journal: which transactions a shard has (maybe) submitted.
+
+Before ``sendTransaction`` the keeper records ``{hash, task_id, source, sequence, max_time}``
+and removes the record once the transaction reached a final status (SUCCESS, FAILED, rejected,
+or its time bound passed without it being applied). Every change rewrites the whole file
+atomically (temporary file, fsync, ``os.replace``, fsync of the directory), so after a kill
+the file holds either the old or the new state, never a torn one.
+
+A restarted worker loads the journal first and resolves each hash with ``getTransaction``
+(waiting until the recorded ``max_time`` has passed if the transaction is still unknown)
+before it submits anything for those tasks or from those source accounts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+from loguru import logger
+
+__all__ = ["Journal", "JournalEntry"]
+
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    hash: str
+    task_id: int
+    source: str
+    sequence: int
+    max_time: int
+    #: unix time (local clock) the record was written; informative only
+    recorded_at: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _entry_from(obj: object) -> JournalEntry | None:
+    if not isinstance(obj, dict):
+        return None
+    try:
+        entry = JournalEntry(
+            hash=str(obj["hash"]).lower(),
+            task_id=int(obj["task_id"]),
+            source=str(obj["source"]),
+            sequence=int(obj["sequence"]),
+            max_time=int(obj["max_time"]),
+            recorded_at=float(obj.get("recorded_at", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not _HASH_RE.match(entry.hash) or entry.task_id < 0:
+        return None
+    return entry
+
+
+class Journal:
+    """The per-shard journal file ``<state_dir>/<shard>.inflight.json``.
+
+    With ``state_dir`` None the journal lives only in memory (no crash safety).
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None, shard: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", shard) or "shard"
+        self.path: Path | None = None
+        if state_dir is not None:
+            directory = Path(state_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = directory / f"{safe}.inflight.json"
+        self._entries: dict[str, JournalEntry] = {}
+        #: records found unreadable while loading (kept out; reported by the caller)
+        self.corrupt_records = 0
+
+    def load(self) -> list[JournalEntry]:
+        """Read the file (if any). A corrupt file is set aside, never fatal."""
+        self._entries = {}
+        self.corrupt_records = 0
+        if self.path is None or not self.path.exists():
+            return []
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            aside = self.path.with_suffix(".corrupt")
+            logger.warning(
+                "in-flight journal {} unreadable ({}); moved to {}", self.path, exc, aside
+            )
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            self.corrupt_records = 1
+            return []
+        records = data.get("entries", []) if isinstance(data, dict) else []
+        if not isinstance(records, list):
+            records = []
+        for rec in records:
+            entry = _entry_from(rec)
+            if entry is None:
+                self.corrupt_records += 1
+                continue
+            self._entries[entry.hash] = entry
+        return list(self._entries.values())
+
+    def entries(self) -> list[JournalEntry]:
+        return list(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, tx_hash: str) -> bool:
+        return tx_hash in self._entries
+
+    def add(self, entry: JournalEntry) -> None:
+        """Record a transaction about to be sent; durable when this returns."""
+        self._entries[entry.hash] = entry
+        self._write()
+
+    def remove(self, tx_hash: str) -> None:
+        """Forget a transaction that reached its final status."""
+        if self._entries.pop(tx_hash, None) is not None:
+            self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        payload = orjson.dumps(
+            {"version": _VERSION, "entries": [e.to_dict() for e in self._entries.values()]}
+        )
+        directory = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except OSError:  # pragma: no cover - platforms without directory fds
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:  # pragma: no cover
+            pass
+        finally:
+            os.close(dfd)

@@ -1,0 +1,1011 @@
+"""The keeper for one shard: poll the shard's tasks each ledger, execute the due ones.
+
+Entry point for the supervisor and the foreground command::
+
+    exit_code = await run_keeper(spec, reporter, stop)
+
+Cycle (every ``poll_interval_s``; a cycle whose ledger has not advanced does no reads, since
+nothing on chain can have changed):
+
+1. ``getLatestLedger`` (sequence, close time) and the contract's ``Counter``;
+2. the shard's ids: ``[range_first, range_last]`` ∩ ``[1, Counter]`` (∩ ``task_ids``);
+3. reads: ``getLedgerEntries`` with 200 keys a call, ``max_concurrent_reads`` in flight
+   (or ``simulateTransaction`` of ``get_task`` per task in ``read_mode: simulate``); an entry
+   whose base64 equals last cycle's is not decoded again;
+4. due logic (:mod:`shard_worker.due`), skips counted by reason;
+5. due tasks go to the execution pipeline, most overdue first, bounded by
+   ``max_concurrent_executions`` and by the source accounts (one pending transaction each);
+6. one :class:`CycleStats` per cycle through ``reporter.cycle``.
+
+Execution: build ``execute(keeper, id)`` with time bounds, simulate; if the task's entry is
+not in the read-write footprint (not due at that ledger, or the resolver said no) it is not
+sent. Otherwise assemble, sign (the keeper signs the auth entry when a channel account is the
+source), journal, ``sendTransaction``, then ``getTransaction`` until SUCCESS / FAILED or the
+ledger close time passes the transaction's max time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+from stellar_sdk import Keypair
+from stellar_sdk import xdr as sx
+from stellar_sdk.auth import authorize_entry
+
+from shard_worker import chain
+from shard_worker.decode import (
+    DecodeError,
+    TaskInfo,
+    decode_counter_entry,
+    decode_task_entry_b64,
+    decode_task_scval_b64,
+)
+from shard_worker.due import skip_reason
+from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
+from shard_worker.journal import Journal, JournalEntry
+from shard_worker.rpc import RpcClient, as_int, expect_dict, expect_list
+from shard_worker.secrets import load_keypair
+from shard_worker.spec import CycleStats, Reporter, WorkerSpec
+from sorotask.exitcodes import ExitCode
+
+__all__ = ["Keeper", "SourceAccount", "run_keeper"]
+
+#: getLedgerEntries accepts at most this many keys a call
+MAX_KEYS_PER_CALL = 200
+#: read-error events reported per cycle (the rest are only counted)
+MAX_READ_ERROR_EVENTS = 20
+#: longest pause (ledgers) before re-simulating a task the simulation declined or failed
+MAX_BACKOFF_LEDGERS = 8
+HEARTBEAT_S = 0.5
+TX_BAD_SEQ = -5
+
+
+@dataclass(slots=True)
+class SourceAccount:
+    """A transaction source with its locally tracked sequence number."""
+
+    keypair: Keypair
+    is_keeper: bool
+    #: last sequence number used on chain (the next transaction uses ``sequence + 1``)
+    sequence: int = 0
+    needs_resync: bool = True
+
+    @property
+    def public_key(self) -> str:
+        return self.keypair.public_key
+
+
+@dataclass(slots=True)
+class _Counters:
+    """Execution outcomes finalized since the last cycle report."""
+
+    executed: int = 0
+    failed: int = 0
+    not_sent: int = 0
+    tx_errors: int = 0
+    fees: int = 0
+    exec_times: list[float] = field(default_factory=list)
+
+
+class _Latest:
+    __slots__ = ("close_time", "sequence")
+
+    def __init__(self, sequence: int, close_time: int) -> None:
+        self.sequence = sequence
+        self.close_time = close_time
+
+
+async def run_keeper(spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) -> int:
+    """Run one shard's keeper until ``stop`` is set; returns an :class:`ExitCode`.
+
+    Never calls ``sys.exit`` and installs no signal handlers.
+    """
+    return await Keeper(spec, reporter, stop).run()
+
+
+class Keeper:
+    def __init__(self, spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) -> None:
+        self.spec = spec
+        self.reporter = reporter
+        self.stop = stop
+        self.log = logger.bind(shard=spec.name)
+        self.rpc: RpcClient | None = None
+        self.keeper: Keypair | None = None
+        self.keeper_address = b""
+        self.accounts: list[SourceAccount] = []
+        self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
+        self._exec_sem = asyncio.Semaphore(max(1, spec.max_concurrent_executions))
+        self.journal = Journal(spec.state_dir, spec.name)
+        self.task_keys = chain.TaskKeys(spec.contract_id)
+        self._key_to_id: dict[str, int] = {}
+        self._get_task: chain.GetTaskTemplate | None = None
+        # per-task caches
+        self._xdr: dict[int, str] = {}
+        self._info: dict[int, TaskInfo] = {}
+        self._backoff: dict[int, tuple[int, int]] = {}  # id -> (until ledger, step)
+        self.in_flight: set[int] = set()
+        self._exec_tasks: set[asyncio.Task[None]] = set()
+        self._waiting = 0  # dispatched executions not yet started (queue depth)
+        self._stopping = False
+        self._counters = _Counters()
+        self._cycle_no = 0
+        self._last_ledger = -1
+        self._latest: _Latest | None = None
+        self.totals: dict[str, int] = {
+            "cycles": 0,
+            "executed": 0,
+            "failed": 0,
+            "not_sent_by_simulation": 0,
+            "tx_errors": 0,
+            "fees_spent": 0,
+            "read_errors": 0,
+            "cycle_errors": 0,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> int:
+        hb = asyncio.create_task(self._heartbeat(), name=f"{self.spec.name}-heartbeat")
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an unexpected bug: report and let the supervisor restart
+            self.log.exception("keeper crashed: {}", exc)
+            self._safe(self.reporter.event, "crash", {"error": f"{type(exc).__name__}: {exc}"})
+            return ExitCode.CRASH
+        finally:
+            hb.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hb
+
+    async def _run(self) -> int:
+        try:
+            self._load_secrets()
+        except FatalConfigError as exc:
+            return self._fatal(str(exc))
+        assert self.keeper is not None
+        self._safe(
+            self.reporter.hello,
+            os.getpid(),
+            self.keeper.public_key,
+            [a.public_key for a in self.accounts if not a.is_keeper],
+        )
+        self.rpc = RpcClient(
+            self.spec.rpc_url,
+            timeout_s=self.spec.rpc_timeout_s,
+            max_connections=max(8, self.spec.max_concurrent_reads + 2 * len(self.accounts) + 4),
+        )
+        try:
+            try:
+                ready = await self._preflight()
+            except FatalConfigError as exc:
+                return self._fatal(str(exc))
+            if ready:
+                self._resolve_journal()
+                await self._loop()
+            await self._drain()
+            self._safe(self.reporter.goodbye, self._final())
+            return ExitCode.OK
+        finally:
+            await self.rpc.aclose()
+
+    def _fatal(self, message: str) -> int:
+        self.log.error("fatal: {}", message)
+        self._safe(self.reporter.fatal, int(ExitCode.CONFIG), message)
+        return ExitCode.CONFIG
+
+    def _safe(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a reporter must not break the keeper
+            self.log.warning("reporter {} failed: {}", getattr(fn, "__name__", fn), exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._safe(self.reporter.heartbeat)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    def _load_secrets(self) -> None:
+        spec = self.spec
+        if not chain.is_valid_contract_id(spec.contract_id):
+            raise FatalConfigError(
+                f"contract id {spec.contract_id!r} is not a valid contract address (C...)"
+            )
+        self.keeper = load_keypair(spec.secret)
+        self.keeper_address = chain.sc_address_bytes(self.keeper.public_key)
+        accounts = [SourceAccount(self.keeper, True)]
+        seen = {self.keeper.public_key}
+        for ref in spec.channel_secrets:
+            kp = load_keypair(ref)
+            if kp.public_key in seen:
+                raise FatalConfigError(
+                    f"channel account in {ref.describe()} ({kp.public_key}) duplicates the "
+                    "keeper or another channel account: give each source its own key"
+                )
+            seen.add(kp.public_key)
+            accounts.append(SourceAccount(kp, False))
+        # with channel accounts the keeper keeps to authorizing; the channels are the sources
+        self.accounts = accounts[1:] if len(accounts) > 1 else accounts
+        self._get_task = chain.GetTaskTemplate(
+            spec.contract_id, self.keeper.public_key, spec.network_passphrase
+        )
+
+    async def _preflight(self) -> bool:
+        """Level-4 checks; retries RPC failures until ``stop``. False when stopped first."""
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                await self._check_config()
+                return True
+            except RpcError as exc:
+                self.log.warning("start-up checks: RPC unavailable ({}); retrying", exc)
+                self._safe(self.reporter.event, "rpc_unavailable", {"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    async def _check_config(self) -> None:
+        rpc = self._rpc
+        spec = self.spec
+        net = expect_dict(await rpc.call("getNetwork"), "getNetwork")
+        passphrase = net.get("passphrase")
+        if not isinstance(passphrase, str):
+            raise RpcMalformedError("getNetwork", "passphrase missing")
+        if passphrase != spec.network_passphrase:
+            raise FatalConfigError(
+                f"wrong network: RPC server {spec.rpc_url} serves network {passphrase!r} but "
+                f"the shard is configured for {spec.network_passphrase!r}; fix "
+                "network_passphrase or rpc_url"
+            )
+        found = await self._ledger_entries([chain.instance_key_b64(spec.contract_id)])
+        if not found:
+            raise FatalConfigError(
+                f"contract {spec.contract_id} not found on network {passphrase!r} at "
+                f"{spec.rpc_url}: check contract_id (is it deployed on this network?)"
+            )
+        friendbot = net.get("friendbotUrl")
+        fb = friendbot if isinstance(friendbot, str) else None
+        assert self.keeper is not None
+        sources_pay = {a.public_key for a in self.accounts}
+        if self.keeper.public_key not in sources_pay:  # keeper only authorizes: must exist
+            await self._check_account(SourceAccount(self.keeper, True), fb, pays_fees=False)
+        for acc in self.accounts:
+            await self._check_account(acc, fb, pays_fees=True)
+
+    async def _check_account(
+        self, acc: SourceAccount, friendbot: str | None, *, pays_fees: bool
+    ) -> None:
+        role = "keeper" if acc.is_keeper else "channel"
+        pub = acc.public_key
+        state = await self._load_account(pub)
+        if state is None:
+            how = f" (e.g. {friendbot.rstrip('/')}?addr={pub})" if friendbot else ""
+            raise FatalConfigError(
+                f"{role} account {pub} does not exist on network "
+                f"{self.spec.network_passphrase!r}: fund it{how} and restart the shard"
+            )
+        if pays_fees and state.spendable < self.spec.min_fee_balance:
+            raise FatalConfigError(
+                f"{role} account {pub} cannot pay fees: {state.spendable / 1e7:.7f} XLM above "
+                f"its reserve, needs at least {self.spec.min_fee_balance / 1e7:.7f} XLM; "
+                "fund it and restart the shard"
+            )
+        for mine in self.accounts:
+            if mine.public_key == pub:
+                mine.sequence = state.sequence
+                mine.needs_resync = False
+
+    async def _load_account(self, public_key: str) -> chain.AccountState | None:
+        entries = await self._ledger_entries([chain.account_key_b64(public_key)])
+        if not entries:
+            return None
+        xdr = entries[0].get("xdr")
+        if not isinstance(xdr, str):
+            raise RpcMalformedError("getLedgerEntries", "account entry without xdr")
+        try:
+            return chain.parse_account_entry(xdr)
+        except Exception as exc:
+            raise RpcMalformedError(
+                "getLedgerEntries", f"undecodable account entry: {exc}"
+            ) from None
+
+    async def _ledger_entries(self, keys: list[str]) -> list[dict[str, Any]]:
+        result = expect_dict(
+            await self._rpc.call("getLedgerEntries", {"keys": keys}), "getLedgerEntries"
+        )
+        entries = result.get("entries") or []
+        return [
+            e for e in expect_list(entries, "getLedgerEntries", "entries") if isinstance(e, dict)
+        ]
+
+    @property
+    def _rpc(self) -> RpcClient:
+        assert self.rpc is not None
+        return self.rpc
+
+    def _final(self) -> dict[str, Any]:
+        final: dict[str, Any] = dict(self.totals)
+        final["in_flight_left"] = len(self.in_flight)
+        final["journal_left"] = len(self.journal)
+        final["rpc_calls"] = self._rpc.total_calls if self.rpc else 0
+        final["rpc_errors"] = self._rpc.total_errors if self.rpc else 0
+        return final
+
+    # ------------------------------------------------------------------ cycles
+
+    async def _loop(self) -> None:
+        interval = max(0.05, self.spec.poll_interval_s)
+        next_start = time.monotonic()
+        while not self.stop.is_set():
+            stats = await self._run_cycle()
+            if stats is not None:
+                self._safe(self.reporter.cycle, stats)
+            next_start += interval
+            now = time.monotonic()
+            if next_start < now:
+                next_start = now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), next_start - now)
+
+    async def _run_cycle(self) -> CycleStats | None:
+        self._cycle_no += 1
+        started = time.time()
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+        stats = CycleStats(
+            shard=self.spec.name,
+            cycle=self._cycle_no,
+            ledger=0,
+            ledger_time=0,
+            started_at=started,
+            duration_s=0.0,
+        )
+        cycle = asyncio.create_task(self._cycle(stats))
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({cycle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not cycle.done():  # stop requested mid-cycle: reads are not worth finishing
+            cycle.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await cycle
+        else:
+            exc = cycle.exception()
+            if exc is not None:
+                self.totals["cycle_errors"] += 1
+                stats.cycle_error = f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, RpcError):
+                    self.log.opt(exception=exc).error("cycle {} failed", self._cycle_no)
+        self._finish_stats(stats)
+        stats.duration_s = time.perf_counter() - t0
+        stats.cpu_s = time.process_time() - cpu0
+        self.totals["cycles"] += 1
+        return stats
+
+    def _finish_stats(self, stats: CycleStats) -> None:
+        c = self._counters
+        self._counters = _Counters()
+        stats.executed = c.executed
+        stats.failed = c.failed
+        stats.not_sent_by_simulation = c.not_sent
+        stats.tx_errors = c.tx_errors
+        stats.fees_spent = c.fees
+        stats.mean_execution_s = sum(c.exec_times) / len(c.exec_times) if c.exec_times else 0.0
+        stats.in_flight = len(self.in_flight)
+        stats.queue_depth = self._waiting
+        if self.rpc is not None:
+            stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
+        self.totals["read_errors"] += stats.read_errors
+
+    async def _cycle(self, stats: CycleStats) -> None:
+        latest_task = asyncio.create_task(self._latest_ledger())
+        counter_task = asyncio.create_task(self._read_counter())
+        try:
+            latest = await latest_task
+            counter = await counter_task
+        finally:
+            for t in (latest_task, counter_task):
+                if not t.done():
+                    t.cancel()
+        stats.ledger = latest.sequence
+        stats.ledger_time = latest.close_time
+        if latest.sequence == self._last_ledger:
+            stats.new_ledger = False
+            return
+        if latest.sequence < self._last_ledger:
+            self.log.warning(
+                "RPC reports ledger {} after {}: ignoring the stale answer",
+                latest.sequence,
+                self._last_ledger,
+            )
+            stats.new_ledger = False
+            stats.cycle_error = f"ledger went backwards ({self._last_ledger} -> {latest.sequence})"
+            return
+        ids = self._registry(counter)
+        if self.spec.read_mode == "simulate":
+            due = await self._read_simulate(ids, latest, stats)
+        else:
+            due = await self._read_ledger_entries(ids, latest, stats)
+        self._last_ledger = latest.sequence
+        self._latest = latest
+        due.sort()
+        stats.due = len(due)
+        for _, task_id in due:
+            self._dispatch(task_id)
+
+    async def _latest_ledger(self) -> _Latest:
+        res = expect_dict(await self._rpc.call("getLatestLedger"), "getLatestLedger")
+        seq = as_int(res, "sequence", "getLatestLedger")
+        close_time = as_int(res, "closeTime", "getLatestLedger")
+        if seq <= 0 or close_time <= 0:
+            raise RpcMalformedError("getLatestLedger", "non-positive sequence or close time")
+        return _Latest(seq, close_time)
+
+    async def _read_counter(self) -> int:
+        entries = await self._ledger_entries([chain.counter_key_b64(self.spec.contract_id)])
+        if not entries:
+            return 0
+        xdr = entries[0].get("xdr")
+        if not isinstance(xdr, str):
+            raise RpcMalformedError("getLedgerEntries", "Counter entry without xdr")
+        try:
+            return decode_counter_entry(xdr)
+        except DecodeError as exc:
+            raise RpcMalformedError("getLedgerEntries", f"undecodable Counter: {exc}") from None
+
+    def _registry(self, counter: int) -> list[int]:
+        spec = self.spec
+        first = max(1, spec.range_first)
+        last = counter if spec.range_last is None else min(spec.range_last, counter)
+        if spec.task_ids is not None:
+            return sorted({i for i in spec.task_ids if first <= i <= last})
+        return list(range(first, last + 1))
+
+    def _key_map(self, ids: list[int]) -> dict[str, int]:
+        key_to_id = self._key_to_id
+        key_b64 = self.task_keys.key_b64
+        for task_id in ids:
+            key = key_b64(task_id)
+            if key not in key_to_id:
+                key_to_id[key] = task_id
+        return key_to_id
+
+    async def _read_ledger_entries(
+        self, ids: list[int], latest: _Latest, stats: CycleStats
+    ) -> list[tuple[int, int]]:
+        key_to_id = self._key_map(ids)
+        key_b64 = self.task_keys.key_b64
+        sem = asyncio.Semaphore(max(1, self.spec.max_concurrent_reads))
+        due: list[tuple[int, int]] = []
+        skipped: dict[str, int] = {}
+        counts = [0, 0, 0, 0]  # checked, decoded, read_errors, archived
+        error_events = [0]
+
+        async def batch(chunk: list[int]) -> None:
+            keys = [key_b64(i) for i in chunk]
+            async with sem:
+                try:
+                    result = await self._rpc.call("getLedgerEntries", {"keys": keys})
+                    entries = expect_list(
+                        expect_dict(result, "getLedgerEntries").get("entries") or [],
+                        "getLedgerEntries",
+                        "entries",
+                    )
+                except RpcError as exc:
+                    counts[2] += len(chunk)
+                    skipped["read_error"] = skipped.get("read_error", 0) + len(chunk)
+                    self._read_error_event(error_events, chunk, str(exc))
+                    return
+            self._classify_entries(
+                entries, len(chunk), key_to_id, latest, due, skipped, counts, error_events
+            )
+
+        chunks = [ids[i : i + MAX_KEYS_PER_CALL] for i in range(0, len(ids), MAX_KEYS_PER_CALL)]
+        await asyncio.gather(*(batch(c) for c in chunks))
+        stats.checked = counts[0]
+        stats.decoded = counts[1]
+        stats.read_errors = counts[2]
+        stats.archived = counts[3]
+        stats.skipped = skipped
+        return due
+
+    def _read_error_event(self, sent: list[int], ids: list[int], error: str) -> None:
+        if sent[0] < MAX_READ_ERROR_EVENTS:
+            sent[0] += 1
+            self._safe(
+                self.reporter.event,
+                "read_error",
+                {"task_ids": ids[:10], "count": len(ids), "error": error},
+            )
+
+    def _classify_entries(
+        self,
+        entries: list[Any],
+        expected: int,
+        key_to_id: dict[str, int],
+        latest: _Latest,
+        due: list[tuple[int, int]],
+        skipped: dict[str, int],
+        counts: list[int],
+        error_events: list[int],
+    ) -> None:
+        """The hot loop: change detection, decode-if-changed, due logic. No SDK objects."""
+        cache_xdr = self._xdr
+        cache_info = self._info
+        in_flight = self.in_flight
+        backoff = self._backoff
+        keeper = self.keeper_address
+        now = latest.close_time
+        ledger = latest.sequence
+        execute_archived = self.spec.execute_archived
+        seen = 0
+        checked = decoded = errors = archived = 0
+        for e in entries:
+            try:
+                task_id = key_to_id[e["key"]]
+                xdr = e["xdr"]
+            except (KeyError, TypeError):
+                errors += 1
+                skipped["read_error"] = skipped.get("read_error", 0) + 1
+                continue
+            seen += 1
+            checked += 1
+            info = cache_info.get(task_id)
+            if info is None or cache_xdr.get(task_id) != xdr:
+                try:
+                    info = decode_task_entry_b64(xdr)
+                except (DecodeError, TypeError) as exc:
+                    errors += 1
+                    skipped["read_error"] = skipped.get("read_error", 0) + 1
+                    cache_info.pop(task_id, None)
+                    self._read_error_event(error_events, [task_id], f"undecodable entry: {exc}")
+                    continue
+                decoded += 1
+                cache_xdr[task_id] = xdr
+                cache_info[task_id] = info
+                backoff.pop(task_id, None)
+            reason = skip_reason(info, now, keeper)
+            if reason is None:
+                live = e.get("liveUntilLedgerSeq")
+                if type(live) is int and live < ledger:
+                    archived += 1
+                    if not execute_archived:
+                        reason = "archived"
+                if reason is None:
+                    if task_id in in_flight:
+                        reason = "in_flight"
+                    else:
+                        b = backoff.get(task_id)
+                        if b is not None and b[0] > ledger:
+                            reason = "backoff"
+                        else:
+                            due.append((info.last_run + info.interval, task_id))
+                            continue
+            skipped[reason] = skipped.get(reason, 0) + 1
+        missing = expected - seen
+        if missing > 0:
+            skipped["missing"] = skipped.get("missing", 0) + missing
+        counts[0] += checked + missing
+        counts[1] += decoded
+        counts[2] += errors
+        counts[3] += archived
+
+    async def _read_simulate(
+        self, ids: list[int], latest: _Latest, stats: CycleStats
+    ) -> list[tuple[int, int]]:
+        """The seed's way: ``simulateTransaction`` of ``get_task`` per task."""
+        assert self._get_task is not None
+        template = self._get_task
+        sem = asyncio.Semaphore(max(1, self.spec.max_concurrent_reads))
+        due: list[tuple[int, int]] = []
+        skipped: dict[str, int] = {}
+        counts = [0, 0, 0, 0]
+        error_events = [0]
+
+        async def one(task_id: int) -> None:
+            async with sem:
+                try:
+                    res = expect_dict(
+                        await self._rpc.call(
+                            "simulateTransaction", {"transaction": template.envelope_b64(task_id)}
+                        ),
+                        "simulateTransaction",
+                    )
+                    if res.get("error"):
+                        raise RpcMalformedError("simulateTransaction", str(res["error"])[:200])
+                    results = expect_list(res.get("results"), "simulateTransaction", "results")
+                    xdr = expect_dict(results[0], "simulateTransaction")["xdr"]
+                    if not isinstance(xdr, str):
+                        raise RpcMalformedError("simulateTransaction", "result xdr not a string")
+                except (RpcError, IndexError, KeyError) as exc:
+                    counts[2] += 1
+                    counts[0] += 1
+                    skipped["read_error"] = skipped.get("read_error", 0) + 1
+                    self._read_error_event(error_events, [task_id], str(exc))
+                    return
+            try:
+                self._classify_sim(task_id, xdr, latest, due, skipped, counts)
+            except DecodeError as exc:
+                counts[0] += 1
+                counts[2] += 1
+                skipped["read_error"] = skipped.get("read_error", 0) + 1
+                self._read_error_event(error_events, [task_id], f"undecodable: {exc}")
+
+        await asyncio.gather(*(one(i) for i in ids))
+        stats.checked = counts[0]
+        stats.decoded = counts[1]
+        stats.read_errors = counts[2]
+        stats.skipped = skipped
+        return due
+
+    def _classify_sim(
+        self,
+        task_id: int,
+        xdr: str,
+        latest: _Latest,
+        due: list[tuple[int, int]],
+        skipped: dict[str, int],
+        counts: list[int],
+    ) -> None:
+        info = self._info.get(task_id)
+        if info is None or self._xdr.get(task_id) != xdr:
+            info = decode_task_scval_b64(xdr)
+            if info is None:  # get_task returned None: no such task
+                skipped["missing"] = skipped.get("missing", 0) + 1
+                counts[0] += 1
+                return
+            counts[1] += 1
+            self._xdr[task_id] = xdr
+            self._info[task_id] = info
+            self._backoff.pop(task_id, None)
+        counts[0] += 1
+        reason = skip_reason(info, latest.close_time, self.keeper_address)
+        if reason is None:
+            if task_id in self.in_flight:
+                reason = "in_flight"
+            else:
+                b = self._backoff.get(task_id)
+                if b is not None and b[0] > latest.sequence:
+                    reason = "backoff"
+                else:
+                    due.append((info.last_run + info.interval, task_id))
+                    return
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    # ------------------------------------------------------------------ executions
+
+    def _dispatch(self, task_id: int) -> None:
+        if self._stopping or task_id in self.in_flight:
+            return
+        self.in_flight.add(task_id)
+        self._waiting += 1
+        task = asyncio.create_task(self._execute(task_id), name=f"execute-{task_id}")
+        self._exec_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
+
+    def _set_backoff(self, task_id: int, ledger: int) -> None:
+        _, step = self._backoff.get(task_id, (0, 0))
+        step = min(MAX_BACKOFF_LEDGERS, max(1, step * 2))
+        self._backoff[task_id] = (ledger + step, step)
+
+    async def _execute(self, task_id: int) -> None:
+        started = False
+        acc: SourceAccount | None = None
+        try:
+            async with self._exec_sem:
+                if self._stopping:
+                    return
+                acc = await self._pool.get()
+                self._waiting -= 1
+                started = True
+                if self._stopping:
+                    return
+                await self._execute_with(acc, task_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # level 2: one execution error, never the keeper
+            self._counters.failed += 1
+            self.totals["failed"] += 1
+            self.log.warning("task {} execution error: {}", task_id, exc)
+            self._safe(
+                self.reporter.event,
+                "failed",
+                {"task_id": task_id, "reason": "error", "error": f"{type(exc).__name__}: {exc}"},
+            )
+            if self._latest is not None:
+                self._set_backoff(task_id, self._latest.sequence)
+        finally:
+            if not started:
+                self._waiting -= 1
+            if acc is not None:
+                self._pool.put_nowait(acc)
+            self.in_flight.discard(task_id)
+
+    async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
+        spec = self.spec
+        assert self.keeper is not None
+        t0 = time.monotonic()
+        if acc.needs_resync:
+            state = await self._load_account(acc.public_key)
+            if state is None:
+                raise RpcMalformedError("getLedgerEntries", f"account {acc.public_key} vanished")
+            acc.sequence = state.sequence
+            acc.needs_resync = False
+        latest = await self._latest_ledger()
+        max_time = latest.close_time + spec.tx_timeout_s
+        te = chain.build_execute_tx(
+            source=acc.public_key,
+            sequence=acc.sequence,
+            keeper=self.keeper.public_key,
+            contract_id=spec.contract_id,
+            task_id=task_id,
+            network_passphrase=spec.network_passphrase,
+            base_fee=spec.base_fee,
+            max_time=max_time,
+        )
+        sim = await self._simulate(te.to_xdr())
+        if sim.get("error"):
+            self._sim_failed(task_id, str(sim["error"]), latest.sequence)
+            return
+        tx_data = sim.get("transactionData")
+        if not isinstance(tx_data, str):
+            raise RpcMalformedError("simulateTransaction", "no transactionData")
+        if not chain.footprint_writes(tx_data, self.task_keys.key_bytes(task_id)):
+            self._counters.not_sent += 1
+            self.totals["not_sent_by_simulation"] += 1
+            self._set_backoff(
+                task_id, as_int(sim, "latestLedger", "simulateTransaction", latest.sequence)
+            )
+            self._safe(self.reporter.event, "not_sent", {"task_id": task_id, "reason": "no_write"})
+            return
+        auth = self._auth_entries(sim)
+        if not acc.is_keeper:
+            valid_until = latest.sequence + max(10, spec.tx_timeout_s)
+            auth = [
+                authorize_entry(a, self.keeper, valid_until, spec.network_passphrase)
+                if a.credentials.type == sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS
+                else a
+                for a in auth
+            ]
+            op = te.transaction.operations[0]
+            op.auth = auth  # type: ignore[attr-defined]
+            # re-simulate with the signed entry so resources include signature verification
+            sim2 = await self._simulate(te.to_xdr())
+            if sim2.get("error"):
+                self._sim_failed(task_id, str(sim2["error"]), latest.sequence)
+                return
+            if isinstance(sim2.get("transactionData"), str):
+                sim, tx_data = sim2, sim2["transactionData"]
+        min_fee = as_int(sim, "minResourceFee", "simulateTransaction")
+        tx = te.transaction
+        tx.soroban_data = sx.SorobanTransactionData.from_xdr(tx_data)
+        tx.fee = spec.base_fee + min_fee
+        tx.operations[0].auth = auth  # type: ignore[attr-defined]
+        te.signatures = []
+        te.sign(acc.keypair)
+        tx_hash = te.hash_hex()
+        entry = JournalEntry(
+            hash=tx_hash,
+            task_id=task_id,
+            source=acc.public_key,
+            sequence=tx.sequence,
+            max_time=max_time,
+            recorded_at=time.time(),
+        )
+        self.journal.add(entry)
+        if not await self._send(te.to_xdr(), entry, acc):
+            return
+        await self._confirm(entry, acc, t0)
+
+    def _auth_entries(self, sim: dict[str, Any]) -> list[sx.SorobanAuthorizationEntry]:
+        results = expect_list(sim.get("results") or [], "simulateTransaction", "results")
+        if not results:
+            return []
+        raw = expect_dict(results[0], "simulateTransaction").get("auth") or []
+        return [
+            sx.SorobanAuthorizationEntry.from_xdr(a)
+            for a in expect_list(raw, "simulateTransaction", "auth")
+        ]
+
+    async def _simulate(self, envelope: str) -> dict[str, Any]:
+        return expect_dict(
+            await self._rpc.call("simulateTransaction", {"transaction": envelope}),
+            "simulateTransaction",
+        )
+
+    def _sim_failed(self, task_id: int, error: str, ledger: int) -> None:
+        self._counters.failed += 1
+        self.totals["failed"] += 1
+        self._set_backoff(task_id, ledger)
+        self._safe(
+            self.reporter.event,
+            "failed",
+            {"task_id": task_id, "reason": "simulation", "error": error[:500]},
+        )
+
+    async def _send(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
+        """True when the transaction may be queued (confirm it); False when it surely is not."""
+        delay = 0.2
+        for _ in range(64):
+            try:
+                res = expect_dict(
+                    await self._rpc.call("sendTransaction", {"transaction": envelope}),
+                    "sendTransaction",
+                )
+                status = res.get("status")
+            except RpcError as exc:
+                # unknown whether it reached the queue: confirm until its time bound passes
+                self.log.warning("task {} send uncertain ({}); confirming", entry.task_id, exc)
+                acc.sequence = entry.sequence
+                acc.needs_resync = True
+                return True
+            if status in ("PENDING", "DUPLICATE"):
+                acc.sequence = entry.sequence
+                return True
+            if status == "TRY_AGAIN_LATER":
+                close = as_int(res, "latestLedgerCloseTime", "sendTransaction", 0)
+                if close > entry.max_time or self._stopping:
+                    self._tx_error(entry, "TRY_AGAIN_LATER until its time bound")
+                    return False
+                await asyncio.sleep(delay * random.uniform(0.7, 1.3))
+                delay = min(delay * 1.5, 1.0)
+                continue
+            if status == "ERROR":
+                code, name = -1, "unknown"
+                raw = res.get("errorResultXdr")
+                if isinstance(raw, str):
+                    with contextlib.suppress(Exception):
+                        code, name = chain.result_code(raw)
+                if code == TX_BAD_SEQ:
+                    acc.needs_resync = True
+                self._tx_error(entry, f"rejected: {name}")
+                return False
+            raise RpcMalformedError("sendTransaction", f"unknown status {status!r}")
+        self._tx_error(entry, "TRY_AGAIN_LATER too many times")
+        return False
+
+    def _tx_error(self, entry: JournalEntry, reason: str) -> None:
+        self.journal.remove(entry.hash)
+        self._counters.tx_errors += 1
+        self.totals["tx_errors"] += 1
+        self._safe(
+            self.reporter.event,
+            "tx_error",
+            {"task_id": entry.task_id, "tx_hash": entry.hash, "reason": reason},
+        )
+
+    async def _confirm(self, entry: JournalEntry, acc: SourceAccount | None, t0: float) -> None:
+        """Poll getTransaction until a final status or the time bound has passed."""
+        poll = max(0.05, self.spec.confirm_poll_s)
+        while True:
+            try:
+                res = expect_dict(
+                    await self._rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
+                )
+                status = res.get("status")
+            except RpcError as exc:
+                self.log.debug("getTransaction {}: {}", entry.hash, exc)
+                await asyncio.sleep(min(2.0, poll * 4))
+                continue
+            if status == "SUCCESS":
+                fee = 0
+                if isinstance(res.get("resultXdr"), str):
+                    with contextlib.suppress(Exception):
+                        fee = chain.fee_charged(res["resultXdr"])
+                self.journal.remove(entry.hash)
+                c = self._counters
+                c.executed += 1
+                c.fees += fee
+                c.exec_times.append(time.monotonic() - t0)
+                self.totals["executed"] += 1
+                self.totals["fees_spent"] += fee
+                self._safe(
+                    self.reporter.event,
+                    "executed",
+                    {
+                        "task_id": entry.task_id,
+                        "tx_hash": entry.hash,
+                        "ledger": res.get("ledger"),
+                        "fee": fee,
+                        "source": entry.source,
+                    },
+                )
+                return
+            if status == "FAILED":
+                fee = 0
+                if isinstance(res.get("resultXdr"), str):
+                    with contextlib.suppress(Exception):
+                        fee = chain.fee_charged(res["resultXdr"])
+                self.journal.remove(entry.hash)
+                self._counters.failed += 1
+                self._counters.fees += fee
+                self.totals["failed"] += 1
+                self.totals["fees_spent"] += fee
+                if self._latest is not None:
+                    self._set_backoff(entry.task_id, self._latest.sequence)
+                self._safe(
+                    self.reporter.event,
+                    "failed",
+                    {"task_id": entry.task_id, "reason": "tx_failed", "tx_hash": entry.hash},
+                )
+                return
+            if status == "NOT_FOUND":
+                close = as_int(res, "latestLedgerCloseTime", "getTransaction", 0)
+                if close > entry.max_time:
+                    if acc is not None:
+                        acc.needs_resync = True  # its sequence number was not consumed
+                    self._tx_error(entry, "not applied before its time bound (expired)")
+                    return
+            await asyncio.sleep(poll)
+
+    def _resolve_journal(self) -> None:
+        """Hold the tasks and source accounts of journaled transactions until resolved."""
+        entries = self.journal.load()
+        if self.journal.corrupt_records:
+            self._safe(
+                self.reporter.event,
+                "journal_corrupt",
+                {"records": self.journal.corrupt_records, "path": str(self.journal.path)},
+            )
+        by_source: dict[str, list[JournalEntry]] = {}
+        for entry in entries:
+            by_source.setdefault(entry.source, []).append(entry)
+            self.in_flight.add(entry.task_id)
+        held = set()
+        for acc in self.accounts:
+            if acc.public_key in by_source:
+                held.add(acc.public_key)
+                task = asyncio.create_task(self._resolve_source(by_source.pop(acc.public_key), acc))
+            else:
+                self._pool.put_nowait(acc)
+                continue
+            self._exec_tasks.add(task)
+            task.add_done_callback(self._exec_tasks.discard)
+        for leftovers in by_source.values():  # a source no longer configured
+            task = asyncio.create_task(self._resolve_source(leftovers, None))
+            self._exec_tasks.add(task)
+            task.add_done_callback(self._exec_tasks.discard)
+        if entries:
+            self.log.info("resolving {} journaled transaction(s) before reuse", len(entries))
+            self._safe(
+                self.reporter.event,
+                "journal_resolving",
+                {"count": len(entries), "task_ids": sorted(e.task_id for e in entries)[:50]},
+            )
+
+    async def _resolve_source(self, entries: list[JournalEntry], acc: SourceAccount | None) -> None:
+        try:
+            for entry in sorted(entries, key=lambda e: e.sequence):
+                try:
+                    await self._confirm(entry, acc, time.monotonic())
+                finally:
+                    self.in_flight.discard(entry.task_id)
+        finally:
+            if acc is not None:
+                acc.needs_resync = True
+                self._pool.put_nowait(acc)
+
+    async def _drain(self) -> None:
+        """On stop: nothing new is sent; sent transactions get up to ``stop_grace_s``."""
+        self._stopping = True
+        pending = set(self._exec_tasks)
+        if not pending:
+            return
+        _done, still = await asyncio.wait(pending, timeout=max(0.0, self.spec.stop_grace_s))
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2.0)
+            self.log.warning(
+                "{} execution(s) unresolved at stop; they stay in the journal", len(still)
+            )

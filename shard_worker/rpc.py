@@ -1,0 +1,301 @@
+"""A small, fast Soroban JSON-RPC client: one pooled ``httpx.AsyncClient`` and orjson.
+
+* per-request timeouts; retries with exponential backoff and jitter on timeouts, connection
+  errors, dropped/truncated responses, HTTP 429 and 5xx (bounded attempts);
+* JSON-RPC error objects raise :class:`RpcResponseError` carrying the code (not retried);
+* anything that is not a well-formed JSON-RPC response raises :class:`RpcMalformedError`;
+* per-method call / error / latency counters, drained once per cycle into ``CycleStats``.
+
+Also :class:`HttpxAsyncClient`, an httpx implementation of stellar-sdk's ``BaseAsyncClient``
+for code that wants to use ``SorobanServerAsync`` over the same connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import orjson
+from stellar_sdk.client.base_async_client import BaseAsyncClient
+from stellar_sdk.client.response import Response
+from stellar_sdk.exceptions import ConnectionError as SdkConnectionError
+
+from shard_worker.errors import (
+    RpcError,
+    RpcMalformedError,
+    RpcResponseError,
+    RpcTransportError,
+)
+
+__all__ = [
+    "HttpxAsyncClient",
+    "MethodCounters",
+    "RpcClient",
+    "as_int",
+    "expect_dict",
+    "expect_list",
+]
+
+_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
+
+class MethodCounters:
+    """Calls (HTTP attempts), errors and summed latency of one RPC method."""
+
+    __slots__ = ("calls", "errors", "latency_s")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.errors = 0
+        self.latency_s = 0.0
+
+
+class RpcClient:
+    """Soroban JSON-RPC over one pooled ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = 4,
+        backoff_base_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+        max_connections: int = 32,
+        max_response_bytes: int = 32 * 1024 * 1024,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.max_response_bytes = max_response_bytes
+        self._own_client = client is None
+        self.http = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30.0,
+            ),
+            http2=False,
+        )
+        self._next_id = 0
+        self.counters: dict[str, MethodCounters] = {}
+        #: totals over the client's life (never reset)
+        self.total_calls = 0
+        self.total_errors = 0
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> RpcClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def drain_counters(self) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+        """Per-method (calls, errors, mean latency) since the last drain; resets them."""
+        calls = {m: c.calls for m, c in self.counters.items() if c.calls}
+        errors = {m: c.errors for m, c in self.counters.items() if c.errors}
+        latency = {m: round(c.latency_s / c.calls, 6) for m, c in self.counters.items() if c.calls}
+        self.counters = {}
+        return calls, errors, latency
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        return base * random.uniform(0.5, 1.5)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        attempts: int | None = None,
+    ) -> Any:
+        """Call ``method`` and return its ``result``; raises an :class:`RpcError` subclass."""
+        self._next_id += 1
+        req_id = self._next_id
+        body = orjson.dumps(
+            {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}}
+        )
+        counters = self.counters.get(method)
+        if counters is None:
+            counters = self.counters[method] = MethodCounters()
+        max_attempts = attempts or self.max_attempts
+        timeout = httpx.Timeout(timeout_s or self.timeout_s)
+        last_error: RpcError | None = None
+        for attempt in range(max_attempts):
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt - 1))
+            counters.calls += 1
+            self.total_calls += 1
+            started = time.perf_counter()
+            try:
+                return await self._attempt(method, body, req_id, timeout)
+            except RpcResponseError:
+                counters.errors += 1
+                self.total_errors += 1
+                raise
+            except RpcError as exc:
+                counters.errors += 1
+                self.total_errors += 1
+                last_error = exc
+                if isinstance(exc, RpcTransportError) and not _retryable_status(exc.status):
+                    raise
+            finally:
+                counters.latency_s += time.perf_counter() - started
+        assert last_error is not None
+        raise last_error
+
+    async def _attempt(
+        self, method: str, body: bytes, req_id: int, http_timeout: httpx.Timeout
+    ) -> Any:
+        try:
+            request = self.http.build_request(
+                "POST", self.url, content=body, headers=_JSON_HEADERS, timeout=http_timeout
+            )
+            response = await self.http.send(request, stream=True)
+            try:
+                status = response.status_code
+                length = response.headers.get("content-length")
+                if (
+                    length is not None
+                    and length.isdigit()
+                    and int(length) > self.max_response_bytes
+                ):
+                    raise RpcMalformedError(method, f"response too large ({length} bytes)")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.max_response_bytes:
+                        raise RpcMalformedError(method, "response too large")
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise RpcTransportError(method, f"timeout ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise RpcTransportError(
+                method, f"transport error ({type(exc).__name__}: {exc})"
+            ) from None
+        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if status != 200:
+            raise RpcTransportError(method, f"HTTP {status}", status=status)
+        try:
+            payload = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise RpcMalformedError(
+                method, f"response is not JSON ({len(content)} bytes)"
+            ) from None
+        if not isinstance(payload, dict):
+            raise RpcMalformedError(method, "response is not a JSON object")
+        if payload.get("id") != req_id:
+            raise RpcMalformedError(method, "response id does not match the request")
+        error = payload.get("error")
+        if error is not None:
+            if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+                raise RpcMalformedError(method, "malformed JSON-RPC error object")
+            raise RpcResponseError(
+                method, error["code"], str(error.get("message", "")), error.get("data")
+            )
+        if "result" not in payload:
+            raise RpcMalformedError(method, "response has neither result nor error")
+        return payload["result"]
+
+
+def _retryable_status(status: int | None) -> bool:
+    return status is None or status == 429 or status >= 500
+
+
+def expect_dict(value: Any, method: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RpcMalformedError(method, f"result is {type(value).__name__}, expected an object")
+    return value
+
+
+def expect_list(value: Any, method: str, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RpcMalformedError(method, f"{field} is {type(value).__name__}, expected a list")
+    return value
+
+
+def as_int(obj: dict[str, Any], field: str, method: str, default: int | None = None) -> int:
+    """An integer field that may arrive as a JSON number or (int64) as a string."""
+    value = obj.get(field)
+    if value is None:
+        if default is not None:
+            return default
+        raise RpcMalformedError(method, f"missing field {field}")
+    if isinstance(value, bool):
+        raise RpcMalformedError(method, f"{field} is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise RpcMalformedError(method, f"{field} is not an integer")
+
+
+class HttpxAsyncClient(BaseAsyncClient):
+    """stellar-sdk ``BaseAsyncClient`` over httpx (for ``SorobanServerAsync(client=...)``)."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None, timeout_s: float = 10.0) -> None:
+        self._own = client is None
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+
+    async def get(
+        self,
+        url: str,
+        params: dict[str, str] | None = None,
+        max_content_size: int | None = None,
+    ) -> Response:
+        try:
+            resp = await self.client.get(url, params=params)
+        except httpx.HTTPError as exc:
+            raise SdkConnectionError(exc) from exc
+        if max_content_size is not None and len(resp.content) > max_content_size:
+            from stellar_sdk.exceptions import ContentSizeLimitExceededError
+
+            raise ContentSizeLimitExceededError(
+                f"Response content size exceeds the limit of {max_content_size} bytes"
+            )
+        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
+
+    async def post(
+        self,
+        url: str,
+        data: dict[str, str] | None = None,
+        json_data: dict[str, Any] | None = None,
+    ) -> Response:
+        try:
+            if json_data is not None:
+                resp = await self.client.post(
+                    url, content=orjson.dumps(json_data), headers=_JSON_HEADERS
+                )
+            else:
+                resp = await self.client.post(url, data=data)
+        except httpx.HTTPError as exc:
+            raise SdkConnectionError(exc) from exc
+        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
+
+    async def stream(  # type: ignore[override]
+        self, url: str, params: dict[str, str] | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        raise NotImplementedError("streaming is a Horizon feature; Soroban RPC does not use it")
+        yield {}  # pragma: no cover
+
+    async def close(self) -> None:
+        if self._own:
+            await self.client.aclose()
