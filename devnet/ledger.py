@@ -49,6 +49,7 @@ class LedgerInfo:
     close_time: int
     hash_hex: str
     header_b64: str
+    meta_b64: str
 
 
 class LedgerState:
@@ -115,8 +116,37 @@ class LedgerState:
         )
         raw = header.to_xdr_bytes()
         digest = hashlib.sha256(raw).digest()
+        prev = self._prev_hash
         self._prev_hash = digest
-        return LedgerInfo(seq, close_time, digest.hex(), base64.b64encode(raw).decode())
+        meta = sx.LedgerCloseMeta(
+            v=2,
+            v2=sx.LedgerCloseMetaV2(
+                ext=sx.LedgerCloseMetaExt(v=0),
+                ledger_header=sx.LedgerHeaderHistoryEntry(
+                    hash=sx.Hash(digest),
+                    header=header,
+                    ext=sx.LedgerHeaderHistoryEntryExt(v=0),
+                ),
+                tx_set=sx.GeneralizedTransactionSet(
+                    v=1,
+                    v1_tx_set=sx.TransactionSetV1(
+                        previous_ledger_hash=sx.Hash(prev),
+                        phases=[
+                            sx.TransactionPhase(v=0, v0_components=[]),
+                            sx.TransactionPhase(v=0, v0_components=[]),
+                        ],
+                    ),
+                ),
+                tx_processing=[],
+                upgrades_processing=[],
+                scp_info=[],
+                total_byte_size_of_live_soroban_state=sx.Uint64(0),
+                evicted_keys=[],
+            ),
+        )
+        return LedgerInfo(
+            seq, close_time, digest.hex(), base64.b64encode(raw).decode(), meta.to_xdr()
+        )
 
     # entries -----------------------------------------------------------------------------
     def get(self, key_b64: str) -> Entry | None:

@@ -5,13 +5,14 @@ Everything here runs on the server's event loop thread; no locks are needed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from stellar_sdk import Keypair, Network
+from stellar_sdk import Keypair, Network, parse_transaction_envelope_from_xdr
 
 from devnet.accounts import Accounts
 from devnet.events import EventStore
@@ -29,7 +30,7 @@ from devnet.transactions import (
     validate_for_submit,
 )
 
-NETWORK_PASSPHRASE = "SoroTask Devnet ; September 2025"
+NETWORK_PASSPHRASE = "SoroTask Devnet ; September 2025"  # noqa: S105 - not a secret
 #: keeps at most this many transaction records (oldest dropped first)
 MAX_TX_RECORDS = 250_000
 #: the account that creates seeded tasks (deterministic, funded at start)
@@ -139,9 +140,10 @@ class Devnet:
         return {"status": "PENDING", "hash": ptx.hash_hex, **base}
 
     def _error(self, envelope_b64: str, rej: TxRejected, base: dict[str, Any]) -> dict[str, Any]:
-        import base64
-
-        digest = hashlib.sha256(base64.b64decode(envelope_b64)).hexdigest()
+        try:  # fee-bump and v0 envelopes have their own hash rules: let the SDK apply them
+            digest = parse_transaction_envelope_from_xdr(envelope_b64, self.passphrase).hash_hex()
+        except Exception:
+            digest = hashlib.sha256(base64.b64decode(envelope_b64)).hexdigest()
         return {
             "status": "ERROR",
             "hash": digest,

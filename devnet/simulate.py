@@ -96,12 +96,12 @@ def simulate(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
             "latestLedger": 0,
         }
     hf = ihf.host_function
-    if hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or hf.invoke_contract is None:
+    call = hf.invoke_contract
+    if hf.type != sx.HostFunctionType.HOST_FUNCTION_TYPE_INVOKE_CONTRACT or call is None:
         return {
             "error": "the devnet simulates only InvokeContract host functions",
             "latestLedger": latest,
         }
-    call = hf.invoke_contract
     if call.contract_address.type != sx.SCAddressType.SC_ADDRESS_TYPE_CONTRACT:
         return {"error": "HostError: Error(Value, InvalidInput)", "latestLedger": latest}
     source = muxed_to_account_id(op.source_account) if op.source_account else tx_source

@@ -354,7 +354,9 @@ class Host:
             sc_addr = sx.SCAddress.from_xdr_bytes(xdrfast.sc_address(address))
             nonce = random.randint(-(2**63), 2**63 - 1)
             if address.startswith("G"):
-                self.read(xdrfast.b64(xdrfast.account_key(StrKey.decode_ed25519_public_key(address))))
+                self.read(
+                    xdrfast.b64(xdrfast.account_key(StrKey.decode_ed25519_public_key(address)))
+                )
             self.write(nonce_key(sc_addr, nonce), nonce_entry_b64(sc_addr, nonce), self.ledger_seq)
             creds = sx.SorobanCredentials(
                 type=sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS,
@@ -385,7 +387,12 @@ class Host:
             addr_creds = creds.address if creds.address is not None else creds.address_v2
             if addr_creds is None:
                 continue
-            if scval.from_address(sx.SCVal(sx.SCValType.SCV_ADDRESS, address=addr_creds.address)).address != address:
+            if (
+                scval.from_address(
+                    sx.SCVal(sx.SCValType.SCV_ADDRESS, address=addr_creds.address)
+                ).address
+                != address
+            ):
                 continue
             self._verify_address_credentials(address, entry, addr_creds)
             self.auth.used.add(i)

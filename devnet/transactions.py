@@ -84,9 +84,7 @@ def muxed_to_account_id(muxed: sx.MuxedAccount) -> str:
 
 def transaction_hash(network_id: bytes, tx: sx.Transaction) -> bytes:
     payload = (
-        network_id
-        + sx.EnvelopeType.ENVELOPE_TYPE_TX.value.to_bytes(4, "big")
-        + tx.to_xdr_bytes()
+        network_id + sx.EnvelopeType.ENVELOPE_TYPE_TX.value.to_bytes(4, "big") + tx.to_xdr_bytes()
     )
     return hashlib.sha256(payload).digest()
 
@@ -233,7 +231,7 @@ def validate_for_submit(node: Devnet, ptx: ParsedTx) -> None:
         raise TxRejected(TRC.txINSUFFICIENT_BALANCE)
 
 
-class TryAgainLater(Exception):  # noqa: N818 - named after the status it produces
+class TryAgainLater(Exception):
     pass
 
 

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-grace", type=float, default=20.0, metavar="SECONDS")
     p.add_argument("--rpc-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--base-fee", type=int, default=100, metavar="STROOPS")
+    p.add_argument("--http-client", choices=("aiohttp", "httpx"), default="aiohttp")
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -115,6 +116,7 @@ def spec_from_args(args: argparse.Namespace) -> WorkerSpec:
         stop_grace_s=args.stop_grace,
         state_dir=args.state_dir,
         base_fee=args.base_fee,
+        http_client=args.http_client,
     )
 
 

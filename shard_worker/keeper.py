@@ -123,8 +123,10 @@ class Keeper:
         self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
         self._exec_sem = asyncio.Semaphore(max(1, spec.max_concurrent_executions))
         self.journal = Journal(spec.state_dir, spec.name)
-        self.task_keys = chain.TaskKeys(spec.contract_id)
+        self.task_keys: chain.TaskKeys = None  # type: ignore[assignment]  # set at start
         self._key_to_id: dict[str, int] = {}
+        self._chunk_ids: list[int] = []
+        self._chunk_list: list[tuple[list[int], list[str]]] = []
         self._get_task: chain.GetTaskTemplate | None = None
         # per-task caches
         self._xdr: dict[int, str] = {}
@@ -181,7 +183,9 @@ class Keeper:
         self.rpc = RpcClient(
             self.spec.rpc_url,
             timeout_s=self.spec.rpc_timeout_s,
-            max_connections=max(8, self.spec.max_concurrent_reads + 2 * len(self.accounts) + 4),
+            transport=self.spec.http_client,
+            # httpcore scans every pooled connection per request: keep the pool just big enough
+            max_connections=self.spec.max_concurrent_reads + 2 * len(self.accounts) + 2,
         )
         try:
             try:
@@ -219,6 +223,7 @@ class Keeper:
             raise FatalConfigError(
                 f"contract id {spec.contract_id!r} is not a valid contract address (C...)"
             )
+        self.task_keys = chain.TaskKeys(spec.contract_id)
         self.keeper = load_keypair(spec.secret)
         self.keeper_address = chain.sc_address_bytes(self.keeper.public_key)
         accounts = [SourceAccount(self.keeper, True)]
@@ -379,6 +384,7 @@ class Keeper:
             cycle.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await cycle
+            stats.cycle_error = "interrupted by stop"
         else:
             exc = cycle.exception()
             if exc is not None:
@@ -480,19 +486,32 @@ class Keeper:
                 key_to_id[key] = task_id
         return key_to_id
 
+    def _chunks(self, ids: list[int]) -> list[tuple[list[int], list[str]]]:
+        """The read batches (ids, base64 keys), rebuilt only when the id list changes."""
+        if ids != self._chunk_ids:
+            self._key_map(ids)
+            key_b64 = self.task_keys.key_b64
+            self._chunk_list = [
+                (chunk, [key_b64(i) for i in chunk])
+                for chunk in (
+                    ids[i : i + MAX_KEYS_PER_CALL] for i in range(0, len(ids), MAX_KEYS_PER_CALL)
+                )
+            ]
+            self._chunk_ids = ids
+        return self._chunk_list
+
     async def _read_ledger_entries(
         self, ids: list[int], latest: _Latest, stats: CycleStats
     ) -> list[tuple[int, int]]:
-        key_to_id = self._key_map(ids)
-        key_b64 = self.task_keys.key_b64
+        chunks = self._chunks(ids)
+        key_to_id = self._key_to_id
         sem = asyncio.Semaphore(max(1, self.spec.max_concurrent_reads))
         due: list[tuple[int, int]] = []
         skipped: dict[str, int] = {}
         counts = [0, 0, 0, 0]  # checked, decoded, read_errors, archived
         error_events = [0]
 
-        async def batch(chunk: list[int]) -> None:
-            keys = [key_b64(i) for i in chunk]
+        async def batch(chunk: list[int], keys: list[str]) -> None:
             async with sem:
                 try:
                     result = await self._rpc.call("getLedgerEntries", {"keys": keys})
@@ -510,8 +529,7 @@ class Keeper:
                 entries, len(chunk), key_to_id, latest, due, skipped, counts, error_events
             )
 
-        chunks = [ids[i : i + MAX_KEYS_PER_CALL] for i in range(0, len(ids), MAX_KEYS_PER_CALL)]
-        await asyncio.gather(*(batch(c) for c in chunks))
+        await asyncio.gather(*(batch(c, k) for c, k in chunks))
         stats.checked = counts[0]
         stats.decoded = counts[1]
         stats.read_errors = counts[2]

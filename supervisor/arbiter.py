@@ -109,6 +109,8 @@ class Shard:
     remove_after_stop: bool = False
     last_exit_code: int | None = None
     totals: ShardTotals = field(default_factory=ShardTotals)
+    #: this worker process's cycles only (to add what its goodbye reports beyond them)
+    life: ShardTotals = field(default_factory=ShardTotals)
     ps: psutil.Process | None = None
     rss_bytes: int | None = None
     cpu_percent: float | None = None
@@ -227,17 +229,17 @@ class Arbiter:
         s.hung = False
         s.protocol_error = None
         s.fatal = None
+        s.final = None
         s.backoff_until = None
         s.ps = None
         s.rss_bytes = s.cpu_percent = None
+        s.life = ShardTotals()
         if s.death_at is not None:
             s.replacement = {"spawn_ms": (now - s.death_at) * 1000}
         else:
             s.replacement = {}
         try:
-            parent.send_bytes(
-                messages.encode("spec", spec=s.plan.spec.to_dict(), entry=s.entry)
-            )
+            parent.send_bytes(messages.encode("spec", spec=s.plan.spec.to_dict(), entry=s.entry))
         except (OSError, messages.ProtocolError) as exc:
             logger.error("shard {}: cannot send the spec: {}", s.name, exc)
         logger.info(
@@ -268,8 +270,13 @@ class Arbiter:
         s.kill_at = time.monotonic() + grace
 
     def _terminate_hung(self, s: Shard, why: str) -> None:
-        logger.error("shard {}: worker pid {} {}: SIGTERM, SIGKILL in {:.1f}s", s.name, s.pid,
-                     why, self.settings.kill_grace_s)
+        logger.error(
+            "shard {}: worker pid {} {}: SIGTERM, SIGKILL in {:.1f}s",
+            s.name,
+            s.pid,
+            why,
+            self.settings.kill_grace_s,
+        )
         s.hung = True
         s.term_at = time.monotonic()
         s.kill_at = s.term_at + self.settings.kill_grace_s
@@ -308,8 +315,9 @@ class Arbiter:
 
     def _protocol_violation(self, s: Shard, why: str) -> None:
         s.protocol_error = why
-        logger.error("shard {}: protocol violation from pid {}: {}; restarting it", s.name,
-                     s.pid, why)
+        logger.error(
+            "shard {}: protocol violation from pid {}: {}; restarting it", s.name, s.pid, why
+        )
         if not self.stopping:
             self._terminate_hung(s, "broke the pipe protocol")
             s.hung = False
@@ -320,6 +328,8 @@ class Arbiter:
         t = msg.type
         if t == "heartbeat":
             return
+        if s.final is not None and t in ("hello", "cycle", "goodbye"):
+            raise messages.ProtocolError(f"{t} after goodbye")
         if t == "started":
             if msg["pid"] != s.pid:
                 raise messages.ProtocolError(f"started: pid {msg['pid']} is not {s.pid}")
@@ -344,30 +354,42 @@ class Arbiter:
                 s.state = State.RUNNING
             if s.death_at is not None:
                 s.replacement["hello_ms"] = (now - s.death_at) * 1000
-            logger.info("shard {}: keeper {} running (pid {})", s.name,
-                        msg["keeper_public_key"], s.pid)
+            logger.info(
+                "shard {}: keeper {} running (pid {})", s.name, msg["keeper_public_key"], s.pid
+            )
             return
         if t == "cycle":
             if s.hello is None:
                 raise messages.ProtocolError("cycle before hello")
             s.totals.add_cycle(msg["stats"])
+            s.life.add_cycle(msg["stats"])
             s.last_cycle = msg["stats"]
             s.last_cycle_at = now
             if s.death_at is not None and "first_cycle_ms" not in s.replacement:
                 s.replacement["first_cycle_ms"] = (now - s.death_at) * 1000
-                logger.info("shard {}: replacement timing {}", s.name,
-                            {k: round(v, 1) for k, v in s.replacement.items()})
+                logger.info(
+                    "shard {}: replacement timing {}",
+                    s.name,
+                    {k: round(v, 1) for k, v in s.replacement.items()},
+                )
             return
         if t == "event":
             s.totals.events[msg["kind"]] += 1
             return
         if t == "fatal":
             s.fatal = dict(msg.fields)
-            logger.error("shard {}: fatal error (code {}): {}", s.name, msg["code"],
-                         msg["message"])
+            logger.error("shard {}: fatal error (code {}): {}", s.name, msg["code"], msg["message"])
             return
         if t == "goodbye":
             s.final = dict(msg["final"])
+            # transactions confirmed while draining are in no cycle: count them from the final
+            for key in ("executed", "failed", "not_sent_by_simulation", "fees_spent"):
+                value = s.final.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    extra = value - getattr(s.life, key)
+                    if extra > 0:
+                        setattr(s.totals, key, getattr(s.totals, key) + extra)
+                        setattr(s.life, key, value)
             logger.info("shard {}: goodbye {}", s.name, s.final)
             return
 
@@ -401,8 +423,9 @@ class Arbiter:
                 del self.shards[s.name]
             return
         if s.respawn_plan is not None:
-            logger.info("shard {}: stopped for reload ({}); starting with new settings",
-                        s.name, how)
+            logger.info(
+                "shard {}: stopped for reload ({}); starting with new settings", s.name, how
+            )
             s.plan, s.respawn_plan = s.respawn_plan, None
             s.death_at = None
             self._spawn(s)
@@ -424,8 +447,9 @@ class Arbiter:
             why = "hung (no heartbeat)"
         else:
             why = how
-        logger.warning("shard {}: worker pid exited unexpectedly: {} after {:.1f}s", s.name,
-                       why, uptime)
+        logger.warning(
+            "shard {}: worker pid exited unexpectedly: {} after {:.1f}s", s.name, why, uptime
+        )
         if uptime >= self.settings.restart.stable_after_s:
             s.consecutive = 0
         self._schedule_restart(s, why)
@@ -468,8 +492,9 @@ class Arbiter:
         for s in list(self.shards.values()):
             if s.alive:
                 if s.kill_at is not None and now >= s.kill_at:
-                    logger.error("shard {}: worker pid {} still alive after grace: SIGKILL",
-                                 s.name, s.pid)
+                    logger.error(
+                        "shard {}: worker pid {} still alive after grace: SIGKILL", s.name, s.pid
+                    )
                     self._signal(s, signal.SIGKILL)
                     s.kill_at = None
                 elif (
@@ -477,10 +502,10 @@ class Arbiter:
                     and not s.stop_requested
                     and now - s.last_msg_at > st.heartbeat_timeout_s
                 ):
-                    self._terminate_hung(
-                        s, f"sent nothing for {now - s.last_msg_at:.1f}s (hung)"
-                    )
-            elif s.state == State.BACKOFF and s.backoff_until is not None and now >= s.backoff_until:
+                    self._terminate_hung(s, f"sent nothing for {now - s.last_msg_at:.1f}s (hung)")
+            elif (
+                s.state == State.BACKOFF and s.backoff_until is not None and now >= s.backoff_until
+            ):
                 if self.stopping:
                     s.state = State.STOPPED
                 else:
@@ -499,8 +524,9 @@ class Arbiter:
         if self.stopping and self.shutdown_deadline is not None and now >= self.shutdown_deadline:
             for s in self.shards.values():
                 if s.alive:
-                    logger.error("shard {}: still running after the shutdown grace: SIGKILL",
-                                 s.name)
+                    logger.error(
+                        "shard {}: still running after the shutdown grace: SIGKILL", s.name
+                    )
                     self._signal(s, signal.SIGKILL)
             self.shutdown_deadline = None
 
@@ -562,8 +588,12 @@ class Arbiter:
         self.stopping = True
         self.stop_reason = reason
         grace = self.settings.shutdown_grace_s
-        logger.info("shutting down ({}): stopping {} workers, grace {:.0f}s", reason,
-                    sum(1 for s in self.shards.values() if s.alive), grace)
+        logger.info(
+            "shutting down ({}): stopping {} workers, grace {:.0f}s",
+            reason,
+            sum(1 for s in self.shards.values() if s.alive),
+            grace,
+        )
         self.shutdown_deadline = time.monotonic() + grace
         for s in self.shards.values():
             if s.alive:
@@ -621,8 +651,14 @@ class Arbiter:
                 continue
             np = new[name]
             entry = self._entry_for(name)
-            if np.spec == s.plan.spec and entry == s.entry:
-                s.plan = np  # keys may have been re-derived; same settings
+            same = (
+                np.spec == s.plan.spec
+                and entry == s.entry
+                and np.keeper_public_key == s.plan.keeper_public_key
+                and np.channel_public_keys == s.plan.channel_public_keys
+            )
+            if same and s.state != State.FAILED:  # a reload retries failed shards
+                s.plan = np
                 continue
             changed += 1
             s.entry = entry
@@ -642,8 +678,13 @@ class Arbiter:
                 s = Shard(plan=np, entry=self._entry_for(name))
                 self.shards[name] = s
                 self._spawn(s)
-        logger.info("reload: {} changed, {} added, {} removed, {} unchanged", changed, added,
-                    removed, len(new) - changed - added)
+        logger.info(
+            "reload: {} changed, {} added, {} removed, {} unchanged",
+            changed,
+            added,
+            removed,
+            len(new) - changed - added,
+        )
         return True
 
     # ------------------------------------------------------------------ main loop
@@ -733,8 +774,12 @@ class Arbiter:
                 s.state = State.STOPPED
 
     def _write_runtime_file(self) -> None:
-        info = {"pid": os.getpid(), "status_url": self.status_url, "config": self.config_path,
-                "started_at": self.started_at}
+        info = {
+            "pid": os.getpid(),
+            "status_url": self.status_url,
+            "config": self.config_path,
+            "started_at": self.started_at,
+        }
         path = Path(self.settings.log_dir) / "supervisor.json"
         with contextlib.suppress(OSError):
             tmp = path.with_suffix(".tmp")
@@ -781,6 +826,7 @@ class Arbiter:
             return {
                 "supervisor": {
                     "pid": os.getpid(),
+                    "rss_bytes": self._self_rss(),
                     "uptime_s": round(now - self.started_mono, 3),
                     "stopping": self.stopping,
                     "config": self.config_path,
@@ -788,9 +834,18 @@ class Arbiter:
                     "host_count": self.settings.host_count,
                 },
                 "shards": shards,
-                "totals": dict(total.to_dict(), restarts=self._retired_restarts
-                               + sum(s.restarts for s in self.shards.values())),
+                "totals": dict(
+                    total.to_dict(),
+                    restarts=self._retired_restarts + sum(s.restarts for s in self.shards.values()),
+                ),
             }
+
+    @staticmethod
+    def _self_rss() -> int | None:
+        try:
+            return psutil.Process().memory_info().rss
+        except psutil.Error:
+            return None
 
     def health(self) -> tuple[bool, list[str]]:
         """(healthy, reasons): every shard running with a fresh cycle."""

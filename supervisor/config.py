@@ -15,6 +15,9 @@ Schema (fixed names from issue 4; everything else has a default)::
       tx_timeout_s: 30                # int >= 1 (seconds added to close time for max time bound)
       stop_grace_s: 20                # number > 0 (drain bound when a worker is asked to stop)
       base_fee: 100                   # int >= 100 (stroops)
+      execute_archived: true          # execute archived task entries (restored in simulation)
+      min_fee_balance: 10000000       # stroops each source account needs above its reserve
+      confirm_poll_s: 0.25            # getTransaction poll period while confirming
     supervisor:                       # each key optional
       status_address: "127.0.0.1:9100"  # host:port; port 0 picks a free port; null disables
       log_dir: ./logs                 # relative paths are relative to the config file
@@ -167,8 +170,25 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int], list[Problem]
     if node is None:
         return None, lines, problems
 
+    built: dict[int, Any] = {}
+    in_progress: set[int] = set()
+
     def build(n: yaml.Node, path: Path_) -> Any:
         lines.setdefault(path, n.start_mark.line + 1)
+        if id(n) in built:  # an alias: share the value (no exponential expansion)
+            return built[id(n)]
+        if id(n) in in_progress:
+            raise yaml.YAMLError(f"line {n.start_mark.line + 1}: recursive alias")
+        in_progress.add(id(n))
+        try:
+            value = build_node(n, path)
+        finally:
+            in_progress.discard(id(n))
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
+            built[id(n)] = value
+        return value
+
+    def build_node(n: yaml.Node, path: Path_) -> Any:
         if isinstance(n, yaml.MappingNode):
             loader.flatten_mapping(n)
             out: dict[Any, Any] = {}
@@ -252,7 +272,9 @@ class _Fields:
         for key in data:
             if key not in allowed:
                 hint = _closest(key, allowed)
-                c.error((*path, key), "unknown key" + (f" (did you mean {hint!r}?)" if hint else ""))
+                c.error(
+                    (*path, key), "unknown key" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -401,6 +423,9 @@ WORKER_KEYS = {
     "tx_timeout_s",
     "stop_grace_s",
     "base_fee",
+    "execute_archived",
+    "min_fee_balance",
+    "confirm_poll_s",
 }
 RESTART_KEYS = {
     "max_restarts",
@@ -465,6 +490,9 @@ def _worker_values(c: _Collector, data: Any, path: Path_, base: dict[str, Any]) 
     out["tx_timeout_s"] = f.integer("tx_timeout_s", base["tx_timeout_s"], minimum=1)
     out["stop_grace_s"] = f.number("stop_grace_s", base["stop_grace_s"])
     out["base_fee"] = f.integer("base_fee", base["base_fee"], minimum=100)
+    out["execute_archived"] = f.boolean("execute_archived", base["execute_archived"])
+    out["min_fee_balance"] = f.integer("min_fee_balance", base["min_fee_balance"], minimum=0)
+    out["confirm_poll_s"] = f.number("confirm_poll_s", base["confirm_poll_s"])
     return out
 
 
@@ -473,7 +501,9 @@ def _worker_defaults() -> dict[str, Any]:
     return {k: getattr(d, k) for k in WORKER_KEYS}
 
 
-def _range(c: _Collector, v: Any, path: Path_, *, allow_open: bool) -> tuple[int, int | None] | None:
+def _range(
+    c: _Collector, v: Any, path: Path_, *, allow_open: bool
+) -> tuple[int, int | None] | None:
     if not isinstance(v, list) or len(v) != 2:
         c.error(path, f"expected [first, last], got {_type_name(v)}")
         return None
@@ -554,8 +584,9 @@ def _settings(
     if restart.jitter >= 1:
         c.error(("supervisor", "restart", "jitter"), "must be below 1 (a fraction)")
     host_count = f.integer("host_count", d.host_count, minimum=1)
-    host_index = _resolve_host_index(f.raw("host_index") if f.has("host_index") else 0, c,
-                                     host_index_override)
+    host_index = _resolve_host_index(
+        f.raw("host_index") if f.has("host_index") else 0, c, host_index_override
+    )
     if host_index < 0 or host_index >= host_count:
         c.error(
             ("supervisor", "host_index"),
@@ -619,6 +650,10 @@ def _secret_ref(
     return SecretRef(file=str((base_dir / file).resolve()))
 
 
+def _secret_key(ref: SecretRef) -> str:
+    return "secret_env" if ref.env else "secret_file"
+
+
 def read_secret(ref: SecretRef) -> str:
     """Read a secret from its environment variable or file (raises ValueError with no value)."""
     if ref.env:
@@ -651,7 +686,9 @@ def public_key_of(ref: SecretRef) -> str:
     try:
         return Keypair.from_secret(secret).public_key
     except Exception:
-        raise ValueError(f"{ref.describe()} does not hold a valid Stellar secret seed (S...)") from None
+        raise ValueError(
+            f"{ref.describe()} does not hold a valid Stellar secret seed (S...)"
+        ) from None
     finally:
         del secret
 
@@ -709,7 +746,7 @@ def _shard_list(
                     cf = _Fields(c, item2, cpath, CHANNEL_KEYS)
                     ref = _secret_ref(c, cf, cpath, base_dir)
                     if ref:
-                        channels.append((ref, cpath))
+                        channels.append((ref, (*cpath, _secret_key(ref))))
         task_ids = None
         if f.has("task_ids"):
             t = f.raw("task_ids")
@@ -720,8 +757,9 @@ def _shard_list(
         worker = _worker_values(c, f.raw("worker"), (*path, "worker"), worker_base)
         if name is None or rng is None:
             continue
+        secret_path = (*path, _secret_key(secret)) if secret else path
         drafts.append(
-            _ShardDraft(name, path, rng[0], rng[1], secret, path, channels, task_ids, worker)
+            _ShardDraft(name, path, rng[0], rng[1], secret, secret_path, channels, task_ids, worker)
         )
     return drafts
 
@@ -802,7 +840,9 @@ def _split(
             cval = _pattern(c, f, ckey, path, index=index, channel=j)
             if cval is None:
                 continue
-            ref = SecretRef(env=cval) if ch_env else SecretRef(file=str((base_dir / cval).resolve()))
+            ref = (
+                SecretRef(env=cval) if ch_env else SecretRef(file=str((base_dir / cval).resolve()))
+            )
             channels.append((ref, (*path, ckey)))
         if name is not None:
             shard_last = None if (open_last and i == count - 1) else end
@@ -1002,10 +1042,10 @@ def parse_config(
             state_dir=str(Path(settings.state_dir) / d.name),
             **w,
         )
-        shard_plans.append(
-            ShardPlan(spec, keeper_pk, tuple(ch_pks), host, c.line_of(d.path))
-        )
+        shard_plans.append(ShardPlan(spec, keeper_pk, tuple(ch_pks), host, c.line_of(d.path)))
 
+    c.errors = list(dict.fromkeys(c.errors))
+    c.warnings = list(dict.fromkeys(c.warnings))
     if c.errors:
         raise ConfigError(c.errors)
     if settings.host_count > 1 and not any(s.host == settings.host_index for s in shard_plans):

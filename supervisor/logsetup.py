@@ -18,9 +18,7 @@ from typing import Any
 from loguru import logger
 
 SECRET_RE = re.compile(r"S[A-Z2-7]{55}")
-TEXT_FORMAT = (
-    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[shard]} | {message}"
-)
+TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[shard]} | {message}"
 
 
 @dataclass(frozen=True, slots=True)

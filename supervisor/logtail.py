@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -113,10 +112,8 @@ def tail(path: Path, n: int, do_follow: bool, raw: bool, out: IO[str] = sys.stdo
     elif not do_follow:
         return 1
     if do_follow:
-        recent: deque[str] = deque(maxlen=1)
         try:
             for line in follow(path, start_at_end=path.exists()):
-                recent.append(line)
                 out.write(show(line) + "\n")
                 out.flush()
         except KeyboardInterrupt:

@@ -111,7 +111,8 @@ class ShardCollector:
         yield gauge("rss_bytes", "Worker resident memory", lambda s: s["rss_bytes"])
         yield gauge("cpu_percent", "Worker CPU use", lambda s: s["cpu_percent"])
         yield gauge(
-            "heartbeat_age_seconds", "Seconds since the worker's last message",
+            "heartbeat_age_seconds",
+            "Seconds since the worker's last message",
             lambda s: s["heartbeat_age_s"],
         )
         yield gauge(
@@ -192,7 +193,9 @@ class StatusServer:
         self.httpd.registry = CollectorRegistry(auto_describe=False)
         self.httpd.registry.register(ShardCollector(arbiter))
         self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
             name="status-http",
         )
 

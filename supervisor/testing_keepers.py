@@ -10,6 +10,7 @@ supervisor only through the reporter, like the real one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -59,10 +60,8 @@ async def fake_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> i
         )
         reporter.cycle(stats)
         reporter.event("executed", {"task_id": spec.range_first, "tx_hash": "00" * 32})
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), spec.poll_interval_s)
-        except TimeoutError:
-            pass
     hb.cancel()
     reporter.goodbye({"cycles": n, "in_flight_left": 0})
     return ExitCode.OK
@@ -75,6 +74,22 @@ async def garbage_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -
     reporter.heartbeat()
     await asyncio.sleep(0.5)
     reporter.connection.send_bytes(b"\x80\x04garbage, not json \xff")
+    return await fake_keeper_no_hello(spec, reporter, stop)
+
+
+async def oversized_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> int:
+    """Behaves, then sends a message over the 1 MiB limit."""
+    reporter.hello(os.getpid(), _public_key(spec), [])
+    await asyncio.sleep(0.5)
+    reporter.connection.send_bytes(b"{" + b" " * (2 << 20) + b"}")
+    return await fake_keeper_no_hello(spec, reporter, stop)
+
+
+async def out_of_order_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> int:
+    """Sends a cycle report before its hello."""
+    reporter.heartbeat()
+    await asyncio.sleep(0.3)
+    reporter.cycle({"shard": spec.name, "cycle": 1, "checked": 1})
     return await fake_keeper_no_hello(spec, reporter, stop)
 
 
@@ -101,5 +116,5 @@ async def config_error_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Eve
 async def hang_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> int:
     """Says hello, then blocks its event loop (no more heartbeats)."""
     reporter.hello(os.getpid(), _public_key(spec), [])
-    time.sleep(3600)
+    time.sleep(3600)  # noqa: ASYNC251 - blocking on purpose
     return ExitCode.OK

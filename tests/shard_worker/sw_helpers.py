@@ -31,7 +31,9 @@ def task_config(**kw: Any) -> TaskConfig:
     return TaskConfig(**base)
 
 
-def entry_data(cfg: TaskConfig, task_id: int = 1, contract_id: str = CONTRACT_ID) -> sx.LedgerEntryData:
+def entry_data(
+    cfg: TaskConfig, task_id: int = 1, contract_id: str = CONTRACT_ID
+) -> sx.LedgerEntryData:
     return sx.LedgerEntryData(
         type=sx.LedgerEntryType.CONTRACT_DATA,
         contract_data=sx.ContractDataEntry(

@@ -1,0 +1,7 @@
+"""``python -m devnet``."""
+
+import sys
+
+from devnet.cli import main
+
+sys.exit(main())

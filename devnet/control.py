@@ -1,0 +1,160 @@
+"""Test-control methods (``devnet_*``). A keeper never needs them; tests and benchmarks do.
+
+See devnet/README.md for the parameters and results of each method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stellar_sdk import StrKey
+
+from devnet import xdrfast
+from devnet.faults import FaultParamError, Faults
+from devnet.ledger import DEFAULT_TTL_LEDGERS
+from devnet.node import CREATOR_KEYPAIR, Devnet
+from devnet.sorotask_contract import (
+    RESOLVERS,
+    TARGETS,
+    _encoder,
+    counter_entry_b64,
+    counter_key_b64,
+)
+
+MAX_SEED = 2_000_000
+U64_MAX = 2**64 - 1
+I128_MAX = 2**127 - 1
+
+
+class ControlParamError(ValueError):
+    pass
+
+
+def _int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = params.get(name, default)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ControlParamError(f"{name} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Write ``count`` TaskConfig entries straight into contract storage (no transactions)."""
+    count = _int(params, "count", 1, 1, MAX_SEED)
+    interval = _int(params, "interval", 60, 1, U64_MAX)
+    last_run = _int(params, "last_run", 0, 0, U64_MAX)
+    gas_balance = _int(params, "gas_balance", 1_000_000_000, -(2**127), I128_MAX)
+    whitelist = params.get("whitelist") or []
+    if not isinstance(whitelist, list) or not all(
+        isinstance(a, str) and StrKey.is_valid_ed25519_public_key(a) for a in whitelist
+    ):
+        raise ControlParamError("whitelist must be a list of G... account addresses")
+    resolver_name = params.get("resolver")
+    if resolver_name is not None and (
+        not isinstance(resolver_name, str) or resolver_name not in RESOLVERS
+    ):
+        raise ControlParamError('resolver must be null, "true", "false" or "panic"')
+    target_name = params.get("target", "ok") or "ok"
+    if not isinstance(target_name, str) or target_name not in TARGETS:
+        raise ControlParamError('target must be "ok" or "panic"')
+    function = params.get("function", "run") or "run"
+    if not isinstance(function, str) or not 0 < len(function) <= 32 or not function.isidentifier():
+        raise ControlParamError("function must be a symbol of at most 32 characters")
+    creator = params.get("creator") or CREATOR_KEYPAIR.public_key
+    if not isinstance(creator, str) or not StrKey.is_valid_ed25519_public_key(creator):
+        raise ControlParamError("creator must be a G... account address")
+
+    cid = node.contract_id
+    enc = _encoder(cid)
+    parts = enc.parts(
+        creator=creator,
+        target=TARGETS[target_name],
+        function=function,
+        resolver=RESOLVERS[resolver_name] if resolver_name else None,
+        whitelist=whitelist,
+    )
+    val = enc.config_val(gas_balance=gas_balance, interval=interval, last_run=last_run, **parts)
+    ledger = node.ledger
+    counter_key = counter_key_b64(cid)
+    counter = ledger.get(counter_key)
+    first = 1 if counter is None else int.from_bytes(counter.data()[-8:], "big") + 1
+    last = first + count - 1
+    seq = ledger.sequence
+    live_until = seq + DEFAULT_TTL_LEDGERS
+    entries = ledger.entries
+    b64 = xdrfast.b64
+    key_of = enc.key
+    entry_of = enc.entry
+    from devnet.ledger import Entry
+
+    for task_id in range(first, last + 1):
+        entries[b64(key_of(task_id))] = Entry(b64(entry_of(task_id, val)), seq, live_until)
+    ledger.put(counter_key, counter_entry_b64(cid, last))
+    return {"first_id": first, "last_id": last}
+
+
+def executions(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    task_ids = params.get("task_ids")
+    if task_ids is None:
+        chosen = node.executions
+    else:
+        if not isinstance(task_ids, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in task_ids
+        ):
+            raise ControlParamError("task_ids must be a list of integers")
+        idx = sorted({i for t in task_ids for i in node.executions_by_task.get(t, ())})
+        chosen = [node.executions[i] for i in idx]
+    return {"executions": [e.to_json() for e in chosen]}
+
+
+def set_faults(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        node.faults = Faults.from_params(params)
+    except FaultParamError as exc:
+        raise ControlParamError(str(exc)) from exc
+    return {"faults": node.faults.to_json()}
+
+
+def close_ledger(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    count = _int(params, "count", 1, 1, 1000)
+    applied = 0
+    for _ in range(count):
+        applied += node.close_ledger()
+    return {
+        "sequence": node.ledger.sequence,
+        "closeTime": node.ledger.close_time,
+        "applied": applied,
+    }
+
+
+def stats(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    out = node.stats.to_json()
+    out["pending"] = len(node.pending)
+    out["ledger"] = node.ledger.sequence
+    out["entries"] = len(node.ledger.entries)
+    out["executions"] = len(node.executions)
+    return out
+
+
+def fund(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Create accounts without HTTP round trips: {addresses: [G...]}."""
+    addrs = params.get("addresses")
+    if not isinstance(addrs, list) or not all(isinstance(a, str) for a in addrs):
+        raise ControlParamError("addresses must be a list of G... addresses")
+    created = []
+    for a in addrs:
+        if node.accounts.get(a) is None:
+            node.accounts.create(a)
+            created.append(a)
+    return {"created": created}
+
+
+METHODS = {
+    "devnet_seedTasks": seed_tasks,
+    "devnet_executions": executions,
+    "devnet_setFaults": set_faults,
+    "devnet_closeLedger": close_ledger,
+    "devnet_stats": stats,
+    "devnet_fund": fund,
+}

@@ -1,0 +1,342 @@
+"""``sorotask run | check-config | status | logs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sorotask.exitcodes import ExitCode
+
+DEFAULT_STATUS_URL = "http://127.0.0.1:9100"
+STATUS_URL_ENV = "SOROTASK_STATUS_URL"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 64, not argparse's 2
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def _print_problems(exc: Any) -> None:
+    print(f"sorotask: invalid configuration ({len(exc.problems)} problems):", file=sys.stderr)
+    for p in exc.problems:
+        print(f"  {p}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- run
+
+
+def run_main(argv: list[str]) -> int:
+    """``sorotask run [--config FILE] [--duration S] [--summary-json PATH]``."""
+    ap = _Parser(
+        prog="sorotask run",
+        description="Run the sharded keeper supervisor. Without --config: a demo on an "
+        "embedded local devnet.",
+    )
+    ap.add_argument("--config", "-c", help="YAML shard config (see deploy/examples)")
+    ap.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
+    ap.add_argument("--summary-json", help="write the final summary as JSON to this path")
+    ap.add_argument("--host-index", type=int, help="override supervisor.host_index")
+    ap.add_argument("--demo-shards", type=int, default=3, help=argparse.SUPPRESS)
+    ap.add_argument("--demo-tasks", type=int, default=300, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.duration is not None and args.duration <= 0:
+        ap.error("--duration must be > 0")
+    if args.config is None:
+        from supervisor.demo import run_demo
+
+        return run_demo(
+            duration=args.duration,
+            summary_json=args.summary_json,
+            shards=args.demo_shards,
+            tasks=args.demo_tasks,
+        )
+    from supervisor.config import ConfigError, load_config
+
+    try:
+        plan = load_config(args.config, host_index=args.host_index)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return ExitCode.CONFIG
+    return run_plan(
+        plan, config_path=args.config, duration=args.duration, summary_json=args.summary_json
+    )
+
+
+def run_plan(
+    plan: Any,
+    *,
+    config_path: str | None,
+    duration: float | None,
+    summary_json: str | None,
+) -> int:
+    """Run the supervisor for ``plan``; print (and maybe write) the summary."""
+    from loguru import logger
+
+    from supervisor.arbiter import Arbiter
+    from supervisor.logsetup import LogSettings, configure
+    from supervisor.stats import summary_table
+
+    st = plan.settings
+    configure(
+        LogSettings(st.log_dir, st.log_level, st.json_logs, st.log_rotation_mb, st.log_retention),
+        "supervisor",
+        stderr=True,
+    )
+    for w in plan.warnings:
+        logger.warning("config: {}", w)
+    arbiter = Arbiter(plan, config_path=str(Path(config_path).resolve()) if config_path else None)
+    arbiter.install_signal_handlers()
+    code = arbiter.run(duration=duration)
+    doc = arbiter.summary()
+    states = {n: s["state"] for n, s in doc["shards"].items()}
+    print("\nsorotask: summary")
+    print(summary_table(doc, states))
+    for name, row in doc["shards"].items():
+        if row.get("failed_reason"):
+            print(f"  shard {name} FAILED: {row['failed_reason']}")
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(doc, indent=2) + "\n")
+    return code
+
+
+# ---------------------------------------------------------------------------------- check-config
+
+
+def check_config_main(argv: list[str]) -> int:
+    """``sorotask check-config FILE [--host-index N] [--json]``."""
+    ap = _Parser(prog="sorotask check-config", description="Validate a config; print the plan.")
+    ap.add_argument("file")
+    ap.add_argument("--host-index", type=int, help="check as this host (default from config)")
+    ap.add_argument("--json", action="store_true", help="print the plan as JSON")
+    ap.add_argument(
+        "--skip-secrets",
+        action="store_true",
+        help="check structure only: do not read secrets (e.g. in CI without the keys)",
+    )
+    args = ap.parse_args(argv)
+    from supervisor.config import ConfigError, load_config
+
+    try:
+        plan = load_config(
+            args.file, host_index=args.host_index, check_secrets=not args.skip_secrets
+        )
+    except ConfigError as exc:
+        _print_problems(exc)
+        return ExitCode.CONFIG
+    st = plan.settings
+    rows = []
+    for s in plan.shards:
+        sp = s.spec
+        rows.append(
+            {
+                "name": s.name,
+                "range": [sp.range_first, sp.range_last],
+                "host": s.host,
+                "keeper": s.keeper_public_key,
+                "channels": list(s.channel_public_keys),
+                "secret": sp.secret.describe(),
+                "poll_interval_s": sp.poll_interval_s,
+                "read_mode": sp.read_mode,
+                "max_concurrent_reads": sp.max_concurrent_reads,
+                "max_concurrent_executions": sp.max_concurrent_executions,
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"file": plan.file, "shards": rows, "warnings": [str(w) for w in plan.warnings]},
+                indent=2,
+            )
+        )
+    else:
+        spec0 = plan.shards[0].spec if plan.shards else None
+        print(f"config {plan.file}: OK, {len(plan.shards)} shards")
+        if spec0:
+            print(f"  network  {spec0.rpc_url}  ({spec0.network_passphrase})")
+            print(f"  contract {spec0.contract_id}")
+        print(f"  status   {st.status_address or '(disabled)'}   logs {st.log_dir}")
+        if st.host_count > 1:
+            print(f"  host     {st.host_index} of {st.host_count} (runs shards marked *)")
+        for r, s in zip(rows, plan.shards, strict=True):
+            last = "open" if r["range"][1] is None else r["range"][1]
+            rng = f"{r['range'][0]}..{last}"
+            mark = "*" if st.host_count > 1 and s.host == st.host_index else " "
+            keeper = r["keeper"] or "(secret not read)"
+            print(
+                f" {mark}{r['name']:<16} {rng:<16} host {r['host']}  "
+                f"keeper {keeper}  ({r['secret']})"
+            )
+            for ch in r["channels"]:
+                print(f"   {'':<16} channel {ch}")
+    for w in plan.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------------- status
+
+
+def _status_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return args.url.rstrip("/")
+    if os.environ.get(STATUS_URL_ENV):
+        return os.environ[STATUS_URL_ENV].rstrip("/")
+    log_dir = args.log_dir
+    if args.config:
+        from supervisor.config import ConfigError, load_config
+
+        try:
+            plan = load_config(args.config, check_secrets=False)
+            log_dir = plan.settings.log_dir
+            if plan.settings.status_address and not plan.settings.status_address.endswith(":0"):
+                return f"http://{plan.settings.status_address}"
+        except ConfigError:
+            pass
+    runtime = Path(log_dir or "./logs") / "supervisor.json"
+    try:
+        url = json.loads(runtime.read_text()).get("status_url")
+        if url:
+            return str(url)
+    except (OSError, ValueError):
+        pass
+    return DEFAULT_STATUS_URL
+
+
+def _fmt_bytes(n: Any) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1048576:.1f}M"
+
+
+def status_main(argv: list[str]) -> int:
+    """``sorotask status [--url URL] [--config FILE] [--log-dir DIR] [--json]``."""
+    ap = _Parser(prog="sorotask status", description="Show the shards of a running supervisor.")
+    ap.add_argument("--url", help=f"status URL (default ${STATUS_URL_ENV} or {DEFAULT_STATUS_URL})")
+    ap.add_argument("--config", help="find the status address in this config")
+    ap.add_argument("--log-dir", help="find the running supervisor through DIR/supervisor.json")
+    ap.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    args = ap.parse_args(argv)
+    url = _status_url(args)
+    try:
+        with urllib.request.urlopen(f"{url}/status", timeout=5) as resp:  # noqa: S310
+            doc = json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"sorotask status: no supervisor answering at {url}: {exc}", file=sys.stderr)
+        return ExitCode.CRASH
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return ExitCode.OK
+    cols = [
+        "shard",
+        "state",
+        "pid",
+        "range",
+        "restarts",
+        "cycles",
+        "checked",
+        "due",
+        "executed",
+        "failed",
+        "rss",
+        "cpu%",
+        "hb_age",
+        "keeper",
+    ]
+    rows = []
+    for s in doc["shards"]:
+        t = s["totals"]
+        last = "open" if s["range"][1] is None else s["range"][1]
+        rows.append(
+            [
+                s["name"],
+                s["state"],
+                str(s["pid"] or "-"),
+                f"{s['range'][0]}..{last}",
+                str(s["restarts"]),
+                str(t["cycles"]),
+                str(t["checked"]),
+                str(t["due"]),
+                str(t["executed"]),
+                str(t["failed"]),
+                _fmt_bytes(s["rss_bytes"]),
+                "-" if s["cpu_percent"] is None else f"{s['cpu_percent']:.0f}",
+                "-" if s["heartbeat_age_s"] is None else f"{s['heartbeat_age_s']:.1f}s",
+                s["keeper"] or "-",
+            ]
+        )
+    t = doc["totals"]
+    rows.append(
+        [
+            "TOTAL",
+            "",
+            "",
+            "",
+            str(t["restarts"]),
+            str(t["cycles"]),
+            str(t["checked"]),
+            str(t["due"]),
+            str(t["executed"]),
+            str(t["failed"]),
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    print(
+        f"supervisor pid {doc['supervisor']['pid']} at {url}, up "
+        f"{doc['supervisor']['uptime_s']:.0f}s"
+        + ("  (stopping)" if doc["supervisor"]["stopping"] else "")
+    )
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    for s in doc["shards"]:
+        if s.get("failed_reason"):
+            print(f"shard {s['name']} FAILED: {s['failed_reason']}")
+    return ExitCode.OK
+
+
+# ---------------------------------------------------------------------------------- logs
+
+
+def logs_main(argv: list[str]) -> int:
+    """``sorotask logs SHARD [-f] [-n LINES] [--log-dir DIR | --config FILE] [--raw]``."""
+    ap = _Parser(prog="sorotask logs", description="Tail one shard's log (or 'supervisor').")
+    ap.add_argument("shard", help="shard name, or 'supervisor'")
+    ap.add_argument("-f", "--follow", action="store_true", help="follow, across rotation")
+    ap.add_argument("-n", "--lines", type=int, default=20, help="lines to show (default 20)")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--log-dir", help="log directory (default ./logs)")
+    g.add_argument("--config", help="take the log directory from this config")
+    ap.add_argument("--raw", action="store_true", help="print JSON log lines as they are")
+    args = ap.parse_args(argv)
+    from supervisor.logtail import tail
+
+    log_dir = Path(args.log_dir or "./logs")
+    if args.config:
+        from supervisor.config import ConfigError, load_config
+
+        try:
+            log_dir = Path(load_config(args.config, check_secrets=False).settings.log_dir)
+        except ConfigError as exc:
+            _print_problems(exc)
+            return ExitCode.CONFIG
+    path = log_dir / f"{args.shard}.log"
+    if not path.exists() and not args.follow:
+        names = sorted(p.stem for p in log_dir.glob("*.log")) if log_dir.is_dir() else []
+        print(
+            f"sorotask logs: no log {path}" + (f"; logs here: {', '.join(names)}" if names else ""),
+            file=sys.stderr,
+        )
+        return ExitCode.CRASH
+    return tail(path, args.lines, args.follow, args.raw)
