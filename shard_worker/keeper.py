@@ -811,6 +811,8 @@ class Keeper:
         tx.operations[0].auth = auth  # type: ignore[attr-defined]
         te.signatures = []
         te.sign(acc.keypair)
+        if self._stopping:  # asked to stop before anything was sent: send nothing new
+            return
         tx_hash = te.hash_hex()
         entry = JournalEntry(
             hash=tx_hash,

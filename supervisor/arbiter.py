@@ -78,6 +78,15 @@ def keeper_entries_from_env(value: str | None) -> dict[str, str]:
     return out
 
 
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 @dataclass(slots=True)
 class Shard:
     """The supervisor's record of one shard and its current worker process."""
@@ -409,11 +418,7 @@ class Arbiter:
         s.pid = None
         s.ps = None
         s.last_exit_code = code
-        how = (
-            f"killed by {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exit code {code}"
-        )
+        how = _describe_exit(code)
         if self.stopping or s.remove_after_stop:
             logger.info("shard {}: worker stopped ({}) after {:.1f}s", s.name, how, uptime)
             s.state = State.STOPPED

@@ -71,7 +71,17 @@ def run_demo(
         print("  mainnet. Run 'sorotask run --config FILE' for a real network")
         print("  (see deploy/examples/).")
         print("=" * 78, flush=True)
-        with DevnetProcess(tasks=0, close_every=1.0) as dn:
+        # A terminal's Ctrl-C reaches the whole process group. The devnet must outlive the
+        # workers' drain, so it starts with SIGINT blocked (a blocked mask is inherited across
+        # fork and exec); it is stopped with SIGTERM once the supervisor is done.
+        devnet = DevnetProcess(tasks=0, close_every=1.0)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            devnet.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        try:
+            dn = devnet
             info = dn.info
             seeded = dn.rpc("devnet_seedTasks", {"count": tasks, "interval": 30})
             first, last = int(seeded["first_id"]), int(seeded["last_id"])
@@ -141,5 +151,7 @@ def run_demo(
             return run_plan(
                 plan, config_path=str(config_path), duration=duration, summary_json=summary_json
             )
+        finally:
+            devnet.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
