@@ -94,6 +94,46 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     return {"first_id": first, "last_id": last}
 
 
+#: ``ScSymbol("gas_balance")`` followed by the ``SCV_I128`` tag, as TaskConfig's map stores it
+_GAS_FIELD = (
+    (15).to_bytes(4, "big") + (11).to_bytes(4, "big") + b"gas_balance\x00" + (10).to_bytes(4, "big")
+)
+
+
+def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Add ``gas_delta`` to the gas balance of tasks first_id..last_id (a deposit, no transaction).
+
+    Benchmarks use it to make many entries change at once (the keeper's changed-entry path).
+    """
+    first = _int(params, "first_id", 1, 1, U64_MAX)
+    last = _int(params, "last_id", first, first, U64_MAX)
+    delta = _int(params, "gas_delta", 1, -(2**64), 2**64)
+    if last - first >= MAX_SEED:
+        raise ControlParamError(f"at most {MAX_SEED} tasks at once")
+    enc = _encoder(node.contract_id)
+    ledger = node.ledger
+    seq = ledger.sequence
+    b64 = xdrfast.b64
+    touched = 0
+    for task_id in range(first, last + 1):
+        key = b64(enc.key(task_id))
+        entry = ledger.get(key)
+        if entry is None:
+            continue
+        data = bytearray(entry.data())
+        at = data.find(_GAS_FIELD)
+        if at < 0:
+            continue
+        at += len(_GAS_FIELD)
+        value = int.from_bytes(data[at : at + 16], "big", signed=True) + delta
+        if not -(2**127) <= value < 2**127:
+            raise ControlParamError(f"gas balance of task {task_id} would overflow i128")
+        data[at : at + 16] = value.to_bytes(16, "big", signed=True)
+        ledger.put(key, b64(bytes(data)), ledger=seq, live_until=entry.live_until)
+        touched += 1
+    return {"touched": touched}
+
+
 def executions(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     task_ids = params.get("task_ids")
     if task_ids is None:
@@ -152,6 +192,7 @@ def fund(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 
 METHODS = {
     "devnet_seedTasks": seed_tasks,
+    "devnet_touchTasks": touch_tasks,
     "devnet_executions": executions,
     "devnet_setFaults": set_faults,
     "devnet_closeLedger": close_ledger,

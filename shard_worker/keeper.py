@@ -129,7 +129,9 @@ class Keeper:
         self._chunk_list: list[tuple[list[int], list[str]]] = []
         self._get_task: chain.GetTaskTemplate | None = None
         # per-task caches
-        self._xdr: dict[int, str] = {}
+        #: hash of each task's last base64 entry: change detection without keeping the
+        #: strings (~750 bytes a task); a 64-bit hash collision is the only way to miss a change
+        self._xdr: dict[int, int] = {}
         self._info: dict[int, TaskInfo] = {}
         self._backoff: dict[int, tuple[int, int]] = {}  # id -> (until ledger, step)
         self.in_flight: set[int] = set()
@@ -572,6 +574,8 @@ class Keeper:
             try:
                 task_id = key_to_id[e["key"]]
                 xdr = e["xdr"]
+                if type(xdr) is not str:
+                    raise TypeError("xdr is not a string")
             except (KeyError, TypeError):
                 errors += 1
                 skipped["read_error"] = skipped.get("read_error", 0) + 1
@@ -579,7 +583,8 @@ class Keeper:
             seen += 1
             checked += 1
             info = cache_info.get(task_id)
-            if info is None or cache_xdr.get(task_id) != xdr:
+            xdr_hash = hash(xdr)
+            if info is None or cache_xdr.get(task_id) != xdr_hash:
                 try:
                     info = decode_task_entry_b64(xdr)
                 except (DecodeError, TypeError) as exc:
@@ -589,7 +594,7 @@ class Keeper:
                     self._read_error_event(error_events, [task_id], f"undecodable entry: {exc}")
                     continue
                 decoded += 1
-                cache_xdr[task_id] = xdr
+                cache_xdr[task_id] = xdr_hash
                 cache_info[task_id] = info
                 backoff.pop(task_id, None)
             reason = skip_reason(info, now, keeper)
@@ -676,14 +681,15 @@ class Keeper:
         counts: list[int],
     ) -> None:
         info = self._info.get(task_id)
-        if info is None or self._xdr.get(task_id) != xdr:
+        xdr_hash = hash(xdr)
+        if info is None or self._xdr.get(task_id) != xdr_hash:
             info = decode_task_scval_b64(xdr)
             if info is None:  # get_task returned None: no such task
                 skipped["missing"] = skipped.get("missing", 0) + 1
                 counts[0] += 1
                 return
             counts[1] += 1
-            self._xdr[task_id] = xdr
+            self._xdr[task_id] = xdr_hash
             self._info[task_id] = info
             self._backoff.pop(task_id, None)
         counts[0] += 1
