@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "main",
         "kill workers and break the RPC; report how it recovered",
     ),
-    "bench": ("supervisor.bench", "main", "benchmark the keeper against the seed design"),
+    "bench": ("sorotask.bench", "main", "benchmark the keeper against the seed design"),
 }
 
 

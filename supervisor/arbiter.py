@@ -40,7 +40,7 @@ from sorotask.exitcodes import ExitCode
 from supervisor import messages
 from supervisor.config import ConfigError, Plan, ShardPlan, load_config
 from supervisor.logsetup import LogSettings
-from supervisor.stats import ShardTotals, summary
+from supervisor.stats import ShardTotals, bounded_update, summary
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD, child_main
 
 TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
@@ -383,7 +383,7 @@ class Arbiter:
                 )
             return
         if t == "event":
-            s.totals.events[msg["kind"]] += 1
+            bounded_update(s.totals.events, {msg["kind"]: 1})
             return
         if t == "fatal":
             s.fatal = dict(msg.fields)

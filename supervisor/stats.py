@@ -17,6 +17,19 @@ SUM_FIELDS = (
     "fees_spent",
 )
 SUMMARY_FIELDS = ("cycles", "checked", "due", "executed", "failed", "restarts")
+#: a worker cannot grow the supervisor's memory without bound through label names
+MAX_LABELS = 64
+MAX_LABEL_LEN = 64
+OTHER = "other"
+
+
+def bounded_update(counter: Counter[str], values: dict[str, int]) -> None:
+    """``counter.update(values)`` keeping at most MAX_LABELS short keys (the rest: "other")."""
+    for key, value in values.items():
+        k = str(key)[:MAX_LABEL_LEN]
+        if k not in counter and len(counter) >= MAX_LABELS:
+            k = OTHER
+        counter[k] += value
 
 
 @dataclass(slots=True)
@@ -52,9 +65,9 @@ class ShardTotals:
             setattr(self, name, getattr(self, name) + int(stats.get(name, 0)))
         if stats.get("cycle_error"):
             self.cycle_errors += 1
-        self.skipped.update(stats.get("skipped", {}))
-        self.rpc_calls.update(stats.get("rpc_calls", {}))
-        self.rpc_errors.update(stats.get("rpc_errors", {}))
+        bounded_update(self.skipped, stats.get("skipped", {}))
+        bounded_update(self.rpc_calls, stats.get("rpc_calls", {}))
+        bounded_update(self.rpc_errors, stats.get("rpc_errors", {}))
         duration = float(stats.get("duration_s", 0.0))
         self.cycle_seconds_total += duration
         self.last_cycle_duration_s = duration
@@ -65,7 +78,10 @@ class ShardTotals:
         self.in_flight = int(stats.get("in_flight", 0))
         self.queue_depth = int(stats.get("queue_depth", 0))
         self.last_ledger = max(self.last_ledger, int(stats.get("ledger", 0)))
-        self.rpc_latency_s.update(stats.get("rpc_latency_s", {}))
+        for key, value in stats.get("rpc_latency_s", {}).items():
+            k = str(key)[:MAX_LABEL_LEN]
+            if k in self.rpc_latency_s or len(self.rpc_latency_s) < MAX_LABELS:
+                self.rpc_latency_s[k] = float(value)
 
     def add(self, other: ShardTotals) -> None:
         """Sum another shard's totals into this one (for the overall total)."""

@@ -10,8 +10,7 @@ import time
 import httpx
 import orjson
 from aiohttp import web
-from conftest import Keys, make_spec
-from sw_helpers import RecordingReporter
+from sw_helpers import Keys, RecordingReporter, make_spec
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper

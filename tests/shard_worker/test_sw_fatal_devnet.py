@@ -6,9 +6,8 @@ import asyncio
 import os
 
 import pytest
-from conftest import Keys, make_spec
 from stellar_sdk import Keypair, StrKey
-from sw_helpers import RecordingReporter
+from sw_helpers import Keys, RecordingReporter, make_spec
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Keys, make_spec
-from sw_helpers import RecordingReporter
+from sw_helpers import Keys, RecordingReporter, make_spec
 
 from devnet.process import DevnetProcess
 from shard_worker.journal import Journal

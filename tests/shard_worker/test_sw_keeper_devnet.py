@@ -6,9 +6,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from conftest import Keys, make_spec, run_until
 from stellar_sdk import Keypair
-from sw_helpers import RecordingReporter
+from sw_helpers import Keys, RecordingReporter, make_spec, run_until
 
 from devnet.process import DevnetProcess
 from sorotask.exitcodes import ExitCode

@@ -130,3 +130,11 @@ class TestStatsAggregation:
         assert doc["restarts"] == 2 and doc["executed"] == 6 and doc["shards"]["b"]["failed"] == 1
         table = summary_table(doc)
         assert "TOTAL" in table and table.splitlines()[0].split()[0] == "shard"
+
+    def test_label_names_from_a_worker_are_bounded(self) -> None:
+        t = ShardTotals()
+        for i in range(500):
+            t.add_cycle({"skipped": {f"reason-{i}" * 10: 1}, "rpc_latency_s": {f"m{i}": 0.1}})
+        assert len(t.skipped) <= 65 and t.skipped["other"] > 0
+        assert all(len(k) <= 64 for k in t.skipped)
+        assert len(t.rpc_latency_s) <= 64

@@ -449,3 +449,18 @@ class TestJsonLogs:
         assert res.returncode == 0
         out = res.stdout.splitlines()
         assert len(out) == 2 and all(" | s1 | " in line for line in out)
+
+
+class TestReloadRetriesFailedShards:
+    def test_sighup_gives_a_failed_shard_another_start(self, tmp_path: Path) -> None:
+        sv = start(tmp_path, keeper=f"{FAKE};s0=supervisor.testing_keepers:config_error_keeper")
+        log = tmp_path / "logs" / "supervisor.log"
+        try:
+            wait_for(lambda: sv.shard("s0")["state"] == "failed", 15)
+            assert log.read_text().count("shard s0: worker pid") == 1
+            sv.signal(signal.SIGHUP)
+            wait_for(lambda: log.read_text().count("shard s0: worker pid") == 2, 10)
+            wait_for(lambda: sv.shard("s0")["state"] == "failed", 15)
+            assert "reload: 1 changed, 0 added, 0 removed, 2 unchanged" in log.read_text()
+        finally:
+            sv.kill_tree()

@@ -1,0 +1,108 @@
+"""A small real run of ``sorotask bench``: it runs end to end and its JSON is complete.
+
+Speed is not asserted here (these machines are noisy); docs/benchmarks.md has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+OURS_KEYS = {
+    "cycle_wall_s",
+    "tasks_checked_per_s",
+    "checked_per_round",
+    "rpc_requests_per_cycle",
+    "devnet_bytes_out_total",
+    "cpu_s_per_1k_unchanged",
+    "cpu_s_per_1k_changed",
+    "rss_bytes_per_worker",
+    "rss_bytes_max",
+    "executions",
+    "wasted_transactions",
+    "executions_per_ledger",
+    "ceiling_per_ledger",
+    "ceiling_utilisation",
+    "due_rate_per_ledger",
+    "regime",
+    "delay_ledgers",
+}
+SEED_KEYS = {
+    "sample_tasks",
+    "sample_cycle_s",
+    "cycle_s",
+    "cycle_s_is_extrapolated",
+    "cpu_s_per_1k",
+    "rpc_requests_per_cycle",
+}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sorotask.cli",
+            "bench",
+            "--tasks",
+            "3000",
+            "--shards",
+            "2",
+            "--latency-ms",
+            "5",
+            "--cycles",
+            "3",
+            "--seed-sample",
+            "300",
+            "--due-fraction",
+            "0.002",
+            "--source-accounts",
+            "2",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stdout
+    return json.loads(lines[0])
+
+
+class TestBenchJson:
+    def test_reports_every_figure_for_our_design(self, report: dict) -> None:
+        assert set(report["ours"]) >= OURS_KEYS
+        assert report["ours"]["cycle_wall_s"]["rounds"] == 3
+        assert report["ours"]["cycle_wall_s"]["p50"] > 0
+
+    def test_reports_the_seed_design_and_ratios(self, report: dict) -> None:
+        assert set(report["seed"]) >= SEED_KEYS
+        assert report["seed"]["sample_tasks"] == 300
+        assert report["seed"]["cycle_s_is_extrapolated"] is True
+        assert set(report["ratio_vs_seed"]) == {
+            "cycle_time",
+            "cpu_per_1k",
+            "rpc_requests_per_cycle",
+        }
+        assert all(v > 0 for v in report["ratio_vs_seed"].values())
+
+    def test_checks_every_task_each_round(self, report: dict) -> None:
+        assert report["ours"]["checked_per_round"] == 3000
+
+    def test_ceiling_is_source_accounts_times_shards(self, report: dict) -> None:
+        assert report["ours"]["ceiling_per_ledger"] == 4
+
+    def test_executes_due_tasks_without_wasting_a_transaction(self, report: dict) -> None:
+        assert report["ours"]["executions"] > 0
+        assert report["ours"]["wasted_transactions"] == 0
+
+    def test_measures_rss_of_every_worker(self, report: dict) -> None:
+        assert set(report["ours"]["rss_bytes_per_worker"]) == {"shard-1", "shard-2"}
+        assert all(v > 10 * 2**20 for v in report["ours"]["rss_bytes_per_worker"].values())
