@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -52,7 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="added to every RPC answer (simulates a remote RPC; not cleared by setFaults)",
     )
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    p.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started it dies (no orphaned devnet)",
+    )
     return p
+
+
+async def _watch_parent(stop: asyncio.Event, parent: int) -> None:
+    """Set ``stop`` once we are re-parented: the process that started us is gone."""
+    while not stop.is_set():
+        if os.getppid() != parent:
+            logger.warning("parent process {} is gone: stopping", parent)
+            stop.set()
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -95,7 +111,12 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    watcher = (
+        asyncio.create_task(_watch_parent(stop, args.parent_pid)) if args.exit_with_parent else None
+    )
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     logger.info("devnet stopping")
     await runner.cleanup()
     return ExitCode.OK
@@ -103,6 +124,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.parent_pid = os.getppid()
     if args.close_every <= 0 or args.ledger_seconds <= 0 or args.tasks < 0:
         print("sorotask devnet: --close-every and --ledger-seconds must be > 0", file=sys.stderr)
         return ExitCode.USAGE

@@ -60,7 +60,11 @@ class DevnetProcess:
         ready_timeout: float = 20.0,
         log_level: str = "INFO",
         log_path: str | os.PathLike[str] | None = None,
+        new_session: bool = False,
     ) -> None:
+        """``new_session``: run the devnet in its own session, so a Ctrl-C in the terminal
+        reaches only its owner, which stops it when it is done (the supervisor's demo drains
+        its workers first). The devnet always exits when its owner dies."""
         self.args = [
             sys.executable,
             "-m",
@@ -77,8 +81,10 @@ class DevnetProcess:
             str(ledger_seconds),
             "--log-level",
             log_level,
+            "--exit-with-parent",
             *extra_args,
         ]
+        self.new_session = new_session
         self.ready_timeout = ready_timeout
         self._log_path = Path(log_path) if log_path else None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -119,6 +125,7 @@ class DevnetProcess:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=env,
+                start_new_session=self.new_session,
             )
         finally:
             log.close()

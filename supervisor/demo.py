@@ -72,14 +72,10 @@ def run_demo(
         print("  (see deploy/examples/).")
         print("=" * 78, flush=True)
         # A terminal's Ctrl-C reaches the whole process group. The devnet must outlive the
-        # workers' drain, so it starts with SIGINT blocked (a blocked mask is inherited across
-        # fork and exec); it is stopped with SIGTERM once the supervisor is done.
-        devnet = DevnetProcess(tasks=0, close_every=1.0)
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            devnet.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        # workers' drain, so it runs in its own session; it is stopped with SIGTERM once the
+        # supervisor is done (and stops by itself if this process dies).
+        devnet = DevnetProcess(tasks=0, close_every=1.0, new_session=True)
+        devnet.start()
         try:
             dn = devnet
             info = dn.info

@@ -9,6 +9,7 @@ import sys
 import time
 
 import orjson
+import psutil
 from dn_helpers import wait_ledgers
 from stellar_sdk import StrKey
 
@@ -71,3 +72,35 @@ class TestDevnetProcess:
             timeout=30,
         )
         assert out.returncode == 64 and out.stdout == b""
+
+
+OWNER = """
+import sys, time
+from devnet.process import DevnetProcess
+dn = DevnetProcess(close_every=1.0, new_session=True)
+dn.start()
+print(dn.pid, flush=True)
+time.sleep(60)
+"""
+
+
+class TestNoOrphanedDevnet:
+    def test_devnet_exits_when_its_owner_is_killed(self) -> None:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        try:
+            assert owner.stdout is not None
+            line = owner.stdout.readline()
+            devnet_pid = int(line)
+            devnet = psutil.Process(devnet_pid)
+            assert devnet.is_running()
+            assert os.getsid(devnet_pid) != os.getsid(owner.pid)  # its own session
+            owner.kill()
+            owner.wait(timeout=10)
+            gone, alive = psutil.wait_procs([devnet], timeout=10)
+            assert gone and not alive, "devnet outlived its owner"
+        finally:
+            if owner.poll() is None:
+                owner.kill()
+                owner.wait()
