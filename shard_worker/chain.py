@@ -1,8 +1,8 @@
-"""Ledger keys, transactions and result decoding for the SoroTask contract.
+"""Ledger keys, transactions and result decoding for the SoroTask contract, without stellar-sdk.
 
-The read path (task keys, ``get_task`` simulation envelopes) uses byte templates built once
-with stellar-sdk, so a cycle never creates SDK objects. The execution path (a few
-transactions a ledger) uses stellar-sdk's builders.
+Everything is raw XDR bytes built by :mod:`shard_worker.txxdr` (the worker process never
+imports stellar-sdk, whose package import alone costs about 50 MB of RSS). The read path
+(task keys, ``get_task`` simulation envelopes) splices the task id into byte templates.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ import base64
 import struct
 from dataclasses import dataclass
 
-from stellar_sdk import Account, Address, Keypair, StrKey, TransactionBuilder, scval
-from stellar_sdk import xdr as sx
-from stellar_sdk.transaction_envelope import TransactionEnvelope
-
-from sorotask.contract import contract_data_key, counter_ledger_key, task_ledger_key
+from shard_worker import txxdr
+from shard_worker.keys import (
+    VERSION_ACCOUNT,
+    VERSION_CONTRACT,
+    StrKeyError,
+    decode_strkey,
+    is_valid_strkey,
+)
 
 __all__ = [
     "AccountState",
@@ -27,67 +30,95 @@ __all__ = [
     "fee_charged",
     "footprint_writes",
     "instance_key_b64",
+    "is_valid_contract_id",
     "parse_account_entry",
     "result_code",
     "sc_address_bytes",
 ]
 
-_MARK = 0x5A0F_7A5C_E1B2_93D4  # a u64 unlikely to occur elsewhere in a template
-_MARK_BYTES = struct.pack(">Q", _MARK)
+_U64 = struct.Struct(">Q").pack
 
 #: stroops per base reserve (0.5 XLM), the network's current value
 BASE_RESERVE = 5_000_000
 
 
-def _split_template(blob: bytes) -> tuple[bytes, bytes]:
-    at = blob.find(_MARK_BYTES)
-    if at < 0 or blob.find(_MARK_BYTES, at + 1) >= 0:
-        raise RuntimeError("template marker not found exactly once")
-    return blob[:at], blob[at + 8 :]
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _contract_hash(contract_id: str) -> bytes:
+    return decode_strkey(VERSION_CONTRACT, contract_id)
+
+
+def task_key_scval(task_id: int) -> bytes:
+    """``DataKey::Task(id)``: ``ScVec[ScSymbol("Task"), ScU64(id)]``."""
+    return txxdr.scv_vec([txxdr.scv_symbol(b"Task"), txxdr.scv_u64(task_id)])
 
 
 class TaskKeys:
-    """Base64 ``LedgerKey`` of ``DataKey::Task(id)`` for one contract, computed by template."""
+    """``LedgerKey`` of ``DataKey::Task(id)`` for one contract: a prefix, the id, a suffix.
+
+    Base64 turns each 3 bytes into 4 characters, so the base64 key is a fixed text prefix
+    (the key's first bytes up to a multiple of 3 before the id) followed by the base64 of a
+    short tail holding the id: :meth:`key_b64` costs one small encode and :meth:`task_id`
+    reads the id back out of a key string.
+    """
+
+    __slots__ = ("_b64_len", "_b64_pre", "_mid", "_post", "_pre", "contract_id")
 
     def __init__(self, contract_id: str) -> None:
         self.contract_id = contract_id
-        self._pre, self._post = _split_template(task_ledger_key(contract_id, _MARK).to_xdr_bytes())
-        self._b64: dict[int, str] = {}
+        marker = 0x5A0F_7A5C_E1B2_93D4
+        blob = txxdr.contract_data_ledger_key(_contract_hash(contract_id), task_key_scval(marker))
+        at = blob.index(_U64(marker))
+        self._pre, self._post = blob[:at], blob[at + 8 :]
+        aligned = at - at % 3  # base64 of the first ``aligned`` bytes never changes
+        self._b64_pre = _b64(blob[:aligned])
+        self._mid = blob[aligned:at]
+        self._b64_len = len(_b64(blob))
 
     def key_bytes(self, task_id: int) -> bytes:
-        return self._pre + struct.pack(">Q", task_id) + self._post
+        return self._pre + _U64(task_id) + self._post
 
     def key_b64(self, task_id: int) -> str:
-        key = self._b64.get(task_id)
-        if key is None:
-            key = base64.b64encode(self.key_bytes(task_id)).decode("ascii")
-            self._b64[task_id] = key
-        return key
+        return self._b64_pre + _b64(self._mid + _U64(task_id) + self._post)
+
+    def task_id(self, key_b64: str) -> int | None:
+        """The task id in a base64 task key of this contract; None for any other key."""
+        pre = self._b64_pre
+        if len(key_b64) != self._b64_len or not key_b64.startswith(pre):
+            return None
+        try:
+            tail = base64.b64decode(key_b64[len(pre) :], validate=True)
+        except ValueError:
+            return None
+        m = len(self._mid)
+        if tail[:m] != self._mid or tail[m + 8 :] != self._post:
+            return None
+        return int.from_bytes(tail[m : m + 8], "big")
 
 
 def counter_key_b64(contract_id: str) -> str:
-    return counter_ledger_key(contract_id).to_xdr()
+    key = txxdr.scv_vec([txxdr.scv_symbol(b"Counter")])
+    return _b64(txxdr.contract_data_ledger_key(_contract_hash(contract_id), key))
 
 
 def instance_key_b64(contract_id: str) -> str:
     """The contract instance's ledger key (exists iff the contract is deployed)."""
-    key = sx.SCVal(type=sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)
-    return contract_data_key(contract_id, key).to_xdr()
+    return _b64(txxdr.contract_data_ledger_key(_contract_hash(contract_id), txxdr.instance_scval()))
 
 
 def account_key_b64(public_key: str) -> str:
-    key = sx.LedgerKey(
-        type=sx.LedgerEntryType.ACCOUNT,
-        account=sx.LedgerKeyAccount(
-            account_id=Keypair.from_public_key(public_key).xdr_account_id()
-        ),
-    )
-    return key.to_xdr()
+    return _b64(txxdr.account_ledger_key(decode_strkey(VERSION_ACCOUNT, public_key)))
 
 
 def sc_address_bytes(address: str) -> bytes:
     """Raw ``SCAddress`` XDR of a G.../C... address (compared against whitelist entries)."""
-    return Address(address).to_xdr_sc_address().to_xdr_bytes()
+    if address.startswith("G"):
+        return txxdr.sc_address_account(decode_strkey(VERSION_ACCOUNT, address))
+    if address.startswith("C"):
+        return txxdr.sc_address_contract(decode_strkey(VERSION_CONTRACT, address))
+    raise StrKeyError("address must be a G... account or a C... contract")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,48 +133,35 @@ class AccountState:
 
 
 def parse_account_entry(xdr_b64: str) -> AccountState:
-    data = sx.LedgerEntryData.from_xdr(xdr_b64)
-    if data.type != sx.LedgerEntryType.ACCOUNT or data.account is None:
-        raise ValueError("not an account entry")
-    acc = data.account
-    subentries = acc.num_sub_entries.uint32
-    sponsoring = sponsored = 0
-    selling = 0
-    v1 = acc.ext.v1
-    if v1 is not None:
-        selling = v1.liabilities.selling.int64
-        v2 = v1.ext.v2
-        if v2 is not None:
-            sponsoring = v2.num_sponsoring.uint32
-            sponsored = v2.num_sponsored.uint32
-    reserve = (2 + subentries + sponsoring - sponsored) * BASE_RESERVE + selling
-    return AccountState(
-        sequence=acc.seq_num.sequence_number.int64,
-        balance=acc.balance.int64,
-        min_balance=reserve,
-    )
+    acc = txxdr.parse_account_entry(base64.b64decode(xdr_b64, validate=True))
+    reserve = (
+        2 + acc.num_sub_entries + acc.num_sponsoring - acc.num_sponsored
+    ) * BASE_RESERVE + acc.selling_liabilities
+    return AccountState(sequence=acc.sequence, balance=acc.balance, min_balance=reserve)
 
 
 class GetTaskTemplate:
-    """Base64 ``get_task(id)`` envelopes for ``simulateTransaction``, by byte template."""
+    """Base64 ``get_task(id)`` envelopes for ``simulateTransaction``, by byte template
+    (source account ``source``, sequence 1, fee 100, time bounds 0..0, unsigned)."""
 
     def __init__(self, contract_id: str, source: str, network_passphrase: str) -> None:
-        tx = (
-            TransactionBuilder(Account(source, 0), network_passphrase, base_fee=100)
-            .append_invoke_contract_function_op(contract_id, "get_task", [scval.to_uint64(_MARK)])
-            .set_timeout(0)
-            .build()
+        del network_passphrase  # an unsigned envelope does not depend on it
+        marker = 0x5A0F_7A5C_E1B2_93D4
+        tx = txxdr.InvokeTx(
+            source=decode_strkey(VERSION_ACCOUNT, source),
+            fee=100,
+            sequence=1,
+            contract=_contract_hash(contract_id),
+            function=b"get_task",
+            args=[txxdr.scv_u64(marker)],
+            time_bounds=(0, 0),
         )
-        self._pre, self._post = _split_template(tx.to_xdr_object().to_xdr_bytes())
-        self._cache: dict[int, str] = {}
+        blob = tx.envelope_bytes()
+        at = blob.index(_U64(marker))
+        self._pre, self._post = blob[:at], blob[at + 8 :]
 
     def envelope_b64(self, task_id: int) -> str:
-        env = self._cache.get(task_id)
-        if env is None:
-            raw = self._pre + struct.pack(">Q", task_id) + self._post
-            env = base64.b64encode(raw).decode("ascii")
-            self._cache[task_id] = env
-        return env
+        return _b64(self._pre + _U64(task_id) + self._post)
 
 
 def build_execute_tx(
@@ -153,37 +171,37 @@ def build_execute_tx(
     keeper: str,
     contract_id: str,
     task_id: int,
-    network_passphrase: str,
     base_fee: int,
     max_time: int,
-) -> TransactionEnvelope:
-    """Unsigned ``execute(keeper, task_id)`` with sequence ``sequence + 1`` and time bounds."""
-    return (
-        TransactionBuilder(Account(source, sequence), network_passphrase, base_fee=base_fee)
-        .append_invoke_contract_function_op(
-            contract_id, "execute", [scval.to_address(keeper), scval.to_uint64(task_id)]
-        )
-        .add_time_bounds(0, max_time)
-        .build()
+) -> txxdr.InvokeTx:
+    """Unsigned ``execute(keeper, task_id)`` with sequence ``sequence + 1``, time bounds
+    ``0..max_time`` and fee ``base_fee`` (the caller adds the resource fee)."""
+    return txxdr.InvokeTx(
+        source=decode_strkey(VERSION_ACCOUNT, source),
+        fee=base_fee,
+        sequence=sequence + 1,
+        contract=_contract_hash(contract_id),
+        function=b"execute",
+        args=[txxdr.scv_address(sc_address_bytes(keeper)), txxdr.scv_u64(task_id)],
+        time_bounds=(0, max_time),
     )
 
 
 def footprint_writes(transaction_data_b64: str, key: bytes) -> bool:
     """True when the simulated footprint has ``key`` (raw LedgerKey XDR) in read-write."""
-    data = sx.SorobanTransactionData.from_xdr(transaction_data_b64)
-    return any(k.to_xdr_bytes() == key for k in data.resources.footprint.read_write)
+    data = base64.b64decode(transaction_data_b64, validate=True)
+    return key in txxdr.footprint_read_write(data)
 
 
 def result_code(result_xdr_b64: str) -> tuple[int, str]:
     """(code, name) of a base64 ``TransactionResult`` (e.g. ``(-5, "txBAD_SEQ")``)."""
-    res = sx.TransactionResult.from_xdr(result_xdr_b64)
-    code = res.result.code
-    return int(code), getattr(code, "name", str(code))
+    _, code, name = txxdr.parse_transaction_result(base64.b64decode(result_xdr_b64))
+    return code, name
 
 
 def fee_charged(result_xdr_b64: str) -> int:
-    return sx.TransactionResult.from_xdr(result_xdr_b64).fee_charged.int64
+    return txxdr.parse_transaction_result(base64.b64decode(result_xdr_b64))[0]
 
 
 def is_valid_contract_id(contract_id: str) -> bool:
-    return StrKey.is_valid_contract(contract_id)
+    return is_valid_strkey(VERSION_CONTRACT, contract_id)

@@ -24,6 +24,8 @@ __all__ = [
     "decode_task_entry_b64",
     "decode_task_scval",
     "decode_task_scval_b64",
+    "skip_sc_address",
+    "skip_scval",
 ]
 
 _U32 = struct.Struct(">I")
@@ -169,6 +171,22 @@ def _skip_val(buf: bytes, off: int, depth: int = 0) -> int:
     if end > len(buf):
         raise DecodeError("truncated SCVal")
     return end
+
+
+def skip_sc_address(buf: bytes, off: int) -> int:
+    """Offset just past the ``SCAddress`` at ``off``; raises :class:`DecodeError`."""
+    try:
+        return _skip_address(buf, off)
+    except struct.error as exc:
+        raise DecodeError(f"truncated XDR: {exc}") from None
+
+
+def skip_scval(buf: bytes, off: int) -> int:
+    """Offset just past the ``SCVal`` at ``off``; raises :class:`DecodeError`."""
+    try:
+        return _skip_val(buf, off)
+    except struct.error as exc:
+        raise DecodeError(f"truncated XDR: {exc}") from None
 
 
 def contract_data_val_offset(buf: bytes) -> int:

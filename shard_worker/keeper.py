@@ -27,6 +27,8 @@ ledger close time passes the transaction's max time.
 from __future__ import annotations
 
 import asyncio
+import binascii
+import collections
 import contextlib
 import os
 import random
@@ -35,11 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
-from stellar_sdk import Keypair
-from stellar_sdk import xdr as sx
-from stellar_sdk.auth import authorize_entry
 
-from shard_worker import chain
+from shard_worker import chain, txxdr
 from shard_worker.decode import (
     DecodeError,
     TaskInfo,
@@ -50,6 +49,7 @@ from shard_worker.decode import (
 from shard_worker.due import skip_reason
 from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
+from shard_worker.keys import Signer
 from shard_worker.rpc import RpcClient, as_int, expect_dict, expect_list
 from shard_worker.secrets import load_keypair
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
@@ -71,7 +71,7 @@ TX_BAD_SEQ = -5
 class SourceAccount:
     """A transaction source with its locally tracked sequence number."""
 
-    keypair: Keypair
+    keypair: Signer
     is_keeper: bool
     #: last sequence number used on chain (the next transaction uses ``sequence + 1``)
     sequence: int = 0
@@ -92,6 +92,15 @@ class _Counters:
     tx_errors: int = 0
     fees: int = 0
     exec_times: list[float] = field(default_factory=list)
+
+
+def _b64decode(text: str, method: str, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise RpcMalformedError(method, f"{what} is not a base64 string")
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise RpcMalformedError(method, f"{what} is not valid base64") from None
 
 
 class _Latest:
@@ -117,11 +126,18 @@ class Keeper:
         self.stop = stop
         self.log = logger.bind(shard=spec.name)
         self.rpc: RpcClient | None = None
-        self.keeper: Keypair | None = None
+        self.keeper: Signer | None = None
+        self.network_id = txxdr.network_id(spec.network_passphrase)
         self.keeper_address = b""
         self.accounts: list[SourceAccount] = []
         self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
-        self._exec_sem = asyncio.Semaphore(max(1, spec.max_concurrent_executions))
+        #: due task ids waiting for a source account, most overdue first
+        self._queue: collections.deque[int] = collections.deque()
+        self._work = asyncio.Event()
+        #: executor / journal-resolver tasks that have (maybe) sent a transaction
+        self._sent_tasks: set[asyncio.Task[None]] = set()
+        #: executors working on a task (simulating, signing, sending or confirming)
+        self._busy: set[asyncio.Task[None]] = set()
         self.journal = Journal(spec.state_dir, spec.name)
         self.task_keys: chain.TaskKeys = None  # type: ignore[assignment]  # set at start
         self._key_to_id: dict[str, int] = {}
@@ -134,9 +150,9 @@ class Keeper:
         self._xdr: dict[int, int] = {}
         self._info: dict[int, TaskInfo] = {}
         self._backoff: dict[int, tuple[int, int]] = {}  # id -> (until ledger, step)
+        #: tasks being executed (or held by a journaled transaction)
         self.in_flight: set[int] = set()
         self._exec_tasks: set[asyncio.Task[None]] = set()
-        self._waiting = 0  # dispatched executions not yet started (queue depth)
         self._stopping = False
         self._counters = _Counters()
         self._cycle_no = 0
@@ -151,6 +167,8 @@ class Keeper:
             "fees_spent": 0,
             "read_errors": 0,
             "cycle_errors": 0,
+            "dropped_unsent_at_stop": 0,
+            "sent_unresolved_at_stop": 0,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -196,6 +214,7 @@ class Keeper:
                 return self._fatal(str(exc))
             if ready:
                 self._resolve_journal()
+                self._start_workers()
                 await self._loop()
             await self._drain()
             self._safe(self.reporter.goodbye, self._final())
@@ -241,9 +260,10 @@ class Keeper:
             accounts.append(SourceAccount(kp, False))
         # with channel accounts the keeper keeps to authorizing; the channels are the sources
         self.accounts = accounts[1:] if len(accounts) > 1 else accounts
-        self._get_task = chain.GetTaskTemplate(
-            spec.contract_id, self.keeper.public_key, spec.network_passphrase
-        )
+        if spec.read_mode == "simulate":
+            self._get_task = chain.GetTaskTemplate(
+                spec.contract_id, self.keeper.public_key, spec.network_passphrase
+            )
 
     async def _preflight(self) -> bool:
         """Level-4 checks; retries RPC failures until ``stop``. False when stopped first."""
@@ -410,7 +430,7 @@ class Keeper:
         stats.fees_spent = c.fees
         stats.mean_execution_s = sum(c.exec_times) / len(c.exec_times) if c.exec_times else 0.0
         stats.in_flight = len(self.in_flight)
-        stats.queue_depth = self._waiting
+        stats.queue_depth = len(self._queue)
         if self.rpc is not None:
             stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
         self.totals["read_errors"] += stats.read_errors
@@ -448,8 +468,7 @@ class Keeper:
         self._latest = latest
         due.sort()
         stats.due = len(due)
-        for _, task_id in due:
-            self._dispatch(task_id)
+        self._enqueue([task_id for _, task_id in due])
 
     async def _latest_ledger(self) -> _Latest:
         res = expect_dict(await self._rpc.call("getLatestLedger"), "getLatestLedger")
@@ -707,34 +726,62 @@ class Keeper:
         skipped[reason] = skipped.get(reason, 0) + 1
 
     # ------------------------------------------------------------------ executions
+    #
+    # Due tasks wait in ``_queue`` (task ids only: a backlog of thousands costs a few bytes
+    # each, not a coroutine each), replaced by every new ledger's due list, most overdue
+    # first. ``max_concurrent_executions`` worker coroutines take a free source account,
+    # then the next queued task, and execute it.
 
-    def _dispatch(self, task_id: int) -> None:
-        if self._stopping or task_id in self.in_flight:
+    def _enqueue(self, due: list[int]) -> None:
+        if self._stopping:
             return
-        self.in_flight.add(task_id)
-        self._waiting += 1
-        task = asyncio.create_task(self._execute(task_id), name=f"execute-{task_id}")
-        self._exec_tasks.add(task)
-        task.add_done_callback(self._exec_tasks.discard)
+        self._queue = collections.deque(due)
+        if due:
+            self._work.set()
+
+    def _start_workers(self) -> None:
+        for n in range(max(1, self.spec.max_concurrent_executions)):
+            task = asyncio.create_task(self._worker(), name=f"{self.spec.name}-executor-{n}")
+            self._exec_tasks.add(task)
+            task.add_done_callback(self._exec_tasks.discard)
+
+    async def _next_task(self) -> int | None:
+        """The next queued task not already in flight; None once stopping."""
+        while not self._stopping:
+            queue = self._queue
+            while queue:
+                task_id = queue.popleft()
+                if task_id not in self.in_flight:
+                    return task_id
+            self._work.clear()
+            await self._work.wait()
+        return None
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._stopping:
+            acc = await self._pool.get()
+            try:
+                task_id = await self._next_task()
+                if task_id is None:
+                    return
+                self._busy.add(me)
+                await self._execute(acc, task_id)
+            finally:
+                self._busy.discard(me)
+                self._sent_tasks.discard(me)
+                self._pool.put_nowait(acc)
 
     def _set_backoff(self, task_id: int, ledger: int) -> None:
         _, step = self._backoff.get(task_id, (0, 0))
         step = min(MAX_BACKOFF_LEDGERS, max(1, step * 2))
         self._backoff[task_id] = (ledger + step, step)
 
-    async def _execute(self, task_id: int) -> None:
-        started = False
-        acc: SourceAccount | None = None
+    async def _execute(self, acc: SourceAccount, task_id: int) -> None:
+        self.in_flight.add(task_id)
         try:
-            async with self._exec_sem:
-                if self._stopping:
-                    return
-                acc = await self._pool.get()
-                self._waiting -= 1
-                started = True
-                if self._stopping:
-                    return
-                await self._execute_with(acc, task_id)
+            await self._execute_with(acc, task_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # level 2: one execution error, never the keeper
@@ -749,10 +796,6 @@ class Keeper:
             if self._latest is not None:
                 self._set_backoff(task_id, self._latest.sequence)
         finally:
-            if not started:
-                self._waiting -= 1
-            if acc is not None:
-                self._pool.put_nowait(acc)
             self.in_flight.discard(task_id)
 
     async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
@@ -767,17 +810,16 @@ class Keeper:
             acc.needs_resync = False
         latest = await self._latest_ledger()
         max_time = latest.close_time + spec.tx_timeout_s
-        te = chain.build_execute_tx(
+        tx = chain.build_execute_tx(
             source=acc.public_key,
             sequence=acc.sequence,
             keeper=self.keeper.public_key,
             contract_id=spec.contract_id,
             task_id=task_id,
-            network_passphrase=spec.network_passphrase,
             base_fee=spec.base_fee,
             max_time=max_time,
         )
-        sim = await self._simulate(te.to_xdr())
+        sim = await self._simulate(tx.envelope_b64())
         if sim.get("error"):
             self._sim_failed(task_id, str(sim["error"]), latest.sequence)
             return
@@ -795,31 +837,24 @@ class Keeper:
         auth = self._auth_entries(sim)
         if not acc.is_keeper:
             valid_until = latest.sequence + max(10, spec.tx_timeout_s)
-            auth = [
-                authorize_entry(a, self.keeper, valid_until, spec.network_passphrase)
-                if a.credentials.type == sx.SorobanCredentialsType.SOROBAN_CREDENTIALS_ADDRESS
-                else a
-                for a in auth
+            tx.auth = [
+                txxdr.sign_auth_entry(a, self.keeper, valid_until, self.network_id) for a in auth
             ]
-            op = te.transaction.operations[0]
-            op.auth = auth  # type: ignore[attr-defined]
             # re-simulate with the signed entry so resources include signature verification
-            sim2 = await self._simulate(te.to_xdr())
+            sim2 = await self._simulate(tx.envelope_b64())
             if sim2.get("error"):
                 self._sim_failed(task_id, str(sim2["error"]), latest.sequence)
                 return
             if isinstance(sim2.get("transactionData"), str):
                 sim, tx_data = sim2, sim2["transactionData"]
+        else:
+            tx.auth = auth
         min_fee = as_int(sim, "minResourceFee", "simulateTransaction")
-        tx = te.transaction
-        tx.soroban_data = sx.SorobanTransactionData.from_xdr(tx_data)
+        tx.soroban_data = _b64decode(tx_data, "simulateTransaction", "transactionData")
         tx.fee = spec.base_fee + min_fee
-        tx.operations[0].auth = auth  # type: ignore[attr-defined]
-        te.signatures = []
-        te.sign(acc.keypair)
+        tx_hash = tx.sign(acc.keypair, self.network_id).hex()
         if self._stopping:  # asked to stop before anything was sent: send nothing new
             return
-        tx_hash = te.hash_hex()
         entry = JournalEntry(
             hash=tx_hash,
             task_id=task_id,
@@ -828,18 +863,21 @@ class Keeper:
             max_time=max_time,
             recorded_at=time.time(),
         )
+        current = asyncio.current_task()
+        if current is not None:
+            self._sent_tasks.add(current)  # from here on a stop waits for it (bounded)
         self.journal.add(entry)
-        if not await self._send(te.to_xdr(), entry, acc):
+        if not await self._send(tx.envelope_b64(), entry, acc):
             return
         await self._confirm(entry, acc, t0)
 
-    def _auth_entries(self, sim: dict[str, Any]) -> list[sx.SorobanAuthorizationEntry]:
+    def _auth_entries(self, sim: dict[str, Any]) -> list[bytes]:
         results = expect_list(sim.get("results") or [], "simulateTransaction", "results")
         if not results:
             return []
         raw = expect_dict(results[0], "simulateTransaction").get("auth") or []
         return [
-            sx.SorobanAuthorizationEntry.from_xdr(a)
+            _b64decode(a, "simulateTransaction", "auth")
             for a in expect_list(raw, "simulateTransaction", "auth")
         ]
 
@@ -995,12 +1033,9 @@ class Keeper:
             else:
                 self._pool.put_nowait(acc)
                 continue
-            self._exec_tasks.add(task)
-            task.add_done_callback(self._exec_tasks.discard)
+            self._track_sent(task)
         for leftovers in by_source.values():  # a source no longer configured
-            task = asyncio.create_task(self._resolve_source(leftovers, None))
-            self._exec_tasks.add(task)
-            task.add_done_callback(self._exec_tasks.discard)
+            self._track_sent(asyncio.create_task(self._resolve_source(leftovers, None)))
         if entries:
             self.log.info("resolving {} journaled transaction(s) before reuse", len(entries))
             self._safe(
@@ -1021,17 +1056,49 @@ class Keeper:
                 acc.needs_resync = True
                 self._pool.put_nowait(acc)
 
+    def _track_sent(self, task: asyncio.Task[None]) -> None:
+        self._exec_tasks.add(task)
+        self._sent_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
+        task.add_done_callback(self._sent_tasks.discard)
+
     async def _drain(self) -> None:
-        """On stop: nothing new is sent; sent transactions get up to ``stop_grace_s``."""
+        """On stop: queued executions and those not yet sent are dropped at once (nothing
+        was sent for them; they are due again next time); transactions already sent get up
+        to ``stop_grace_s`` to reach a final status, then stay in the journal."""
         self._stopping = True
-        pending = set(self._exec_tasks)
-        if not pending:
-            return
-        _done, still = await asyncio.wait(pending, timeout=max(0.0, self.spec.stop_grace_s))
-        for task in still:
+        queued = len(self._queue)
+        self._queue.clear()
+        self._work.set()
+        unsent = [t for t in self._exec_tasks if t not in self._sent_tasks]
+        # executors idle or simulating: cancel them (a worker between journaling and
+        # sending is in ``_sent_tasks`` and waited for)
+        preparing = sum(1 for t in unsent if t in self._busy)
+        for task in unsent:
             task.cancel()
+        if unsent:
+            await asyncio.wait(unsent, timeout=2.0)
+        dropped = queued + preparing
+        sent = set(self._sent_tasks)
+        still: set[asyncio.Task[None]] = set()
+        if sent:
+            _done, still = await asyncio.wait(sent, timeout=max(0.0, self.spec.stop_grace_s))
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=2.0)
+        self.totals["dropped_unsent_at_stop"] = dropped
+        self.totals["sent_unresolved_at_stop"] = len(still)
+        if dropped or sent:
+            self.log.info(
+                "stop: dropped {} execution(s) not yet sent ({} queued, {} preparing); "
+                "waited for {} sent transaction(s)",
+                dropped,
+                queued,
+                preparing,
+                len(sent),
+            )
         if still:
-            await asyncio.wait(still, timeout=2.0)
             self.log.warning(
-                "{} execution(s) unresolved at stop; they stay in the journal", len(still)
+                "{} sent transaction(s) unresolved at stop; they stay in the journal", len(still)
             )

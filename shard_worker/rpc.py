@@ -7,26 +7,21 @@
 * anything that is not a well-formed JSON-RPC response raises :class:`RpcMalformedError`;
 * per-method call / error / latency counters, drained once per cycle into ``CycleStats``.
 
-Also :class:`HttpxAsyncClient`, an httpx implementation of stellar-sdk's ``BaseAsyncClient``
-for code that wants to use ``SorobanServerAsync`` over the same connection pool.
+httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in): the
+default aiohttp transport keeps it out of the worker process. stellar-sdk is never imported
+here (:mod:`shard_worker.sdk_client` has an httpx ``BaseAsyncClient`` for code that wants
+``SorobanServerAsync``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
-import sys
 import time
-from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import httpx
 import orjson
-from stellar_sdk.client.base_async_client import BaseAsyncClient
-from stellar_sdk.client.response import Response
-from stellar_sdk.exceptions import ConnectionError as SdkConnectionError
 
 from shard_worker.errors import (
     RpcError,
@@ -35,20 +30,16 @@ from shard_worker.errors import (
     RpcTransportError,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = [
-    "HttpxAsyncClient",
     "MethodCounters",
     "RpcClient",
     "as_int",
     "expect_dict",
     "expect_list",
 ]
-
-# httpcore runs ``import sniffio`` on every lock it creates; without sniffio installed (newer
-# anyio no longer pulls it in) each failed import walks sys.path: ~10% of the read path's CPU.
-# A None entry in sys.modules makes that import fail at once; httpcore then assumes asyncio.
-if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 #: JSON-RPC "internal error": the one JSON-RPC error code worth retrying
 INTERNAL_ERROR = -32603
@@ -102,6 +93,8 @@ class RpcClient:
         self._own_client = client is None
         self.http = client
         if self.transport == "httpx" and client is None:
+            import httpx  # only for this transport: keeps httpx out of aiohttp workers
+
             self.http = httpx.AsyncClient(
                 timeout=httpx.Timeout(timeout_s),
                 limits=httpx.Limits(
@@ -160,7 +153,7 @@ class RpcClient:
         if counters is None:
             counters = self.counters[method] = MethodCounters()
         max_attempts = attempts or self.max_attempts
-        timeout = httpx.Timeout(timeout_s or self.timeout_s)
+        timeout = timeout_s or self.timeout_s
         last_error: RpcError | None = None
         for attempt in range(max_attempts):
             if attempt:
@@ -187,16 +180,24 @@ class RpcClient:
         assert last_error is not None
         raise last_error
 
-    async def _attempt(
-        self, method: str, body: bytes, req_id: int, http_timeout: httpx.Timeout
-    ) -> Any:
+    async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
         if self.transport == "aiohttp":
-            status, content = await self._post_aiohttp(method, body, http_timeout.read or 10.0)
+            status, content = await self._post_aiohttp(method, body, timeout_s)
             return self._parse(method, status, content, req_id)
+        status, content = await self._post_httpx(method, body, timeout_s)
+        return self._parse(method, status, content, req_id)
+
+    async def _post_httpx(self, method: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
+        import httpx
+
         assert self.http is not None
         try:
             request = self.http.build_request(
-                "POST", self.url, content=body, headers=_JSON_HEADERS, timeout=http_timeout
+                "POST",
+                self.url,
+                content=body,
+                headers=_JSON_HEADERS,
+                timeout=httpx.Timeout(timeout_s),
             )
             response = await self.http.send(request, stream=True)
             try:
@@ -223,8 +224,7 @@ class RpcClient:
             raise RpcTransportError(
                 method, f"transport error ({type(exc).__name__}: {exc})"
             ) from None
-        content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return self._parse(method, status, content, req_id)
+        return status, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _post_aiohttp(self, method: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
         session = self._session
@@ -322,56 +322,3 @@ def as_int(obj: dict[str, Any], field: str, method: str, default: int | None = N
         except ValueError:
             pass
     raise RpcMalformedError(method, f"{field} is not an integer")
-
-
-class HttpxAsyncClient(BaseAsyncClient):
-    """stellar-sdk ``BaseAsyncClient`` over httpx (for ``SorobanServerAsync(client=...)``)."""
-
-    def __init__(self, client: httpx.AsyncClient | None = None, timeout_s: float = 10.0) -> None:
-        self._own = client is None
-        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
-
-    async def get(
-        self,
-        url: str,
-        params: dict[str, str] | None = None,
-        max_content_size: int | None = None,
-    ) -> Response:
-        try:
-            resp = await self.client.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise SdkConnectionError(exc) from exc
-        if max_content_size is not None and len(resp.content) > max_content_size:
-            from stellar_sdk.exceptions import ContentSizeLimitExceededError
-
-            raise ContentSizeLimitExceededError(
-                f"Response content size exceeds the limit of {max_content_size} bytes"
-            )
-        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
-
-    async def post(
-        self,
-        url: str,
-        data: dict[str, str] | None = None,
-        json_data: dict[str, Any] | None = None,
-    ) -> Response:
-        try:
-            if json_data is not None:
-                resp = await self.client.post(
-                    url, content=orjson.dumps(json_data), headers=_JSON_HEADERS
-                )
-            else:
-                resp = await self.client.post(url, data=data)
-        except httpx.HTTPError as exc:
-            raise SdkConnectionError(exc) from exc
-        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
-
-    async def stream(  # type: ignore[override]
-        self, url: str, params: dict[str, str] | None = None
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        raise NotImplementedError("streaming is a Horizon feature; Soroban RPC does not use it")
-        yield {}  # pragma: no cover
-
-    async def close(self) -> None:
-        if self._own:
-            await self.client.aclose()

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stellar_sdk import Keypair, StrKey
-
 from shard_worker.errors import SecretError
+from shard_worker.keys import VERSION_SEED, Signer, StrKeyError, is_valid_strkey
 from shard_worker.spec import SecretRef
 
 __all__ = ["load_keypair", "read_secret"]
@@ -58,16 +57,16 @@ def read_secret(ref: SecretRef) -> str:
     return value
 
 
-def load_keypair(ref: SecretRef) -> Keypair:
+def load_keypair(ref: SecretRef) -> Signer:
     """Read and validate an ``S...`` ed25519 secret seed; raises :class:`SecretError`."""
     value = read_secret(ref)
     where = ref.describe()
     if not value.startswith("S"):
         hint = " (that looks like a public key)" if value.startswith("G") else ""
         raise SecretError(f"{where} does not hold a Stellar secret seed (S...){hint}")
-    if not StrKey.is_valid_ed25519_secret_seed(value):
+    if not is_valid_strkey(VERSION_SEED, value):
         raise SecretError(f"{where} holds a malformed Stellar secret seed (bad length or checksum)")
     try:
-        return Keypair.from_secret(value)
-    except Exception:  # pragma: no cover - validated above; never echo the value
+        return Signer.from_secret(value)
+    except (StrKeyError, ValueError):  # pragma: no cover - validated above; never echo the value
         raise SecretError(f"{where} holds an invalid Stellar secret seed") from None

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "worker": ("shard_worker.cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (
-        "supervisor.chaos",
+        "sorotask.chaos",
         "main",
         "kill workers and break the RPC; report how it recovered",
     ),

@@ -182,6 +182,8 @@ class Arbiter:
         os.set_blocking(self._sig_w, False)
         self._int_count = 0
         self._next_sample = 0.0
+        self._next_progress = time.monotonic() + (self.settings.progress_every_s or 0.0)
+        self._last_progress: dict[str, int] = {}
         self._deadline: float | None = None
         self._server: Any = None
         self._retired = ShardTotals()  # totals of shards removed by a reload
@@ -518,6 +520,10 @@ class Arbiter:
         if now >= self._next_sample:
             self._next_sample = now + SAMPLE_EVERY_S
             self._sample()
+        every = st.progress_every_s
+        if every and now >= self._next_progress and not self.stopping:
+            self._next_progress = now + every
+            self._log_progress()
         if (
             not self.stopping
             and self.shards
@@ -538,6 +544,8 @@ class Arbiter:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         times = [self._next_sample]
+        if self.settings.progress_every_s:
+            times.append(self._next_progress)
         if self._deadline is not None and not self.stopping:
             times.append(self._deadline)
         if self.shutdown_deadline is not None:
@@ -551,6 +559,29 @@ class Arbiter:
             elif s.backoff_until is not None:
                 times.append(s.backoff_until)
         return max(0.0, min(times) - now)
+
+    def _log_progress(self) -> None:
+        """One line for people watching the log: totals and what changed since the last one."""
+        doc = self.summary()
+        last = self._last_progress
+        delta = {k: doc[k] - last.get(k, 0) for k in ("executed", "failed", "restarts")}
+        self._last_progress = {k: doc[k] for k in ("executed", "failed", "restarts")}
+        running = sum(1 for s in self.shards.values() if s.state == State.RUNNING)
+        logger.info(
+            "progress: {}/{} shards running; cycles {}, checked {}, due {}, executed {} (+{}), "
+            "failed {} (+{}), restarts {} (+{})",
+            running,
+            len(self.shards),
+            doc["cycles"],
+            doc["checked"],
+            doc["due"],
+            doc["executed"],
+            delta["executed"],
+            doc["failed"],
+            delta["failed"],
+            doc["restarts"],
+            delta["restarts"],
+        )
 
     def _sample(self) -> None:
         for s in self.shards.values():

@@ -31,6 +31,7 @@ Schema (fixed names from issue 4; everything else has a default)::
       shutdown_grace_s: 30            # SIGTERM/SIGINT: time for workers to drain
       health_max_cycle_age_s: null    # /health freshness; null = 3 * poll_interval_s + 10
       orphan_grace_s: 5               # a worker whose supervisor died exits within this
+      progress_every_s: 60            # log one progress line this often; null: never
       restart:
         max_restarts: 5               # at most this many restarts ...
         window_s: 60                  # ... in this many seconds, else the shard is failed
@@ -368,6 +369,7 @@ class SupervisorSettings:
     shutdown_grace_s: float = 30.0
     health_max_cycle_age_s: float | None = None
     orphan_grace_s: float = 5.0
+    progress_every_s: float | None = 60.0
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     host_count: int = 1
     host_index: int = 0
@@ -448,6 +450,7 @@ SUPERVISOR_KEYS = {
     "shutdown_grace_s",
     "health_max_cycle_age_s",
     "orphan_grace_s",
+    "progress_every_s",
     "restart",
     "host_count",
     "host_index",
@@ -605,6 +608,7 @@ def _settings(
         shutdown_grace_s=f.number("shutdown_grace_s", d.shutdown_grace_s),
         health_max_cycle_age_s=f.number("health_max_cycle_age_s", None, allow_null=True),
         orphan_grace_s=f.number("orphan_grace_s", d.orphan_grace_s),
+        progress_every_s=f.number("progress_every_s", d.progress_every_s, allow_null=True),
         restart=restart,
         host_count=host_count,
         host_index=host_index,

@@ -130,6 +130,7 @@ def run_demo(
                     "state_dir": str(workdir / "state"),
                     "shutdown_grace_s": 10,
                     "heartbeat_timeout_s": 10,
+                    "progress_every_s": 5,
                 },
                 "shards": shard_rows,
             }

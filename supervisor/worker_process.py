@@ -45,8 +45,8 @@ FALLBACK_ENTRY = "shard_worker:run_keeper"
 PRELOAD = [
     "orjson",
     "loguru",
-    "httpx",
-    "stellar_sdk",
+    "aiohttp",
+    "nacl.signing",
     "shard_worker",
     "shard_worker.spec",
     "shard_worker.keeper",
