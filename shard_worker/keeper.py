@@ -733,8 +733,18 @@ class Keeper:
     # then the next queued task, and execute it.
 
     def _enqueue(self, due: list[int]) -> None:
+        """Make ``due`` (most overdue first) the queue, first-come first-served: tasks still
+        queued from earlier ledgers keep their place (ahead of newly due ones) if they are
+        still due; those no longer due are dropped."""
         if self._stopping:
             return
+        old = self._queue
+        if old:
+            due_set = set(due)
+            kept = [t for t in old if t in due_set]
+            kept_set = set(kept)
+            kept.extend(t for t in due if t not in kept_set)
+            due = kept
         self._queue = collections.deque(due)
         if due:
             self._work.set()

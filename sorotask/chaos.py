@@ -987,6 +987,9 @@ def run_soak(p: ChaosParams, *, quiet: bool = False) -> dict[str, Any]:
         devnet.close_ledger(2)
         executions = devnet.executions()
         stats = devnet.stats()
+        # the raw record, for anyone who wants to check the analysis independently
+        (work / "devnet_executions.json").write_text(json.dumps(executions))
+        (work / "tasks.json").write_text(json.dumps([asdict(s) for s in seeds]))
         ana = analyze(
             seeds=seeds,
             executions=executions,

@@ -157,7 +157,20 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int], list[Problem]
     """Parse YAML into plain data plus a map of field path -> 1-based line."""
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
-    loader = yaml.SafeLoader(text)
+    try:
+        # the reader checks every character up front: a control character raises here
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text[: max(0, exc.position)].count("\n") + 1
+        problems.append(
+            Problem(
+                file,
+                line,
+                "",
+                f"YAML syntax error: character U+{exc.character:04X} is not allowed in YAML",
+            )
+        )
+        return None, lines, problems
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as exc:

@@ -1,7 +1,9 @@
 """The worker process: one shard's keeper, started by the supervisor from a forkserver.
 
 The forkserver preloads :data:`PRELOAD` once, so a new worker is a fork of an interpreter that
-already has stellar-sdk, httpx and the keeper imported: ready in milliseconds.
+already has the keeper and its libraries (aiohttp, PyNaCl, orjson, loguru) imported: ready in
+milliseconds. The worker never imports stellar-sdk (it builds its transactions from bytes),
+which keeps a worker's RSS near 55 MiB at 25k tasks.
 
 In the child (:func:`child_main`):
 

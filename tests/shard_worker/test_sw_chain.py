@@ -40,20 +40,24 @@ class TestGetTaskTemplate:
 class TestBuildExecuteTx:
     def test_has_time_bounds_sequence_and_arguments(self) -> None:
         src, keeper = Keypair.random(), Keypair.random()
-        te = build_execute_tx(
+        built = build_execute_tx(
             source=src.public_key,
             sequence=41,
             keeper=keeper.public_key,
             contract_id=CONTRACT_ID,
             task_id=9,
-            network_passphrase=PASS,
             base_fee=100,
             max_time=5000,
         )
+        te = TransactionEnvelope.from_xdr(built.envelope_b64(), PASS)
         tx = te.transaction
         assert tx.sequence == 42
+        assert tx.fee == 100
+        assert tx.source.account_id == src.public_key
         assert tx.preconditions is not None and tx.preconditions.time_bounds.max_time == 5000
-        args = tx.operations[0].host_function.invoke_contract.args  # type: ignore[attr-defined]
+        call = tx.operations[0].host_function.invoke_contract  # type: ignore[attr-defined]
+        assert call.function_name.sc_symbol == b"execute"
+        args = call.args
         assert scval.from_address(args[0]).address == keeper.public_key
         assert scval.from_uint64(args[1]) == 9
 

@@ -70,3 +70,26 @@ class TestWorkerCli:
         assert (
             main([*BASE, "--contract-id", "C" + "A" * 55, "--secret-env", "X"]) == ExitCode.CONFIG
         )
+
+
+class TestWorkerCliConfigMode:
+    def test_shard_without_config_is_a_usage_error(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main([*BASE, "--secret-env", "K", "--shard", "a"]) == ExitCode.USAGE
+        assert "--shard needs --config" in capsys.readouterr().err
+
+    def test_config_with_shard_flags_is_a_usage_error(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["--config", "x.yaml", "--rpc-url", "http://h/"]) == ExitCode.USAGE
+        assert "--rpc-url" in capsys.readouterr().err
+
+    def test_flag_mode_names_every_missing_flag(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["--rpc-url", "http://h/"]) == ExitCode.USAGE
+        err = capsys.readouterr().err
+        assert "--network-passphrase" in err and "--contract-id" in err and "--secret-env" in err
+
+    def test_missing_config_file_exits_78(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["--config", "/nonexistent/k.yaml", "--shard", "a"]) == ExitCode.CONFIG
+        assert "config file does not exist" in capsys.readouterr().err
