@@ -17,11 +17,14 @@ nothing on chain can have changed):
    ``max_concurrent_executions`` and by the source accounts (one pending transaction each);
 6. one :class:`CycleStats` per cycle through ``reporter.cycle``.
 
-Execution: build ``execute(keeper, id)`` with time bounds, simulate; if the task's entry is
-not in the read-write footprint (not due at that ledger, or the resolver said no) it is not
-sent. Otherwise assemble, sign (the keeper signs the auth entry when a channel account is the
-source), journal, ``sendTransaction``, then ``getTransaction`` until SUCCESS / FAILED or the
-ledger close time passes the transaction's max time.
+Execution: build ``execute(keeper, id)`` with time bounds (from the newest ledger seen, never
+from a stale ``getLatestLedger`` answer), simulate, check the whole simulation answer
+(:meth:`Keeper._check_simulation`); if the task's entry is not in the read-write footprint
+(not due at that ledger, or the resolver said no) it is not sent. Otherwise assemble, sign
+(the keeper signs the auth entry when a channel account is the source), journal,
+``sendTransaction``, then ``getTransaction`` until SUCCESS / FAILED or the ledger close time
+passes the transaction's max time. An unknown ``sendTransaction`` status
+is treated like an unanswered send: maybe queued, so confirmed.
 """
 
 from __future__ import annotations
@@ -94,13 +97,13 @@ class _Counters:
     exec_times: list[float] = field(default_factory=list)
 
 
-def _b64decode(text: str, method: str, what: str) -> bytes:
-    if not isinstance(text, str):
-        raise RpcMalformedError(method, f"{what} is not a base64 string")
+def _close_time(res: dict[str, Any], method: str) -> int:
+    """``latestLedgerCloseTime`` of a send/getTransaction answer; 0 when missing or garbled
+    (the caller then keeps waiting rather than failing on a field it only uses as a clock)."""
     try:
-        return binascii.a2b_base64(text, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise RpcMalformedError(method, f"{what} is not valid base64") from None
+        return as_int(res, "latestLedgerCloseTime", method, 0)
+    except RpcMalformedError:
+        return 0
 
 
 class _Latest:
@@ -109,6 +112,23 @@ class _Latest:
     def __init__(self, sequence: int, close_time: int) -> None:
         self.sequence = sequence
         self.close_time = close_time
+
+    def older_than(self, other: _Latest | None) -> bool:
+        """True when this answer is behind ``other`` (a lagging RPC node)."""
+        return other is not None and (
+            self.sequence < other.sequence or self.close_time < other.close_time
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Simulation:
+    """A simulation answer that passed :meth:`Keeper._check_simulation`."""
+
+    transaction_data: bytes
+    data: txxdr.SorobanData
+    min_resource_fee: int
+    auth: list[bytes]
+    latest_ledger: int | None
 
 
 async def run_keeper(spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) -> int:
@@ -158,6 +178,10 @@ class Keeper:
         self._cycle_no = 0
         self._last_ledger = -1
         self._latest: _Latest | None = None
+        #: the newest ledger any getLatestLedger answer reported: a transaction's time bound
+        #: and its auth expiry are never taken from an older one
+        self._newest: _Latest | None = None
+        self.contract_address = b""
         self.totals: dict[str, int] = {
             "cycles": 0,
             "executed": 0,
@@ -169,6 +193,9 @@ class Keeper:
             "cycle_errors": 0,
             "dropped_unsent_at_stop": 0,
             "sent_unresolved_at_stop": 0,
+            "stale_ledger_answers": 0,
+            "bad_simulations": 0,
+            "send_status_unknown": 0,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -247,6 +274,7 @@ class Keeper:
         self.task_keys = chain.TaskKeys(spec.contract_id)
         self.keeper = load_keypair(spec.secret)
         self.keeper_address = chain.sc_address_bytes(self.keeper.public_key)
+        self.contract_address = chain.sc_address_bytes(spec.contract_id)
         accounts = [SourceAccount(self.keeper, True)]
         seen = {self.keeper.public_key}
         for ref in spec.channel_secrets:
@@ -450,14 +478,15 @@ class Keeper:
         if latest.sequence == self._last_ledger:
             stats.new_ledger = False
             return
-        if latest.sequence < self._last_ledger:
+        if latest.sequence < self._last_ledger or self._is_stale(latest):
+            newest = max(self._last_ledger, self._newest.sequence if self._newest else -1)
             self.log.warning(
                 "RPC reports ledger {} after {}: ignoring the stale answer",
                 latest.sequence,
-                self._last_ledger,
+                newest,
             )
             stats.new_ledger = False
-            stats.cycle_error = f"ledger went backwards ({self._last_ledger} -> {latest.sequence})"
+            stats.cycle_error = f"ledger went backwards ({newest} -> {latest.sequence})"
             return
         ids = self._registry(counter)
         if self.spec.read_mode == "simulate":
@@ -471,12 +500,40 @@ class Keeper:
         self._enqueue([task_id for _, task_id in due])
 
     async def _latest_ledger(self) -> _Latest:
+        """The RPC's latest ledger as answered (maybe stale: see :meth:`_is_stale`)."""
         res = expect_dict(await self._rpc.call("getLatestLedger"), "getLatestLedger")
         seq = as_int(res, "sequence", "getLatestLedger")
         close_time = as_int(res, "closeTime", "getLatestLedger")
         if seq <= 0 or close_time <= 0:
             raise RpcMalformedError("getLatestLedger", "non-positive sequence or close time")
-        return _Latest(seq, close_time)
+        latest = _Latest(seq, close_time)
+        if not latest.older_than(self._newest):
+            self._newest = latest
+        return latest
+
+    def _is_stale(self, latest: _Latest) -> bool:
+        """True (and counted as a getLatestLedger error) when ``latest`` is behind the newest
+        ledger already seen: a lagging node behind a load balancer, say."""
+        if not latest.older_than(self._newest):
+            return False
+        self.totals["stale_ledger_answers"] += 1
+        self._rpc.note_error("getLatestLedger")
+        return True
+
+    async def _ledger_for_tx(self) -> _Latest:
+        """The ledger a transaction's time bound and auth expiry are computed from: the
+        RPC's latest, or the newest seen when that answer is stale (a bound from a stale
+        ledger may already have passed: the transaction would be rejected txTOO_LATE)."""
+        latest = await self._latest_ledger()
+        if self._is_stale(latest):
+            assert self._newest is not None
+            self.log.debug(
+                "stale getLatestLedger answer ({} < {}); using the newest seen",
+                latest.sequence,
+                self._newest.sequence,
+            )
+            return self._newest
+        return latest
 
     async def _read_counter(self) -> int:
         entries = await self._ledger_entries([chain.counter_key_b64(self.spec.contract_id)])
@@ -818,7 +875,7 @@ class Keeper:
                 raise RpcMalformedError("getLedgerEntries", f"account {acc.public_key} vanished")
             acc.sequence = state.sequence
             acc.needs_resync = False
-        latest = await self._latest_ledger()
+        latest = await self._ledger_for_tx()
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
             source=acc.public_key,
@@ -829,39 +886,34 @@ class Keeper:
             base_fee=spec.base_fee,
             max_time=max_time,
         )
-        sim = await self._simulate(tx.envelope_b64())
-        if sim.get("error"):
-            self._sim_failed(task_id, str(sim["error"]), latest.sequence)
+        task_key = self.task_keys.key_bytes(task_id)
+        raw = await self._simulate(tx.envelope_b64())
+        if raw.get("error"):
+            self._sim_failed(task_id, str(raw["error"]), latest.sequence)
             return
-        tx_data = sim.get("transactionData")
-        if not isinstance(tx_data, str):
-            raise RpcMalformedError("simulateTransaction", "no transactionData")
-        if not chain.footprint_writes(tx_data, self.task_keys.key_bytes(task_id)):
-            self._counters.not_sent += 1
-            self.totals["not_sent_by_simulation"] += 1
-            self._set_backoff(
-                task_id, as_int(sim, "latestLedger", "simulateTransaction", latest.sequence)
-            )
-            self._safe(self.reporter.event, "not_sent", {"task_id": task_id, "reason": "no_write"})
+        sim = self._check_simulation(raw, task_id, acc, recorded=True)
+        if task_key not in sim.data.read_write:
+            self._not_sent(task_id, sim.latest_ledger or latest.sequence)
             return
-        auth = self._auth_entries(sim)
         if not acc.is_keeper:
             valid_until = latest.sequence + max(10, spec.tx_timeout_s)
             tx.auth = [
-                txxdr.sign_auth_entry(a, self.keeper, valid_until, self.network_id) for a in auth
+                txxdr.sign_auth_entry(a, self.keeper, valid_until, self.network_id)
+                for a in sim.auth
             ]
             # re-simulate with the signed entry so resources include signature verification
-            sim2 = await self._simulate(tx.envelope_b64())
-            if sim2.get("error"):
-                self._sim_failed(task_id, str(sim2["error"]), latest.sequence)
+            raw = await self._simulate(tx.envelope_b64())
+            if raw.get("error"):
+                self._sim_failed(task_id, str(raw["error"]), latest.sequence)
                 return
-            if isinstance(sim2.get("transactionData"), str):
-                sim, tx_data = sim2, sim2["transactionData"]
+            sim = self._check_simulation(raw, task_id, acc, recorded=False)
+            if task_key not in sim.data.read_write:
+                self._not_sent(task_id, sim.latest_ledger or latest.sequence)
+                return
         else:
-            tx.auth = auth
-        min_fee = as_int(sim, "minResourceFee", "simulateTransaction")
-        tx.soroban_data = _b64decode(tx_data, "simulateTransaction", "transactionData")
-        tx.fee = spec.base_fee + min_fee
+            tx.auth = sim.auth
+        tx.soroban_data = sim.transaction_data
+        tx.fee = spec.base_fee + sim.min_resource_fee
         tx_hash = tx.sign(acc.keypair, self.network_id).hex()
         if self._stopping:  # asked to stop before anything was sent: send nothing new
             return
@@ -881,15 +933,106 @@ class Keeper:
             return
         await self._confirm(entry, acc, t0)
 
-    def _auth_entries(self, sim: dict[str, Any]) -> list[bytes]:
-        results = expect_list(sim.get("results") or [], "simulateTransaction", "results")
-        if not results:
-            return []
-        raw = expect_dict(results[0], "simulateTransaction").get("auth") or []
-        return [
-            _b64decode(a, "simulateTransaction", "auth")
-            for a in expect_list(raw, "simulateTransaction", "auth")
-        ]
+    def _bad_simulation(self, task_id: int, why: str) -> RpcMalformedError:
+        """A simulation answer unfit to build a transaction from: counted as a
+        simulateTransaction error; the caller raises it (a level-2 execution error)."""
+        self.totals["bad_simulations"] += 1
+        self._rpc.note_error("simulateTransaction")
+        self.log.warning("task {}: unusable simulation answer: {}", task_id, why)
+        return RpcMalformedError("simulateTransaction", f"unusable answer: {why}")
+
+    def _check_simulation(
+        self, sim: dict[str, Any], task_id: int, acc: SourceAccount, *, recorded: bool
+    ) -> _Simulation:
+        """Parse everything of a successful simulation that goes into the transaction,
+        strictly, before anything is built from it: ``transactionData`` (a complete
+        ``SorobanTransactionData``), ``minResourceFee`` (covers the data's resource fee,
+        and the total fee fits a uint32), ``results`` (one result: a well-formed ``SCVal``
+        and well-formed ``SorobanAuthorizationEntry``\\ s). Auth entries must authorize
+        exactly ``execute(keeper, task_id)`` on our contract for the keeper's address (or the
+        source account when the keeper is the source), nothing below it; a recording-mode
+        answer (``recorded``) must hold exactly one. Raises an :class:`RpcMalformedError`."""
+        bad = self._bad_simulation
+        raw_data = sim.get("transactionData")
+        if not isinstance(raw_data, str):
+            raise bad(task_id, "transactionData missing or not a string")
+        try:
+            tx_data = binascii.a2b_base64(raw_data, strict_mode=True)
+            data = txxdr.parse_soroban_data(tx_data)
+        except (binascii.Error, ValueError) as exc:  # DecodeError is a ValueError
+            raise bad(task_id, f"transactionData: {exc}") from None
+        if data.resource_fee < 0:
+            raise bad(task_id, f"negative resource fee {data.resource_fee}")
+        n_rw = len(data.read_write)
+        if len(set(data.archived)) != len(data.archived) or any(i >= n_rw for i in data.archived):
+            raise bad(task_id, "archived entry indices outside the read-write footprint")
+        try:
+            min_fee = as_int(sim, "minResourceFee", "simulateTransaction")
+        except RpcMalformedError as exc:
+            raise bad(task_id, str(exc)) from None
+        if not data.resource_fee <= min_fee <= 0xFFFF_FFFF - self.spec.base_fee:
+            raise bad(
+                task_id,
+                f"minResourceFee {min_fee} below the data's resource fee {data.resource_fee} "
+                "or too large for a transaction fee",
+            )
+        results = sim.get("results")
+        if not isinstance(results, list) or len(results) != 1 or not isinstance(results[0], dict):
+            raise bad(task_id, "results is not a list of one result object")
+        result = results[0]
+        try:
+            retval = result.get("xdr")
+            if not isinstance(retval, str):
+                raise ValueError("result xdr is not a string")
+            txxdr.parse_scval(binascii.a2b_base64(retval, strict_mode=True))
+        except (binascii.Error, ValueError) as exc:
+            raise bad(task_id, f"result: {exc}") from None
+        raw_auth = result.get("auth")
+        if raw_auth is None:
+            raw_auth = []
+        if not isinstance(raw_auth, list):
+            raise bad(task_id, "auth is not a list")
+        if recorded and len(raw_auth) != 1:
+            raise bad(task_id, f"{len(raw_auth)} auth entries, expected the keeper's one")
+        want_args = (txxdr.scv_address(self.keeper_address), txxdr.scv_u64(task_id))
+        auth: list[bytes] = []
+        for item in raw_auth:
+            try:
+                if not isinstance(item, str):
+                    raise ValueError("auth entry is not a string")
+                entry_bytes = binascii.a2b_base64(item, strict_mode=True)
+                entry = txxdr.parse_auth_entry(entry_bytes)
+            except (binascii.Error, ValueError) as exc:
+                raise bad(task_id, f"auth: {exc}") from None
+            if (
+                entry.function_type != txxdr.AUTH_FN_CONTRACT
+                or entry.contract != self.contract_address
+                or entry.function != b"execute"
+                or entry.args != want_args
+                or entry.sub_invocations
+            ):
+                raise bad(task_id, "auth entry authorizes something other than this execute")
+            if entry.credentials == txxdr.SOROBAN_CREDENTIALS_ADDRESS:
+                if entry.address != self.keeper_address:
+                    raise bad(task_id, "auth entry is for an address other than the keeper")
+            elif not acc.is_keeper:
+                raise bad(task_id, "source-account auth entry but the keeper is not the source")
+            auth.append(entry_bytes)
+        latest = sim.get("latestLedger")
+        return _Simulation(
+            transaction_data=tx_data,
+            data=data,
+            min_resource_fee=min_fee,
+            auth=auth,
+            latest_ledger=latest if type(latest) is int and latest > 0 else None,
+        )
+
+    def _not_sent(self, task_id: int, ledger: int) -> None:
+        """The simulation shows the call would not write the task: nothing is sent."""
+        self._counters.not_sent += 1
+        self.totals["not_sent_by_simulation"] += 1
+        self._set_backoff(task_id, ledger)
+        self._safe(self.reporter.event, "not_sent", {"task_id": task_id, "reason": "no_write"})
 
     async def _simulate(self, envelope: str) -> dict[str, Any]:
         return expect_dict(
@@ -927,7 +1070,7 @@ class Keeper:
                 acc.sequence = entry.sequence
                 return True
             if status == "TRY_AGAIN_LATER":
-                close = as_int(res, "latestLedgerCloseTime", "sendTransaction", 0)
+                close = _close_time(res, "sendTransaction")
                 if close > entry.max_time or self._stopping:
                     self._tx_error(entry, "TRY_AGAIN_LATER until its time bound")
                     return False
@@ -944,7 +1087,21 @@ class Keeper:
                     acc.needs_resync = True
                 self._tx_error(entry, f"rejected: {name}")
                 return False
-            raise RpcMalformedError("sendTransaction", f"unknown status {status!r}")
+            # an unknown or garbled status: the server may well have queued it (the answer
+            # was mangled on the way, or a newer server has a new status). Treat it like an
+            # unanswered send: the sequence number counts as used (resynced from the chain
+            # before the account's next use, after the confirmation below), the journal
+            # entry stays, and getTransaction says what really happened.
+            self.totals["send_status_unknown"] += 1
+            self._rpc.note_error("sendTransaction")
+            self.log.warning(
+                "task {} send answered unknown status {!r}; confirming",
+                entry.task_id,
+                str(status)[:80],
+            )
+            acc.sequence = entry.sequence
+            acc.needs_resync = True
+            return True
         self._tx_error(entry, "TRY_AGAIN_LATER too many times")
         return False
 
@@ -1014,7 +1171,7 @@ class Keeper:
                 )
                 return
             if status == "NOT_FOUND":
-                close = as_int(res, "latestLedgerCloseTime", "getTransaction", 0)
+                close = _close_time(res, "getTransaction")
                 if close > entry.max_time:
                     if acc is not None:
                         acc.needs_resync = True  # its sequence number was not consumed

@@ -131,6 +131,15 @@ class RpcClient:
         self.counters = {}
         return calls, errors, latency
 
+    def note_error(self, method: str) -> None:
+        """Count an answer the caller found unusable (e.g. a stale ledger, a simulation that
+        does not parse) as an error of ``method``, like a failed call."""
+        counters = self.counters.get(method)
+        if counters is None:
+            counters = self.counters[method] = MethodCounters()
+        counters.errors += 1
+        self.total_errors += 1
+
     def _backoff(self, attempt: int) -> float:
         base = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
         return base * random.uniform(0.5, 1.5)

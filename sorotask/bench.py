@@ -86,8 +86,9 @@ def _write_secret(path: Path, secret: str) -> None:
 
 
 def _seed(dn: Any, p: BenchParams) -> int:
-    """Seed N tasks in blocks of 1000, a fraction F of each block due (recurring)."""
-    block = 1000
+    """Seed N tasks in blocks of 50, a fraction F of each block due (recurring), so the due
+    tasks are spread evenly over the id space and so over the shards."""
+    block = 50
     due_interval = p.due_interval_ledgers * p.ledger_seconds
     batch: list[dict[str, Any]] = []
     due_total = 0
@@ -104,12 +105,12 @@ def _seed(dn: Any, p: BenchParams) -> int:
         if n - due:
             batch.append({"count": n - due, "interval": NOT_DUE_INTERVAL, "last_run": 0})
         remaining -= n
-    # one JSON-RPC batch per 200 seed calls: the injected latency is paid once per batch
+    # one JSON-RPC batch per 1000 seed calls: the injected latency is paid once per batch
     with httpx.Client(timeout=120) as client:
-        for i in range(0, len(batch), 200):
+        for i in range(0, len(batch), 1000):
             reqs = [
                 {"jsonrpc": "2.0", "id": j, "method": "devnet_seedTasks", "params": params}
-                for j, params in enumerate(batch[i : i + 200])
+                for j, params in enumerate(batch[i : i + 1000])
             ]
             resp = client.post(dn.info.rpc_url, json=reqs)
             resp.raise_for_status()

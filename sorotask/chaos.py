@@ -106,7 +106,7 @@ class ChaosParams:
     kill_every: float = 3.0
     stop_every: float = 6.0
     short_stop_s: tuple[float, float] = (0.3, 1.0)
-    heartbeat_timeout_s: float = 2.5
+    heartbeat_timeout_s: float = 3.0
     kill_grace_s: float = 1.0
     fault_s: float = 2.5
     fault_gap_s: float = 3.5

@@ -203,13 +203,6 @@ class TestLedgerGoesBackwards:
         assert {e["effect"] for e in execs} == {"executed"}
         assert any("backwards" in (c.cycle_error or "") for c in rep.cycles)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="shard_worker bug: Keeper._execute_with takes max_time from its own "
-        "getLatestLedger call without checking it against the newest ledger already seen, so "
-        "a stale answer yields a transaction whose time bound has already passed; it is sent "
-        "and rejected (txTOO_LATE, no fee) and the task waits for the next cycle",
-    )
     def test_stale_ledger_never_sets_a_transactions_time_bound(
         self, devnet: DevnetProcess, keys: Keys
     ) -> None:
@@ -261,23 +254,8 @@ SIM_CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-AUTH_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="shard_worker bug: Keeper._auth_entries only base64-decodes simulation auth entries "
-    "(no XDR check) and attaches them as they are, so a truncated entry is sent inside the "
-    "transaction (the RPC refuses the envelope as invalid XDR; the keeper then confirms it "
-    "until its time bound passes)",
-)
-
-
 class TestBadSimulationAnswers:
-    @pytest.mark.parametrize(
-        "kind",
-        [
-            pytest.param(k, marks=AUTH_BUG) if k == "auth_truncated" else k
-            for k in sorted(SIM_CORRUPTIONS)
-        ],
-    )
+    @pytest.mark.parametrize("kind", sorted(SIM_CORRUPTIONS))
     def test_corrupt_simulation_never_becomes_a_transaction(
         self, devnet: DevnetProcess, keys: Keys, kind: str
     ) -> None:
@@ -302,14 +280,6 @@ class TestBadSimulationAnswers:
 
 
 class TestBadSendAnswers:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="shard_worker bug: Keeper._send raises on an unknown sendTransaction status "
-        "(outside its 'send uncertain' handling) without updating the source's sequence or "
-        "confirming the journaled hash, although the transaction may be queued: the next "
-        "transaction reuses the sequence number and is rejected, the task is counted failed "
-        "although it executed, and the journal entry stays until a restart",
-    )
     @pytest.mark.parametrize("status", [42, "PENDNG"])
     def test_garbage_send_status_after_the_transaction_was_queued(
         self, devnet: DevnetProcess, keys: Keys, status: Any
