@@ -286,8 +286,10 @@ class Keeper:
                 )
             seen.add(kp.public_key)
             accounts.append(SourceAccount(kp, False))
-        # with channel accounts the keeper keeps to authorizing; the channels are the sources
-        self.accounts = accounts[1:] if len(accounts) > 1 else accounts
+        # the keeper's own account is a source too: S source accounts = keeper + S-1 channels,
+        # so a shard lands up to S executions per ledger (one pending transaction per source);
+        # channels are tried first, the keeper's account takes what they leave
+        self.accounts = accounts[1:] + accounts[:1]
         if spec.read_mode == "simulate":
             self._get_task = chain.GetTaskTemplate(
                 spec.contract_id, self.keeper.public_key, spec.network_passphrase
@@ -330,15 +332,10 @@ class Keeper:
         friendbot = net.get("friendbotUrl")
         fb = friendbot if isinstance(friendbot, str) else None
         assert self.keeper is not None
-        sources_pay = {a.public_key for a in self.accounts}
-        if self.keeper.public_key not in sources_pay:  # keeper only authorizes: must exist
-            await self._check_account(SourceAccount(self.keeper, True), fb, pays_fees=False)
         for acc in self.accounts:
-            await self._check_account(acc, fb, pays_fees=True)
+            await self._check_account(acc, fb)
 
-    async def _check_account(
-        self, acc: SourceAccount, friendbot: str | None, *, pays_fees: bool
-    ) -> None:
+    async def _check_account(self, acc: SourceAccount, friendbot: str | None) -> None:
         role = "keeper" if acc.is_keeper else "channel"
         pub = acc.public_key
         state = await self._load_account(pub)
@@ -348,7 +345,7 @@ class Keeper:
                 f"{role} account {pub} does not exist on network "
                 f"{self.spec.network_passphrase!r}: fund it{how} and restart the shard"
             )
-        if pays_fees and state.spendable < self.spec.min_fee_balance:
+        if state.spendable < self.spec.min_fee_balance:
             raise FatalConfigError(
                 f"{role} account {pub} cannot pay fees: {state.spendable / 1e7:.7f} XLM above "
                 f"its reserve, needs at least {self.spec.min_fee_balance / 1e7:.7f} XLM; "
