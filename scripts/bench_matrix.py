@@ -48,6 +48,8 @@ def bench(args: list[str]) -> dict:
 
 
 def main() -> int:
+    if "--plot-only" in sys.argv:  # re-plot docs/benchmarks.json without running anything
+        return plot(json.loads((DOCS / "benchmarks.json").read_text()))
     results: dict[str, dict] = {}
     for n in SIZES:
         print(f"bench N={n} ...", flush=True)
@@ -58,6 +60,10 @@ def main() -> int:
         print(f"bench {name} ...", flush=True)
         results[name] = bench(["--shards", "4", "--latency-ms", "50", *args])
     (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    return plot(results)
+
+
+def plot(results: dict[str, dict]) -> int:
     try:
         import matplotlib
 
@@ -87,7 +93,9 @@ def main() -> int:
             color="tab:blue",
             label="seed design, scaled from a 10k-task sample",
         )
-    ax.loglog(SIZES, ours, "s-", label="sorotask: 4 shards, getLedgerEntries x200")
+    ax.loglog(
+        SIZES, ours, "s-", color="tab:orange", label="sorotask: 4 shards, getLedgerEntries x200"
+    )
     for x, y in zip(SIZES, seed, strict=True):
         ax.annotate(f"{y:.1f} s", (x, y), textcoords="offset points", xytext=(5, 5))
     for x, y in zip(SIZES, ours, strict=True):
