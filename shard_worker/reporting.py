@@ -51,6 +51,8 @@ class LoggingReporter:
     def cycle(self, stats: CycleStats) -> None:
         if stats.cycle_error:
             self.log.warning(format_cycle(stats))
+        elif not stats.new_ledger:  # no new ledger, nothing read: not worth an INFO line
+            self.log.debug(format_cycle(stats))
         else:
             self.log.info(format_cycle(stats))
 

@@ -79,7 +79,9 @@ def run_demo(
         try:
             dn = devnet
             info = dn.info
-            seeded = dn.rpc("devnet_seedTasks", {"count": tasks, "interval": 30})
+            # every task due at once, then every 60 ledgers: the shards drain the backlog
+            # (3 source accounts each), then keep up with ~1.7 due tasks a ledger per shard
+            seeded = dn.rpc("devnet_seedTasks", {"count": tasks, "interval": 300})
             first, last = int(seeded["first_id"]), int(seeded["last_id"])
             print(f"sorotask: devnet at {info.rpc_url}, tasks {first}..{last}", flush=True)
             shard_rows = []

@@ -36,6 +36,7 @@ from typing import Any
 
 from loguru import logger
 
+from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import CycleStats, WorkerSpec
 from sorotask.exitcodes import ExitCode
 from supervisor import messages
@@ -94,11 +95,18 @@ class PipeReporter:
     Never raises: a broken pipe means the supervisor is gone and calls ``on_broken``.
     """
 
-    def __init__(self, conn: Connection, on_broken: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        on_broken: Callable[[], None],
+        log: LoggingReporter | None = None,
+    ) -> None:
         self.connection = conn
         self._on_broken = on_broken
         self._lock = threading.Lock()
         self.broken = False
+        #: also writes every report to the shard's own log (one line per cycle and event)
+        self.log = log
 
     def _send(self, type_: str, **fields: Any) -> None:
         if self.broken:
@@ -119,6 +127,8 @@ class PipeReporter:
         self._send("started", pid=pid)
 
     def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None:
+        if self.log is not None:
+            self.log.hello(pid, keeper_public_key, channel_public_keys)
         self._send(
             "hello",
             pid=pid,
@@ -130,16 +140,24 @@ class PipeReporter:
         self._send("heartbeat")
 
     def cycle(self, stats: CycleStats | dict[str, Any]) -> None:
+        if self.log is not None and isinstance(stats, CycleStats):
+            self.log.cycle(stats)
         data = asdict(stats) if is_dataclass(stats) else dict(stats)  # type: ignore[arg-type]
         self._send("cycle", stats=data)
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.event(kind, data)
         self._send("event", kind=str(kind), data=dict(data))
 
     def fatal(self, code: int, message: str) -> None:
+        if self.log is not None:
+            self.log.fatal(code, message)
         self._send("fatal", code=int(code), message=redact(str(message)))
 
     def goodbye(self, final: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.goodbye(final)
         self._send("goodbye", final=dict(final))
 
 
@@ -180,7 +198,9 @@ async def _run(
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     orphan.stop, orphan.loop = stop, loop
-    reporter = PipeReporter(conn, lambda: orphan.trigger("pipe broken"))
+    reporter = PipeReporter(
+        conn, lambda: orphan.trigger("pipe broken"), log=LoggingReporter(spec.name)
+    )
 
     def on_signal(sig: int) -> None:
         if stop.is_set() and sig == signal.SIGINT:

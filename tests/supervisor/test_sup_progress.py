@@ -47,3 +47,13 @@ class TestProgressLine:
 
     def test_null_turns_it_off(self, tmp_path: Path) -> None:
         assert _run(tmp_path, None) == []
+
+
+class TestShardLog:
+    def test_shard_log_has_a_line_per_cycle_and_per_event(self, tmp_path: Path) -> None:
+        _run(tmp_path, None)
+        text = (tmp_path / "logs" / "p0.log").read_text()
+        assert re.search(r"\| p0 \| keeper started: pid \d+ keeper G[A-Z2-7]{55}", text)
+        assert re.search(r"\| p0 \| cycle 1 ledger 101 \(\d+ ms\): checked 100, due 1", text)
+        assert re.search(r"\| p0 \| executed \{'task_id': 1, ", text)
+        assert "keeper stopped:" in text
