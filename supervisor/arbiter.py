@@ -146,10 +146,13 @@ class Arbiter:
         config_path: str | None = None,
         keeper_entries: dict[str, str] | None = None,
         announce: bool = True,
+        host_index: int | None = None,
     ) -> None:
         self.plan = plan
         self.settings = plan.settings
         self.config_path = config_path
+        #: ``--host-index`` given on the command line: a reload keeps it
+        self.host_index_override = host_index
         self.keeper_entries = (
             keeper_entries
             if keeper_entries is not None
@@ -652,7 +655,7 @@ class Arbiter:
             logger.warning("reload: no config file (demo): nothing to reload")
             return False
         try:
-            plan = load_config(self.config_path)
+            plan = load_config(self.config_path, host_index=self.host_index_override)
         except ConfigError as exc:
             logger.error("reload: config invalid, keeping the running one:\n{}", exc)
             return False

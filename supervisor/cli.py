@@ -44,11 +44,20 @@ def run_main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, help="stop gracefully after this many seconds")
     ap.add_argument("--summary-json", help="write the final summary as JSON to this path")
     ap.add_argument("--host-index", type=int, help="override supervisor.host_index")
+    ap.add_argument(
+        "--status-address",
+        metavar="HOST:PORT",
+        help="override supervisor.status_address (e.g. 0.0.0.0:9100 in a container)",
+    )
     ap.add_argument("--demo-shards", type=int, default=3, help=argparse.SUPPRESS)
     ap.add_argument("--demo-tasks", type=int, default=300, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         ap.error("--duration must be > 0")
+    if args.status_address is not None:
+        host, _, port = args.status_address.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            ap.error(f"--status-address must be HOST:PORT, got {args.status_address!r}")
     if args.config is None:
         from supervisor.demo import run_demo
 
@@ -57,6 +66,7 @@ def run_main(argv: list[str]) -> int:
             summary_json=args.summary_json,
             shards=args.demo_shards,
             tasks=args.demo_tasks,
+            status_address=args.status_address,
         )
     from supervisor.config import ConfigError, load_config
 
@@ -65,8 +75,16 @@ def run_main(argv: list[str]) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return ExitCode.CONFIG
+    if args.status_address is not None:
+        from dataclasses import replace
+
+        plan = replace(plan, settings=replace(plan.settings, status_address=args.status_address))
     return run_plan(
-        plan, config_path=args.config, duration=args.duration, summary_json=args.summary_json
+        plan,
+        config_path=args.config,
+        duration=args.duration,
+        summary_json=args.summary_json,
+        host_index=args.host_index,
     )
 
 
@@ -76,6 +94,7 @@ def run_plan(
     config_path: str | None,
     duration: float | None,
     summary_json: str | None,
+    host_index: int | None = None,
 ) -> int:
     """Run the supervisor for ``plan``; print (and maybe write) the summary."""
     from loguru import logger
@@ -92,7 +111,11 @@ def run_plan(
     )
     for w in plan.warnings:
         logger.warning("config: {}", w)
-    arbiter = Arbiter(plan, config_path=str(Path(config_path).resolve()) if config_path else None)
+    arbiter = Arbiter(
+        plan,
+        config_path=str(Path(config_path).resolve()) if config_path else None,
+        host_index=host_index,
+    )
     arbiter.install_signal_handlers()
     code = arbiter.run(duration=duration)
     doc = arbiter.summary()

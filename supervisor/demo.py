@@ -46,7 +46,12 @@ def _fund(friendbot_url: str, address: str) -> None:
 
 
 def run_demo(
-    *, duration: float | None, summary_json: str | None, shards: int = 3, tasks: int = 300
+    *,
+    duration: float | None,
+    summary_json: str | None,
+    shards: int = 3,
+    tasks: int = 300,
+    status_address: str | None = None,
 ) -> int:
     """Run the demo; returns the supervisor's exit code."""
     from stellar_sdk import Keypair
@@ -127,7 +132,7 @@ def run_demo(
                     "stop_grace_s": 5,
                 },
                 "supervisor": {
-                    "status_address": _free_status_address(),
+                    "status_address": status_address or _free_status_address(),
                     "log_dir": str(log_dir),
                     "state_dir": str(workdir / "state"),
                     "shutdown_grace_s": 10,

@@ -185,16 +185,33 @@ class TestContainer:
         svc = doc["services"]["sorotask"]
         assert seconds(svc["stop_grace_period"]) > 30
 
-    def test_devnet_compose_command_is_accepted_by_sorotask_run(self) -> None:
+    def test_devnet_compose_command_serves_status_on_the_given_address(
+        self, tmp_path: Path
+    ) -> None:
+        """The compose file's own flags, run for real (the host part bound to 127.0.0.1 here)."""
         doc = yaml.safe_load((DEPLOY / "docker" / "compose.devnet.yaml").read_text())
-        args = doc["services"]["sorotask"]["command"]
+        args = list(doc["services"]["sorotask"]["command"])
+        i = args.index("--status-address")
+        assert args[i + 1] == "0.0.0.0:9100"
+        port = _free_port()
+        args[i + 1] = f"127.0.0.1:{port}"
         res = subprocess.run(
-            [sys.executable, "-m", "sorotask.cli", *args, "--help"],
+            [sys.executable, "-m", "sorotask.cli", *args, "--duration", "4"],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=90,
+            cwd=tmp_path,
         )
-        assert res.returncode == 0, res.stderr
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        assert f"sorotask: status at http://127.0.0.1:{port}" in res.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class TestGrafanaDashboard:
