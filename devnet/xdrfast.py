@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from stellar_sdk import StrKey
 
+from sorotask.contract import TASK_FIELDS
+
 # XDR discriminants (Stellar-contract.x / Stellar-ledger-entries.x)
 SCV_VOID = 1
 SCV_U64 = 5
@@ -133,7 +135,7 @@ class TaskEncoder:
             + symbol("Task")
         )
         self._map_hdr = _U32.pack(DURABILITY_PERSISTENT) + _VEC_HDR.pack(SCV_MAP, 1, 9)
-        self._k = {name: symbol(name) for name in _FIELDS}
+        self._k = {name: symbol(name) for name in TASK_FIELDS}
 
     def key(self, task_id: int) -> bytes:
         return self._key_prefix + _U64_VAL.pack(SCV_U64, task_id) + self._key_suffix
@@ -207,18 +209,6 @@ class TaskEncoder:
             "whitelist": vec(address(a) for a in whitelist),
         }
 
-
-_FIELDS = (
-    "args",
-    "creator",
-    "function",
-    "gas_balance",
-    "interval",
-    "last_run",
-    "resolver",
-    "target",
-    "whitelist",
-)
 
 _ACCOUNT_TAIL = struct.Struct(">qqIIII4sII")
 

@@ -63,9 +63,11 @@ def load_keypair(ref: SecretRef) -> Signer:
     where = ref.describe()
     if not value.startswith("S"):
         hint = " (that looks like a public key)" if value.startswith("G") else ""
-        raise SecretError(f"{where} does not hold a Stellar secret seed (S...){hint}")
+        raise SecretError(f"{where} does not hold a valid Stellar secret seed (S...){hint}")
     if not is_valid_strkey(VERSION_SEED, value):
-        raise SecretError(f"{where} holds a malformed Stellar secret seed (bad length or checksum)")
+        raise SecretError(
+            f"{where} does not hold a valid Stellar secret seed (S...): bad length or checksum"
+        )
     try:
         return Signer.from_secret(value)
     except (StrKeyError, ValueError):  # pragma: no cover - validated above; never echo the value

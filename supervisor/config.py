@@ -671,43 +671,19 @@ def _secret_key(ref: SecretRef) -> str:
     return "secret_env" if ref.env else "secret_file"
 
 
-def read_secret(ref: SecretRef) -> str:
-    """Read a secret from its environment variable or file (raises ValueError with no value)."""
-    if ref.env:
-        value = os.environ.get(ref.env)
-        if value is None:
-            raise ValueError(f"environment variable {ref.env} is not set")
-        value = value.strip()
-        if not value:
-            raise ValueError(f"environment variable {ref.env} is empty")
-        return value
-    assert ref.file is not None
-    try:
-        value = Path(ref.file).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ValueError(f"secret file {ref.file} does not exist") from None
-    except OSError as exc:
-        raise ValueError(f"secret file {ref.file} cannot be read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"secret file {ref.file} is not text") from None
-    if not value:
-        raise ValueError(f"secret file {ref.file} is empty")
-    return value
-
-
 def public_key_of(ref: SecretRef) -> str:
-    """The public key (G...) of the secret seed at ``ref``; ValueError names the problem only."""
-    from stellar_sdk import Keypair
+    """The public key (G...) of the secret seed at ``ref``; ValueError names the problem only.
 
-    secret = read_secret(ref)
+    Reads and validates exactly as a worker will (``shard_worker.secrets``), so a config that
+    passes the check cannot hold a secret its worker refuses.
+    """
+    from shard_worker.errors import SecretError
+    from shard_worker.secrets import load_keypair
+
     try:
-        return Keypair.from_secret(secret).public_key
-    except Exception:
-        raise ValueError(
-            f"{ref.describe()} does not hold a valid Stellar secret seed (S...)"
-        ) from None
-    finally:
-        del secret
+        return load_keypair(ref).public_key
+    except SecretError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_secret(

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
 from stellar_sdk import Keypair, SorobanDataBuilder, SorobanServer, TransactionBuilder, scval
 from stellar_sdk import xdr as sx
-from stellar_sdk.client.base_async_client import BaseAsyncClient
-from stellar_sdk.client.response import Response
 from stellar_sdk.soroban_rpc import GetTransactionResponse, GetTransactionStatus
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
@@ -88,37 +84,6 @@ def result_code(resp: Any) -> sx.TransactionResultCode:
 
 def latest_close_time(dn: DevnetProcess) -> int:
     return int(dn.rpc("getLatestLedger")["closeTime"])
-
-
-class HttpxAsyncClient(BaseAsyncClient):
-    """stellar-sdk async transport over httpx (the SDK's default one needs the optional
-    aiohttp-sse-client package, which this project does not install)."""
-
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(timeout=30.0)
-
-    async def get(
-        self, url: str, params: dict[str, str] | None = None, max_content_size: int | None = None
-    ) -> Response:
-        resp = await self._client.get(url, params=params)
-        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
-
-    async def post(
-        self,
-        url: str,
-        data: dict[str, str] | None = None,
-        json_data: dict[str, Any] | None = None,
-    ) -> Response:
-        resp = await self._client.post(url, data=data, json=json_data)
-        return Response(resp.status_code, resp.text, dict(resp.headers), str(resp.url))
-
-    def stream(
-        self, url: str, params: dict[str, str] | None = None
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 def manual_tx(

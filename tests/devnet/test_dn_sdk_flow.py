@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from dn_helpers import (
-    HttpxAsyncClient,
     execute_args,
     funded_keypair,
     invoke_tx,
@@ -17,6 +16,7 @@ from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
+from shard_worker.sdk_client import HttpxAsyncClient
 from sorotask import contract as sc
 
 
