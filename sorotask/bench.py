@@ -262,6 +262,16 @@ def _run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
     watcher = _Watcher(f"http://127.0.0.1:{port}")
     warmup = 1
     try:
+        # the devnet's byte counter at the start and end of the measured rounds
+        watcher.wait(
+            lambda: (
+                len(watcher.shards) == p.shards
+                and all(len(s.read) >= warmup for s in watcher.shards.values())
+            ),
+            p.timeout_s,
+            proc,
+        )
+        stats_before = dn.stats()
         ok = watcher.wait(
             lambda: (
                 len(watcher.shards) == p.shards
@@ -303,6 +313,7 @@ def _run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
         "measured": measured,
         "changed": changed,
         "rss": watcher.rss,
+        "stats_before": stats_before,
         "stats_after": stats_after,
         "status": watcher.doc,
     }
@@ -401,7 +412,8 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
         if c and c.get("cpu_s") is not None and c["checked"]
     ]
     rpc_calls = sum(sum(c.get("rpc_calls", {}).values()) for c in all_cycles)
-    bytes_out = ours["stats_after"].get("bytes_out")
+    bytes_window = ours["stats_after"]["bytes_out"] - ours["stats_before"]["bytes_out"]
+    requests_window = ours["stats_after"]["requests"] - ours["stats_before"]["requests"]
     p50 = _pct(per_round, 50)
     p95 = _pct(per_round, 95)
     rss = {n: max(v) for n, v in ours["rss"].items() if v}
@@ -429,7 +441,8 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
             "tasks_checked_per_s": round(checked_per_round / p50) if p50 else None,
             "checked_per_round": checked_per_round,
             "rpc_requests_per_cycle": round(rpc_calls / rounds, 1) if rounds else None,
-            "devnet_bytes_out_total": bytes_out,
+            "rpc_bytes_per_cycle": round(bytes_window / rounds) if rounds else None,
+            "devnet_requests_per_cycle": round(requests_window / rounds, 1) if rounds else None,
             "cpu_s_per_1k_unchanged": round(cpu_unchanged, 5) if cpu_unchanged else None,
             "cpu_s_per_1k_changed": round(statistics.median(changed_cpu), 5)
             if changed_cpu
@@ -479,6 +492,7 @@ def format_report(r: dict[str, Any]) -> str:
             "RPC requests per cycle",
             f"{o['rpc_requests_per_cycle']} (seed: {s['rpc_requests_per_cycle']})",
         ),
+        ("RPC bytes per cycle", f"{(o['rpc_bytes_per_cycle'] or 0) / 2**20:.2f} MiB"),
         ("CPU s per 1k tasks unchanged", str(o["cpu_s_per_1k_unchanged"])),
         ("CPU s per 1k tasks changed", str(o["cpu_s_per_1k_changed"])),
         ("CPU s per 1k tasks, seed", str(s["cpu_s_per_1k"])),

@@ -16,7 +16,8 @@ OURS_KEYS = {
     "tasks_checked_per_s",
     "checked_per_round",
     "rpc_requests_per_cycle",
-    "devnet_bytes_out_total",
+    "rpc_bytes_per_cycle",
+    "devnet_requests_per_cycle",
     "cpu_s_per_1k_unchanged",
     "cpu_s_per_1k_changed",
     "rss_bytes_per_worker",
@@ -95,6 +96,11 @@ class TestBenchJson:
 
     def test_checks_every_task_each_round(self, report: dict) -> None:
         assert report["ours"]["checked_per_round"] == 3000
+
+    def test_counts_rpc_bytes_per_cycle_from_the_devnet(self, report: dict) -> None:
+        # 3000 task entries of a few hundred bytes each cross the wire every round
+        assert report["ours"]["rpc_bytes_per_cycle"] > 3000 * 200
+        assert report["ours"]["devnet_requests_per_cycle"] >= 3000 / 200
 
     def test_ceiling_is_source_accounts_times_shards(self, report: dict) -> None:
         assert report["ours"]["ceiling_per_ledger"] == 4
