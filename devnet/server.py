@@ -132,6 +132,11 @@ class RpcServer:
     async def handle_rpc(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text="405 method not allowed\n")
+        # like stellar-rpc's JSON-RPC bridge: only application/json (charset utf-8, if given)
+        if request.content_type != "application/json" or (
+            request.charset not in (None, "utf-8", "utf8")
+        ):
+            return web.Response(status=415, text="content-type must be application/json\n")
         body = await request.read()  # > client_max_size raises HTTP 413
         self.node.stats.requests += 1
         try:

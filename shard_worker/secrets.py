@@ -66,7 +66,8 @@ def load_keypair(ref: SecretRef) -> Signer:
         raise SecretError(f"{where} does not hold a valid Stellar secret seed (S...){hint}")
     if not is_valid_strkey(VERSION_SEED, value):
         raise SecretError(
-            f"{where} does not hold a valid Stellar secret seed (S...): bad length or checksum"
+            f"{where} does not hold a valid Stellar secret seed (S...): malformed "
+            "(bad length or checksum)"
         )
     try:
         return Signer.from_secret(value)

@@ -118,7 +118,7 @@ class TestFuzz:
                     if method == "devnet_closeLedger":
                         params.pop("count", None)
                     body = _dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
-                resp = client.post(url, content=body)
+                resp = client.post(url, content=body, headers=JSON_HEADERS)
                 statuses.add(resp.status_code)
                 if resp.status_code == 200 and kind >= 2:
                     out = resp.json()
@@ -130,6 +130,9 @@ class TestFuzz:
         assert devnet.rpc(
             "getLedgerEntries", {"keys": [sc.task_ledger_key_b64(devnet.info.contract_id, first)]}
         )["entries"]
+
+
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 def _dumps(obj: object) -> bytes:

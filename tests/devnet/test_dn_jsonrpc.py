@@ -81,6 +81,23 @@ class TestJsonRpcErrors:
         assert httpx.get(devnet.info.rpc_url, timeout=10).status_code == 405
         assert httpx.put(devnet.info.rpc_url, content=b"{}", timeout=10).status_code == 405
 
+    def test_non_json_content_type_is_refused_with_415_like_stellar_rpc(
+        self, devnet: DevnetProcess
+    ) -> None:
+        body = b'{"jsonrpc": "2.0", "id": 1, "method": "getHealth"}'
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"content-type": ctype} if ctype else {}
+            resp = httpx.post(devnet.info.rpc_url, content=body, headers=headers, timeout=10)
+            assert resp.status_code == 415, ctype
+            assert "application/json" in resp.text
+        ok = httpx.post(
+            devnet.info.rpc_url,
+            content=body,
+            headers={"content-type": "application/json; charset=utf-8"},
+            timeout=10,
+        )
+        assert ok.status_code == 200 and ok.json()["result"]["status"] == "healthy"
+
     def test_body_over_512_kib_is_413(self, devnet: DevnetProcess) -> None:
         body = orjson.dumps(
             {"jsonrpc": "2.0", "id": 1, "method": "getHealth", "params": {"x": "a" * 530_000}}

@@ -95,7 +95,9 @@ class TestScale:
             with httpx.Client(timeout=10) as client:
                 for _ in range(30):
                     t0 = time.perf_counter()
-                    resp = client.post(dn.info.rpc_url, content=body)
+                    resp = client.post(
+                        dn.info.rpc_url, content=body, headers={"content-type": "application/json"}
+                    )
                     timings.append(time.perf_counter() - t0)
             assert len(resp.json()["result"]["entries"]) == 200
             median_ms = statistics.median(timings) * 1000
