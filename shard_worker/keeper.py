@@ -862,6 +862,27 @@ class Keeper:
         finally:
             self.in_flight.discard(task_id)
 
+    async def _simulate_execute(
+        self,
+        tx: txxdr.InvokeTx,
+        task_id: int,
+        acc: SourceAccount,
+        latest: _Latest,
+        *,
+        recorded: bool,
+    ) -> _Simulation | None:
+        """Simulate ``tx`` and check the answer; None when it must not be sent (the simulation
+        failed, or it does not write the task entry: not due, or the resolver said no)."""
+        raw = await self._simulate(tx.envelope_b64())
+        if raw.get("error"):
+            self._sim_failed(task_id, str(raw["error"]), latest.sequence)
+            return None
+        sim = self._check_simulation(raw, task_id, acc, recorded=recorded)
+        if self.task_keys.key_bytes(task_id) not in sim.data.read_write:
+            self._not_sent(task_id, sim.latest_ledger or latest.sequence)
+            return None
+        return sim
+
     async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
         spec = self.spec
         assert self.keeper is not None
@@ -883,14 +904,8 @@ class Keeper:
             base_fee=spec.base_fee,
             max_time=max_time,
         )
-        task_key = self.task_keys.key_bytes(task_id)
-        raw = await self._simulate(tx.envelope_b64())
-        if raw.get("error"):
-            self._sim_failed(task_id, str(raw["error"]), latest.sequence)
-            return
-        sim = self._check_simulation(raw, task_id, acc, recorded=True)
-        if task_key not in sim.data.read_write:
-            self._not_sent(task_id, sim.latest_ledger or latest.sequence)
+        sim = await self._simulate_execute(tx, task_id, acc, latest, recorded=True)
+        if sim is None:
             return
         if not acc.is_keeper:
             valid_until = latest.sequence + max(10, spec.tx_timeout_s)
@@ -899,13 +914,8 @@ class Keeper:
                 for a in sim.auth
             ]
             # re-simulate with the signed entry so resources include signature verification
-            raw = await self._simulate(tx.envelope_b64())
-            if raw.get("error"):
-                self._sim_failed(task_id, str(raw["error"]), latest.sequence)
-                return
-            sim = self._check_simulation(raw, task_id, acc, recorded=False)
-            if task_key not in sim.data.read_write:
-                self._not_sent(task_id, sim.latest_ledger or latest.sequence)
+            sim = await self._simulate_execute(tx, task_id, acc, latest, recorded=False)
+            if sim is None:
                 return
         else:
             tx.auth = sim.auth

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from aiohttp import web
 from stellar_sdk import TransactionEnvelope
-from sw_helpers import Keys, RecordingReporter, make_spec
+from sw_helpers import Keys, RecordingReporter, make_spec, serve_rpc_proxy
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
@@ -110,37 +110,25 @@ def run_through(
     stats0 = dn.stats()
 
     async def go() -> int:
-        app = web.Application(client_max_size=1 << 20)
-        app.router.add_post("/", proxy.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        spec = make_spec(
-            dn,
-            ref,
-            rpc_url=f"http://127.0.0.1:{port}/",
-            range_first=first,
-            range_last=last,
-            base_fee=BASE_FEE,
-        )
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_keeper(spec, rep, stop))
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not task.done():
-            if sends is not None and len(proxy.sent) >= sends:
-                break
-            if len(await asyncio.to_thread(dn.executions, ids)) >= len(ids):
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(0.6)  # more cycles: nothing may run twice
-        stop.set()
-        try:
-            return await asyncio.wait_for(task, 20)
-        finally:
-            await proxy.client.aclose()
-            await runner.cleanup()
+        async with serve_rpc_proxy(proxy.handle) as url:
+            spec = make_spec(
+                dn, ref, rpc_url=url, range_first=first, range_last=last, base_fee=BASE_FEE
+            )
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_keeper(spec, rep, stop))
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not task.done():
+                if sends is not None and len(proxy.sent) >= sends:
+                    break
+                if len(await asyncio.to_thread(dn.executions, ids)) >= len(ids):
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.6)  # more cycles: nothing may run twice
+            stop.set()
+            try:
+                return await asyncio.wait_for(task, 20)
+            finally:
+                await proxy.client.aclose()
 
     code = asyncio.run(go())
     stats1 = dn.stats()

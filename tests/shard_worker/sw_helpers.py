@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from stellar_sdk import Address, Keypair, StrKey, scval
 from stellar_sdk import xdr as sx
 
@@ -165,3 +167,21 @@ async def run_until(
         await asyncio.sleep(settle)
     stop.set()
     return await asyncio.wait_for(task, spec.stop_grace_s + 10)
+
+
+@contextlib.asynccontextmanager
+async def serve_rpc_proxy(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """Serve ``handler`` for ``POST /`` on 127.0.0.1 (a free port); yields its URL."""
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()

@@ -10,7 +10,7 @@ import time
 import httpx
 import orjson
 from aiohttp import web
-from sw_helpers import Keys, RecordingReporter, make_spec
+from sw_helpers import Keys, RecordingReporter, make_spec, serve_rpc_proxy
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
@@ -69,30 +69,21 @@ class TestBadRpcAnswers:
         good = [i for i in range(first, last + 1) if i != bad_id]
 
         async def go() -> int:
-            app = web.Application()
-            app.router.add_post("/", proxy.handle)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            spec = make_spec(
-                devnet, ref, rpc_url=f"http://127.0.0.1:{port}/", range_first=first, range_last=last
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(run_keeper(spec, rep, stop))
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not task.done():
-                if len(await asyncio.to_thread(devnet.executions, good)) >= len(good):
-                    break
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(0.5)
-            stop.set()
-            try:
-                return await asyncio.wait_for(task, 15)
-            finally:
-                await proxy.client.aclose()
-                await runner.cleanup()
+            async with serve_rpc_proxy(proxy.handle) as url:
+                spec = make_spec(devnet, ref, rpc_url=url, range_first=first, range_last=last)
+                stop = asyncio.Event()
+                task = asyncio.create_task(run_keeper(spec, rep, stop))
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and not task.done():
+                    if len(await asyncio.to_thread(devnet.executions, good)) >= len(good):
+                        break
+                    await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
+                stop.set()
+                try:
+                    return await asyncio.wait_for(task, 15)
+                finally:
+                    await proxy.client.aclose()
 
         assert asyncio.run(go()) == ExitCode.OK
         execs = devnet.executions(list(range(first, last + 1)))
