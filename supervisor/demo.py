@@ -128,7 +128,7 @@ def run_demo(
                 },
                 "worker": {
                     "poll_interval_s": 1,
-                    "max_concurrent_executions": DEMO_CHANNELS,
+                    "max_concurrent_executions": DEMO_CHANNELS + 1,  # keeper + channels
                     "stop_grace_s": 5,
                 },
                 "supervisor": {
