@@ -44,6 +44,7 @@ from supervisor.stats import ShardTotals, bounded_update, summary
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD, child_main
 
 TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
+TEST_KEEPER_MODULE = "supervisor.testing_keepers"
 MAX_MESSAGES_PER_WAKE = 2000
 SAMPLE_EVERY_S = 1.0
 
@@ -61,7 +62,9 @@ def keeper_entries_from_env(value: str | None) -> dict[str, str]:
     """Parse the test hook ``SOROTASK_TEST_KEEPER``: ``module:fn`` or ``shard=module:fn;...``.
 
     It selects a stand-in keeper (see :mod:`supervisor.testing_keepers`) for tests and chaos
-    runs; ``*`` means every shard. Unset in production.
+    runs; ``*`` means every shard. Unset in production. Only functions of
+    ``supervisor.testing_keepers`` can be named: an environment variable must not be a way to
+    make workers import and run arbitrary code (ValueError otherwise).
     """
     out: dict[str, str] = {}
     if not value:
@@ -72,9 +75,16 @@ def keeper_entries_from_env(value: str | None) -> dict[str, str]:
             continue
         if "=" in part:
             name, _, entry = part.partition("=")
-            out[name.strip()] = entry.strip()
+            name, entry = name.strip(), entry.strip()
         else:
-            out["*"] = part
+            name, entry = "*", part
+        module, _, func = entry.partition(":")
+        if module != TEST_KEEPER_MODULE or not func.isidentifier():
+            raise ValueError(
+                f"{TEST_KEEPER_ENV} may name only {TEST_KEEPER_MODULE}:FUNCTION stand-ins, "
+                f"got {entry!r}"
+            )
+        out[name] = entry
     return out
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sup_helpers import FAKE, Supervisor, base_config, keypairs, wait_for, write_yaml
 
+from supervisor.arbiter import keeper_entries_from_env
+
 pytestmark = pytest.mark.timeout(90)
 
 KEYS = keypairs(2)
@@ -66,5 +68,35 @@ class TestHostIndexOverride:
             wait_for(lambda: "reload:" in log.read_text(), 15, what="reload logged")
             assert "reload: 0 changed, 0 added, 0 removed, 1 unchanged" in log.read_text()
             assert [s["name"] for s in sv.status()["shards"]] == ["h1"]
+        finally:
+            sv.kill_tree()
+
+
+class TestTestHookIsConfined:
+    def test_parses_stand_ins_per_shard_and_for_all(self) -> None:
+        got = keeper_entries_from_env(f"{FAKE}; h1=supervisor.testing_keepers:crash_keeper")
+        assert got == {"*": FAKE, "h1": "supervisor.testing_keepers:crash_keeper"}
+
+    @pytest.mark.parametrize(
+        "value", ["os:system", "h0=builtins:exec", "supervisor.testing_keepers", "x=:fake_keeper"]
+    )
+    def test_refuses_anything_outside_the_stand_in_module(self, value: str) -> None:
+        with pytest.raises(ValueError, match=r"may name only supervisor\.testing_keepers"):
+            keeper_entries_from_env(value)
+
+    def test_supervisor_refuses_to_start_with_a_foreign_entry(self, tmp_path: Path) -> None:
+        sv = Supervisor(_config(tmp_path), {**ENV, "SOROTASK_TEST_KEEPER": "os:system"})
+        try:
+            assert sv.wait(30) == 78
+            assert "may name only supervisor.testing_keepers" in sv.stderr()
+            assert not sv.descendants()
+        finally:
+            sv.kill_tree()
+
+    def test_active_hook_is_announced_loudly(self, tmp_path: Path) -> None:
+        sv = Supervisor(_config(tmp_path), ENV, extra_args=["--duration", "1"])
+        try:
+            assert sv.wait(30) == 0
+            assert "TEST HOOK ACTIVE" in sv.stderr()
         finally:
             sv.kill_tree()
