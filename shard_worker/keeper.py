@@ -162,6 +162,7 @@ class Keeper:
         self.task_keys: chain.TaskKeys = None  # type: ignore[assignment]  # set at start
         self._key_to_id: dict[str, int] = {}
         self._chunk_ids: list[int] = []
+        self._chunk_keys: list[str] = []  # base64 ledger key of each id in _chunk_ids
         self._chunk_list: list[tuple[list[int], list[str]]] = []
         self._get_task: chain.GetTaskTemplate | None = None
         # per-task caches
@@ -552,27 +553,26 @@ class Keeper:
             return sorted({i for i in spec.task_ids if first <= i <= last})
         return list(range(first, last + 1))
 
-    def _key_map(self, ids: list[int]) -> dict[str, int]:
-        key_to_id = self._key_to_id
-        key_b64 = self.task_keys.key_b64
-        for task_id in ids:
-            key = key_b64(task_id)
-            if key not in key_to_id:
-                key_to_id[key] = task_id
-        return key_to_id
-
     def _chunks(self, ids: list[int]) -> list[tuple[list[int], list[str]]]:
-        """The read batches (ids, base64 keys), rebuilt only when the id list changes."""
-        if ids != self._chunk_ids:
-            self._key_map(ids)
+        """The read batches (ids, base64 keys), rebuilt only when the id list changes. Each
+        key is encoded once: when the list only grew (the Counter rose), the keys already
+        built are kept and only the new ids are encoded."""
+        old = self._chunk_ids
+        if ids != old:
             key_b64 = self.task_keys.key_b64
+            n = len(old)
+            grew = len(ids) > n and ids[:n] == old
+            keys = self._chunk_keys[:] if grew else []
+            for task_id in ids[len(keys) :]:
+                key = key_b64(task_id)
+                self._key_to_id[key] = task_id
+                keys.append(key)
             self._chunk_list = [
-                (chunk, [key_b64(i) for i in chunk])
-                for chunk in (
-                    ids[i : i + MAX_KEYS_PER_CALL] for i in range(0, len(ids), MAX_KEYS_PER_CALL)
-                )
+                (ids[i : i + MAX_KEYS_PER_CALL], keys[i : i + MAX_KEYS_PER_CALL])
+                for i in range(0, len(ids), MAX_KEYS_PER_CALL)
             ]
             self._chunk_ids = ids
+            self._chunk_keys = keys
         return self._chunk_list
 
     async def _read_ledger_entries(
