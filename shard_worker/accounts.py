@@ -101,17 +101,6 @@ class SourceAccounts:
         self.rpc = rpc
         self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
 
-    @property
-    def keeper(self) -> SourceAccount:
-        return next(a for a in self.all if a.is_keeper)
-
-    @property
-    def channel_public_keys(self) -> list[str]:
-        return [a.public_key for a in self.all if not a.is_keeper]
-
-    def find(self, public_key: str) -> SourceAccount | None:
-        return next((a for a in self.all if a.public_key == public_key), None)
-
     # ------------------------------------------------------------------ the pool
 
     def release(self, acc: SourceAccount) -> None:

@@ -188,10 +188,6 @@ class Keeper:
         )
         self._cycle_no = 0
 
-    @property
-    def totals(self) -> dict[str, int]:
-        return self.tally.totals
-
     def final(self) -> dict[str, Any]:
         """The ``goodbye`` totals."""
         final: dict[str, Any] = dict(self.tally.totals)

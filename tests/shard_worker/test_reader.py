@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
-from stellar_sdk import Keypair
+from stellar_sdk import Keypair, scval
 from sw_helpers import CONTRACT_ID, FakeRpc, NullReporter, counter_b64, entry_b64, task_config
 
 from shard_worker import chain
@@ -18,7 +18,7 @@ from shard_worker.errors import RpcTransportError
 from shard_worker.ledger import Latest
 from shard_worker.reader import MAX_KEYS_PER_CALL, MAX_READ_ERROR_EVENTS, Reader, ReadPass
 from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
-from sorotask.contract import task_ledger_key_b64
+from sorotask.contract import encode_task_config, task_ledger_key_b64
 
 KEEPER = Keypair.random().public_key
 CREATOR = Keypair.random().public_key
@@ -218,6 +218,40 @@ class TestClassify:
             "due": 1,
         }
         assert stats.skipped == {"no_gas": 1}
+
+
+def get_task_result(**cfg: Any) -> str:
+    """A ``get_task`` simulation result (``Option<TaskConfig>``), due at NOW by default."""
+    base = {"interval": 60, "last_run": NOW.close_time - 100, "gas_balance": 5_000}
+    base.update(cfg)
+    base["creator"] = CREATOR
+    return encode_task_config(task_config(**base)).to_xdr()
+
+
+class TestClassifySimulated:
+    def test_the_seeds_read_mode_classifies_like_the_entries(self) -> None:
+        reader, _ = make_reader()
+        rp = ReadPass()
+        reader.classify_simulated(1, get_task_result(), NOW, rp)
+        reader.classify_simulated(2, get_task_result(gas_balance=0), NOW, rp)
+        reader.classify_simulated(3, scval.to_void().to_xdr(), NOW, rp)  # no such task
+        assert rp.due_ids() == [1]
+        assert rp.skipped == {"no_gas": 1, "missing": 1}
+        assert (rp.checked, rp.decoded) == (3, 2)
+
+    def test_unchanged_results_are_not_decoded_and_holds_apply(self) -> None:
+        reader, _ = make_reader()
+        result = get_task_result()
+        reader.classify_simulated(1, result, NOW, ReadPass())
+        reader.holds.back_off(1, NOW.sequence)
+        rp = ReadPass()
+        reader.classify_simulated(1, result, NOW, rp)
+        assert rp.decoded == 0 and rp.skipped == {"backoff": 1}
+        reader.holds.backoff.clear()
+        reader.holds.in_flight.add(1)
+        rp = ReadPass()
+        reader.classify_simulated(1, result, NOW, rp)
+        assert rp.skipped == {"in_flight": 1}
 
 
 class TestRead:
