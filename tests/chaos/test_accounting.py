@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sorotask.chaos import (
-    Cause,
-    ChaosParams,
-    LedgerClock,
-    TaskSeed,
-    analyze,
-    plan_tasks,
-    recovery_violations,
-)
+from sorotask.chaos.analysis import Cause, LedgerClock, TaskSeed, analyze
+from sorotask.chaos.monkey import recovery_violations
+from sorotask.chaos.params import ChaosParams, plan_tasks
 
 CLOCK = LedgerClock(seq0=1000, t0=1_000_000, ledger_seconds=5)
 
