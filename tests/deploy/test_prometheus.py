@@ -108,6 +108,13 @@ class TestRulesWithPromtool:
         alerts = {r["alert"] for r in _rules() if "alert" in r}
         assert alerts - tested == set()
 
+    def test_deploy_readme_lists_every_alert_and_the_test_command(self) -> None:
+        text = (ROOT / "deploy" / "README.md").read_text()
+        listed = set(re.findall(r"^\| `(Sorotask\w+)` \|", text, re.M))
+        assert listed == {r["alert"] for r in _rules() if "alert" in r}
+        for doc in (text, (ROOT / "README.md").read_text()):
+            assert "promtool test rules deploy/prometheus/*.test.yaml" in doc
+
     def test_the_unit_tests_catch_a_broken_rule(self, tmp_path: Path) -> None:
         """Mutated thresholds make promtool's unit tests fail (they test the rules, not nothing)."""
         promtool = _tool("promtool")
