@@ -40,6 +40,7 @@ from sorotask.exitcodes import ExitCode
 from supervisor import messages
 from supervisor.config import ConfigError, Plan, ShardPlan, load_config
 from supervisor.logsetup import LogSettings
+from supervisor.sdnotify import SdNotify
 from supervisor.stats import ShardTotals, bounded_update, summary
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD, child_main
 
@@ -201,6 +202,7 @@ class Arbiter:
         self._server: Any = None
         self._retired = ShardTotals()  # totals of shards removed by a reload
         self._retired_restarts = 0
+        self.sd = SdNotify.from_environ()  # sd_notify: READY, WATCHDOG, STOPPING (systemd)
 
     # ------------------------------------------------------------------ helpers
 
@@ -556,7 +558,7 @@ class Arbiter:
 
     def _next_timeout(self) -> float:
         now = time.monotonic()
-        times = [self._next_sample]
+        times = [self._next_sample, self.sd.next_ping_at]  # sd_notify: watchdog pings
         if self.settings.progress_every_s:
             times.append(self._next_progress)
         if self._deadline is not None and not self.stopping:
@@ -811,6 +813,7 @@ class Arbiter:
                         self._reap(s)
                 self._handle_signals()
                 self._tick()
+                self.sd.loop(self.stopping, lambda: [x.state for x in self.shards.values()])
 
     def _kill_leftovers(self) -> None:
         for s in self.shards.values():
