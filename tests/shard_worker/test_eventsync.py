@@ -4,6 +4,8 @@ full re-read is needed. Topics are built with stellar-sdk (an independent encode
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 
 import pytest
 from stellar_sdk import StrKey, scval
@@ -393,3 +395,18 @@ class TestEventSync:
 def test_window_reason_inside_the_range_is_none() -> None:
     assert window_reason(500, 500, 1000) is None
     assert window_reason(1000, 500, 1000) is None
+
+
+def test_the_sync_modules_load_without_stellar_sdk_or_pydantic() -> None:
+    """They run in the worker process: stellar-sdk costs ~50 MB of RSS there, pydantic 19."""
+    code = (
+        "import sys\n"
+        "import shard_worker.taskstate, shard_worker.dueindex, shard_worker.eventsync\n"
+        "import shard_worker.cursorstore, shard_worker.budget, shard_worker.sweep\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('stellar_sdk', 'pydantic'))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
