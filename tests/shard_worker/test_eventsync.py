@@ -54,8 +54,8 @@ def event(
         "ledgerClosedAt": "2026-01-01T00:00:00Z",
         "contractId": contract,
         "id": event_id(ledger, tx, 1, index),
-        "opIndex": 0,
-        "txIndex": tx,
+        "operationIndex": 0,
+        "transactionIndex": tx,
         "txHash": "ab" * 32,
         "topic": [scval.to_symbol(name).to_xdr(), scval.to_uint64(task_id).to_xdr()],
         "value": scval.to_void().to_xdr(),
@@ -136,6 +136,27 @@ class TestRequest:
             "pagination": {"limit": 200},
         }
 
+    def test_the_request_is_what_stellar_sdk_builds_for_the_same_query(self) -> None:
+        from stellar_sdk.soroban_rpc import (
+            EventFilter,
+            EventFilterType,
+            GetEventsRequest,
+            PaginationOptions,
+        )
+
+        sdk = GetEventsRequest(
+            startLedger=50,
+            filters=[
+                EventFilter(
+                    type=EventFilterType.CONTRACT,
+                    contractIds=[CONTRACT],
+                    topics=[[scval.to_symbol(n).to_xdr(), "*"] for n in EVENT_NAMES],
+                )
+            ],
+            pagination=PaginationOptions(limit=300),
+        ).model_dump(by_alias=True, exclude_none=True, mode="json")
+        assert events_request(CONTRACT, start_ledger=50, limit=300) == sdk
+
     def test_cursor_request_omits_the_start_ledger(self) -> None:
         params = events_request(CONTRACT, cursor=window_end(9))
         assert "startLedger" not in params
@@ -156,6 +177,13 @@ class TestRequest:
 
 
 class TestParse:
+    def test_the_test_answers_have_stellar_rpc_shape(self) -> None:
+        from stellar_sdk.soroban_rpc import GetEventsResponse
+
+        res = answer([event(10, 1, "TaskRegistered", 7)], latest=11)
+        parsed = GetEventsResponse.model_validate(res)
+        assert parsed.cursor == window_end(11) and parsed.events[0].id == res["events"][0]["id"]
+
     def test_ids_by_event_kind(self) -> None:
         batch = parse_events(
             answer(
