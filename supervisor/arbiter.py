@@ -45,7 +45,7 @@ from supervisor.stats import ShardTotals, bounded_update, summary
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD, child_main
 
 TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
-TEST_KEEPER_MODULE = "supervisor.testing_keepers"
+TEST_KEEPER_MODULE = "tests.support.stand_ins"
 MAX_MESSAGES_PER_WAKE = 2000
 SAMPLE_EVERY_S = 1.0
 
@@ -62,9 +62,9 @@ class State(enum.StrEnum):
 def keeper_entries_from_env(value: str | None) -> dict[str, str]:
     """Parse the test hook ``SOROTASK_TEST_KEEPER``: ``module:fn`` or ``shard=module:fn;...``.
 
-    It selects a stand-in keeper (see :mod:`supervisor.testing_keepers`) for tests and chaos
+    It selects a stand-in keeper (see :mod:`tests.support.stand_ins`) for tests and chaos
     runs; ``*`` means every shard. Unset in production. Only functions of
-    ``supervisor.testing_keepers`` can be named: an environment variable must not be a way to
+    ``tests.support.stand_ins`` can be named: an environment variable must not be a way to
     make workers import and run arbitrary code (ValueError otherwise).
     """
     out: dict[str, str] = {}

@@ -269,7 +269,8 @@ class TestGrafanaDashboard:
         env = {
             **os.environ,
             "DASH_KEY": key.secret,
-            "SOROTASK_TEST_KEEPER": "supervisor.testing_keepers:fake_keeper",
+            "SOROTASK_TEST_KEEPER": "tests.support.stand_ins:fake_keeper",
+            "PYTHONPATH": str(ROOT),  # the stand-ins live in the test tree
         }
         proc = subprocess.Popen(
             [

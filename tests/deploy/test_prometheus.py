@@ -28,7 +28,7 @@ RULES = PROM_DIR / "sorotask.rules.yaml"
 RULE_TESTS = sorted(PROM_DIR.glob("*.test.yaml"))
 #: series the rules use that no supervisor serves yet (added with the worker-side service level)
 NOT_SERVED_YET = {"sorotask_execution_delay_ledgers_bucket"}
-STAND_INS = "supervisor.testing_keepers"
+STAND_INS = "tests.support.stand_ins"
 
 
 def _tool(name: str) -> str:

@@ -29,8 +29,8 @@ from stellar_sdk import Keypair
 from supervisor.sdnotify import SdNotify, socket_address, status_line, watchdog_interval
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE = "supervisor.testing_keepers:fake_keeper"
-NO_HELLO = "supervisor.testing_keepers:fake_keeper_no_hello"
+FAKE = "tests.support.stand_ins:fake_keeper"
+NO_HELLO = "tests.support.stand_ins:fake_keeper_no_hello"
 
 
 class FakeSystemd:
