@@ -14,11 +14,12 @@ Modules:
     stats           per-shard and total aggregation of cycle statistics
     status_server   GET /status, /metrics, /health (asks the view)
     runner          run a plan and print its summary
+    sdnotify        systemd notifications (READY, WATCHDOG, STOPPING)
     logsetup        loguru files per shard, rotation, JSON lines, redaction
     logtail         ``sorotask logs``
     demo            ``sorotask run`` without a config (embedded devnet)
     cli             ``sorotask run | check-config | status | logs``
-    testing_keepers stand-in keepers selected by ``SOROTASK_TEST_KEEPER`` (tests, chaos)
 
-See docs/supervisor.md.
+The stand-in keepers of the test hook ``SOROTASK_TEST_KEEPER`` live in the tests
+(tests/support/stand_ins.py), not here. See docs/supervisor.md.
 """

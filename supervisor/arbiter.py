@@ -43,13 +43,14 @@ from supervisor.config import ConfigError, Plan, SupervisorSettings, load_config
 from supervisor.logsetup import LogSettings
 from supervisor.pool import Pool
 from supervisor.registry import Registry, State
+from supervisor.sdnotify import SdNotify
 from supervisor.status_server import StatusServer
 from supervisor.view import View
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD
 from supervisor.workers import Worker
 
 TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
-TEST_KEEPER_MODULE = "supervisor.testing_keepers"
+TEST_KEEPER_MODULE = "tests.support.stand_ins"
 SAMPLE_EVERY_S = 1.0
 #: the signals the supervisor handles, by the name of their ``handle_<name>`` method
 SIGNALS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
@@ -58,9 +59,9 @@ SIGNALS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
 def keeper_entries_from_env(value: str | None) -> dict[str, str]:
     """Parse the test hook ``SOROTASK_TEST_KEEPER``: ``module:fn`` or ``shard=module:fn;...``.
 
-    It selects a stand-in keeper (see :mod:`supervisor.testing_keepers`) for tests and chaos
+    It selects a stand-in keeper (see :mod:`tests.support.stand_ins`) for tests and chaos
     runs; ``*`` means every shard. Unset in production. Only functions of
-    ``supervisor.testing_keepers`` can be named: an environment variable must not be a way to
+    ``tests.support.stand_ins`` can be named: an environment variable must not be a way to
     make workers import and run arbitrary code (ValueError otherwise).
     """
     out: dict[str, str] = {}
@@ -135,6 +136,7 @@ class Arbiter:
         self._next_progress = time.monotonic() + (self.settings.progress_every_s or 0.0)
         self._deadline: float | None = None
         self._server: StatusServer | None = None
+        self.sd = SdNotify.from_environ()  # sd_notify: READY, WATCHDOG, STOPPING (systemd)
 
     def _entry_for(self, name: str) -> str:
         return self.keeper_entries.get(name) or self.keeper_entries.get("*") or DEFAULT_ENTRY
@@ -215,7 +217,7 @@ class Arbiter:
             self.shutdown_deadline = None
 
     def _next_timeout(self) -> float:
-        times = [self._next_sample, *self.pool.next_times()]
+        times = [self._next_sample, self.sd.next_ping_at, *self.pool.next_times()]
         if self.settings.progress_every_s:
             times.append(self._next_progress)
         if self._deadline is not None and not self.stopping:
@@ -360,6 +362,7 @@ class Arbiter:
                     self.pool.reap(w)
             self._handle_signals()
             self._tick()
+            self.sd.loop(self.stopping, lambda: [rec.state for rec in self.registry])
 
     def _write_runtime_file(self) -> None:
         info = {
