@@ -148,7 +148,7 @@ class EndpointPool:
         self._current[best] -= total
         ep = self.endpoints[best]
         if ep.bucket is not None:
-            ep.bucket.try_take(now)
+            ep.bucket.try_take(1, now)
         if ep.open_until is not None:
             ep.probe_in_flight = True
             ep.probe_started = now
@@ -285,7 +285,7 @@ class EndpointPool:
             if not _has_token(ep, now):
                 continue
             if ep.bucket is not None:
-                ep.bucket.try_take(now)
+                ep.bucket.try_take(1, now)
             ep.probe_in_flight = True
             ep.probe_started = now
             out.append((ep, method))
@@ -321,11 +321,11 @@ class EndpointPool:
 
 
 def _has_token(ep: Endpoint, now: float) -> bool:
-    return ep.bucket is None or ep.bucket.wait_time(now) <= 0.0
+    return ep.bucket is None or ep.bucket.wait_time(1, now) <= 1e-9
 
 
 def _token_wait(ep: Endpoint, now: float) -> float:
-    return 0.0 if ep.bucket is None else ep.bucket.wait_time(now)
+    return 0.0 if ep.bucket is None else ep.bucket.wait_time(1, now)
 
 
 async def check_networks(
@@ -334,6 +334,7 @@ async def check_networks(
     expected: str,
 ) -> list[Endpoint]:
     """Ask every endpoint not verified yet for ``getNetwork`` (concurrently) and verify it.
+    ``call(endpoint, method)`` only sends the request: the outcome is recorded here.
 
     Raises :class:`WrongNetworkError` naming every endpoint on another network (a
     configuration error: the keeper must not start). Returns the endpoints that did not answer

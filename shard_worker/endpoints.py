@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shard_worker.budget import TokenBucket
 from shard_worker.endpoint_config import EndpointConfig
 from shard_worker.errors import (
     RpcError,
@@ -45,7 +46,6 @@ __all__ = [
     "Endpoint",
     "HealthPolicy",
     "LatencyHistogram",
-    "TokenBucket",
     "classify_error",
     "parse_retry_after",
 ]
@@ -144,37 +144,6 @@ class HealthPolicy:
             raise ValueError("0 < throttle_first_s <= throttle_max_s")
         if self.error_demote_s < 0 or self.max_retry_after_s <= 0 or self.probe_interval_s <= 0:
             raise ValueError("error_demote_s >= 0, max_retry_after_s > 0, probe_interval_s > 0")
-
-
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; starts full; the time is passed in."""
-
-    __slots__ = ("_stamp", "burst", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self._stamp = now
-
-    def refill(self, now: float) -> None:
-        if now > self._stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-
-    def try_take(self, now: float, cost: float = 1.0) -> bool:
-        self.refill(now)
-        if self.tokens >= cost - 1e-9:
-            self.tokens -= cost
-            return True
-        return False
-
-    def wait_time(self, now: float, cost: float = 1.0) -> float:
-        """Seconds until :meth:`try_take` can succeed."""
-        self.refill(now)
-        return max(0.0, (cost - self.tokens) / self.rate)
 
 
 class LatencyHistogram:

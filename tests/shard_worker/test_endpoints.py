@@ -30,7 +30,6 @@ from shard_worker.endpoints import (
     LATENCY_BUCKETS_S,
     HealthPolicy,
     LatencyHistogram,
-    TokenBucket,
     classify_error,
     parse_retry_after,
 )
@@ -240,7 +239,7 @@ class TestClassify:
         assert purpose_of("getLedgerEntries") == READ
 
 
-class TestHistogramAndBucket:
+class TestHistogram:
     def test_latency_buckets_are_cumulative_with_inf(self) -> None:
         h = LatencyHistogram()
         for s in (0.001, 0.005, 0.04, 0.3, 99.0):
@@ -253,13 +252,6 @@ class TestHistogramAndBucket:
         assert buckets["+Inf"] == 5 == h.count
         assert len(buckets) == len(LATENCY_BUCKETS_S) + 1
         assert h.sum_s == pytest.approx(99.346)
-
-    def test_token_bucket_refills_at_its_rate_up_to_its_burst(self) -> None:
-        b = TokenBucket(2.0, 2.0, now=0.0)
-        assert b.try_take(0.0) and b.try_take(0.0) and not b.try_take(0.0)
-        assert b.wait_time(0.0) == pytest.approx(0.5)
-        assert b.try_take(0.5) and not b.try_take(0.5)
-        assert b.try_take(100.0) and b.try_take(100.0) and not b.try_take(100.0)
 
 
 # ---------------------------------------------------------------------- health
