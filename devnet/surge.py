@@ -168,7 +168,7 @@ class Surge:
             self.counts["insufficient_fee"] += 1
 
     def evicted(self, bid: int) -> None:
-        self.evicted_bid = max(self.evicted_bid, bid)
+        self.evicted_bid = bid  # core keeps the last evicted bid (the cheapest go first)
         self.counts["evicted"] += 1
 
     # ledger close ---------------------------------------------------------------------------
