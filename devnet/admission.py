@@ -8,8 +8,9 @@
 4. the queue limiter (surge pricing, see devnet/surge.py): no room and too low a bid -> ERROR
    txINSUFFICIENT_FEE with ``feeCharged`` the fee that would have been let in (the hash is
    banned);
-5. validity: time bounds, ledger bounds, source account, sequence number, signatures, fee,
-   balance.
+5. validity (TransactionFrame::commonValidPreSeqNum, then commonValid): the declared resource
+   fee, time bounds, ledger bounds, the minimum inclusion fee (100), source account, sequence
+   number, signatures, balance.
 
 **Time bounds** are checked as core checks them at submission: ``minTime`` after the last close
 time is txTOO_EARLY; ``maxTime`` below ``lastClose + 2 x ledger time + (now - lastClose)`` is
@@ -119,8 +120,14 @@ def check_pending(node: Devnet, ptx: ParsedTx) -> None:
 
 
 def check_valid(node: Devnet, ptx: ParsedTx) -> None:
-    """Step 5: raises TxRejected."""
+    """Step 5, in core's checkValid order: Soroban resources (the declared resource fee), time
+    and ledger bounds, the minimum inclusion fee, source account, sequence number, signatures,
+    balance. Raises TxRejected."""
+    if ptx.resource_fee < declared_min_resource_fee(ptx.soroban_data):
+        raise TxRejected(TRC.txINSUFFICIENT_FEE)
     check_submit_bounds(node, ptx.tx)
+    if ptx.fee - ptx.resource_fee < BASE_FEE:
+        raise TxRejected(TRC.txINSUFFICIENT_FEE)
     acct = node.accounts.get(ptx.source)
     if acct is None:
         raise TxRejected(TRC.txNO_ACCOUNT)
@@ -129,10 +136,6 @@ def check_valid(node: Devnet, ptx: ParsedTx) -> None:
     if ptx.seq_num != acct.seq_num + 1:
         raise TxRejected(TRC.txBAD_SEQ)
     check_signatures(ptx)
-    if ptx.fee - ptx.resource_fee < BASE_FEE:
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
-    if ptx.resource_fee < declared_min_resource_fee(ptx.soroban_data):
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
     if acct.balance < ptx.fee:
         raise TxRejected(TRC.txINSUFFICIENT_BALANCE)
 

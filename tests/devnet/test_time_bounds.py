@@ -148,9 +148,11 @@ class TestCoreOrder:
         dn.close_ledger()
         assert srv.get_transaction(pending.hash_hex()).status == GetTransactionStatus.SUCCESS
 
-    def test_validity_order_is_bounds_sequence_fee(
+    def test_validity_order_is_bounds_fee_sequence(
         self, manual: DevnetProcess, manual_srv: SorobanServer
     ) -> None:
+        # core's commonValidPreSeqNum checks time bounds, then the minimum inclusion fee; the
+        # sequence number comes after, in commonValid
         dn, srv = manual, manual_srv
         first, _ = dn.seed_tasks(count=1)
         keeper = funded_keypair(dn)
@@ -162,14 +164,16 @@ class TestCoreOrder:
             tx.sign(keeper)
             return tx
 
-        late_bad_seq = _execute(srv, dn, keeper, first, max_time=last + 1, sequence_delta=5)
-        assert result_code(srv.send_transaction(late_bad_seq)) == TRC.txTOO_LATE
-        bad_seq_cheap = with_fee_below_minimum(
+        late_cheap = with_fee_below_minimum(
+            _execute(srv, dn, keeper, first, max_time=last + 1, sequence_delta=5)
+        )
+        assert result_code(srv.send_transaction(late_cheap)) == TRC.txTOO_LATE
+        cheap_bad_seq = with_fee_below_minimum(
             _execute(srv, dn, keeper, first, max_time=last + 300, sequence_delta=5)
         )
-        assert result_code(srv.send_transaction(bad_seq_cheap)) == TRC.txBAD_SEQ
-        cheap = with_fee_below_minimum(_execute(srv, dn, keeper, first, max_time=last + 300))
-        assert result_code(srv.send_transaction(cheap)) == TRC.txINSUFFICIENT_FEE
+        assert result_code(srv.send_transaction(cheap_bad_seq)) == TRC.txINSUFFICIENT_FEE
+        bad_seq = _execute(srv, dn, keeper, first, max_time=last + 300, sequence_delta=5)
+        assert result_code(srv.send_transaction(bad_seq)) == TRC.txBAD_SEQ
 
     def test_an_inclusion_fee_below_zero_is_malformed(
         self, manual: DevnetProcess, manual_srv: SorobanServer
