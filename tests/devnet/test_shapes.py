@@ -7,13 +7,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from dn_helpers import execute_args, funded_keypair, invoke_tx
 from stellar_sdk import SorobanServer, TransactionBuilder
 from stellar_sdk.exceptions import PrepareTransactionException
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
 from sorotask import contract as sc
+from tests.support.devnet import execute_args, funded_keypair, invoke_tx
 
 JSON = {"content-type": "application/json"}
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from dn_helpers import execute_args, funded_keypair, result_code
 from stellar_sdk import SorobanServer, TransactionBuilder
 from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
@@ -16,6 +15,7 @@ from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from devnet.process import DevnetProcess, DevnetRpcError
 from devnet.surge import BAN_DEPTH, PENDING_DEPTH, fee_distribution
+from tests.support.devnet import execute_args, funded_keypair, result_code
 
 TRC = sx.TransactionResultCode
 CAPACITY = 2

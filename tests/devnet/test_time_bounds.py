@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dn_helpers import execute_args, funded_keypair, result_code
 from stellar_sdk import Keypair, SorobanServer, TransactionBuilder
 from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import GetTransactionStatus, SendTransactionStatus
 from stellar_sdk.transaction_envelope import TransactionEnvelope
 
 from devnet.process import DevnetProcess
+from tests.support.devnet import execute_args, funded_keypair, result_code
 
 TRC = sx.TransactionResultCode
 LEDGER_S = 5
