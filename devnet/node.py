@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,7 +198,7 @@ class Devnet:
                 del self.pending_by_source[ptx.source]
             self.surge.forget(ptx.hash_hex)
         order = 0
-        charged = [inclusion_fee] * load_in
+        charged: Counter[int] = Counter({inclusion_fee: load_in} if load_in else {})
         for ptx in included:
             try:
                 record = apply_transaction(self, ptx, seq, close_time, order + 1, inclusion_fee)
@@ -209,7 +209,7 @@ class Devnet:
                 self.stats.tx_dropped += 1
                 continue
             order += 1
-            charged.append(min(inclusion_fee, inclusion_bid(ptx)))
+            charged[min(inclusion_fee, inclusion_bid(ptx))] += 1
             self.txs[record.hash_hex] = record
         for ptx in self.surge.closed(charged, left):
             self._drop_pending(ptx.hash_hex)

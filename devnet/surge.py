@@ -22,10 +22,9 @@ phase) with the ledger's Soroban limits reduced to one number, ``capacity`` tran
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections import deque
-from collections.abc import Collection
+from collections import Counter, deque
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,25 +64,30 @@ class Admission:
     evict: str | None = None
 
 
-def fee_distribution(fees: list[int], ledger_count: int) -> dict[str, Any]:
-    """stellar-rpc's FeeDistribution: nearest-rank percentiles, mode = the most repeated value
-    (the lowest on ties), uint64s as strings; all zero when there are no fees."""
-    if not fees:
+def fee_distribution(fees: Iterable[int] | Mapping[int, int], ledger_count: int) -> dict[str, Any]:
+    """stellar-rpc's FeeDistribution of ``fees`` (a list, or counts by fee): nearest-rank
+    percentiles, mode = the most repeated value (the lowest on ties), uint64s as strings; all
+    zero when there are no fees."""
+    pairs = fees.items() if isinstance(fees, Mapping) else Counter(fees).items()
+    counts = {fee: n for fee, n in pairs if n > 0}
+    if not counts:
         zero: dict[str, Any] = {k: "0" for k in ("max", "min", "mode")}
         zero.update({f"p{p}": "0" for p in _PERCENTILES})
         zero["transactionCount"] = "0"
         zero["ledgerCount"] = 0
         return zero
-    ordered = sorted(fees)
-    mode, best, run = ordered[0], 0, 0
-    for prev, cur in itertools.pairwise(ordered):
-        run = run + 1 if cur == prev else 0
-        if run > best:
-            best, mode = run, cur
-    n = len(ordered)
-    out: dict[str, Any] = {"max": str(ordered[-1]), "min": str(ordered[0]), "mode": str(mode)}
+    ordered = sorted(counts.items())
+    n = sum(counts.values())
+    mode = max(ordered, key=lambda item: (item[1], -item[0]))[0]
+    out: dict[str, Any] = {"max": str(ordered[-1][0]), "min": str(ordered[0][0]), "mode": str(mode)}
     for p in _PERCENTILES:
-        out[f"p{p}"] = str(ordered[(p * n + 99) // 100 - 1])
+        rank = (p * n + 99) // 100  # the rank-th smallest fee (1-based)
+        seen = 0
+        for fee, count in ordered:
+            seen += count
+            if seen >= rank:
+                out[f"p{p}"] = str(fee)
+                break
     out["transactionCount"] = str(n)
     out["ledgerCount"] = ledger_count
     return out
@@ -99,7 +103,8 @@ class Surge:
         self.ages: dict[str, int] = {}
         self.evicted_bid = 0
         self._bans: deque[set[str]] = deque(set() for _ in range(BAN_DEPTH))
-        self._fees: deque[list[int]] = deque(maxlen=SOROBAN_FEE_WINDOW)
+        #: per closed ledger: inclusion fee charged -> transactions
+        self._fees: deque[Counter[int]] = deque(maxlen=SOROBAN_FEE_WINDOW)
         self._rng = random.Random()
         self.counts = {"evicted": 0, "timed_out": 0, "left_out": 0, "insufficient_fee": 0}
 
@@ -188,7 +193,7 @@ class Surge:
         load_in = sum(1 for _, _, i in merged if i < 0)
         return [valid[i] for i in chosen], min(b for b, _, _ in merged), load_in
 
-    def closed(self, charged: list[int], left: list[ParsedTx]) -> list[ParsedTx]:
+    def closed(self, charged: Counter[int], left: list[ParsedTx]) -> list[ParsedTx]:
         """After a close: record the fees charged, age what was left out (returns the ones
         dropped for waiting too long, already banned), refill the load, clear the eviction."""
         self._fees.append(charged)
@@ -214,7 +219,9 @@ class Surge:
 
     # getFeeStats ----------------------------------------------------------------------------
     def fee_stats(self, latest_ledger: int) -> dict[str, Any]:
-        fees = [f for bucket in self._fees for f in bucket]
+        fees: Counter[int] = Counter()
+        for bucket in self._fees:
+            fees.update(bucket)
         return {
             "sorobanInclusionFee": fee_distribution(fees, len(self._fees)),
             "inclusionFee": fee_distribution([], 0),  # the devnet runs no classic transactions
