@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="added to every RPC answer (simulates a remote RPC; not cleared by setFaults)",
     )
+    p.add_argument(
+        "--ledger-capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Soroban transactions a ledger may include (surge pricing beyond; default unlimited)",
+    )
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument(
         "--exit-with-parent",
@@ -75,7 +82,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from devnet.node import Devnet
     from devnet.server import RpcServer
 
-    node = Devnet(ledger_seconds=args.ledger_seconds)
+    node = Devnet(ledger_seconds=args.ledger_seconds, ledger_capacity=args.ledger_capacity)
     if args.tasks > 0:
         from devnet.control import seed_tasks
 
@@ -127,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     args.parent_pid = os.getppid()
     if args.close_every <= 0 or args.ledger_seconds <= 0 or args.tasks < 0:
         print("sorotask devnet: --close-every and --ledger-seconds must be > 0", file=sys.stderr)
+        return ExitCode.USAGE
+    if args.ledger_capacity is not None and args.ledger_capacity < 1:
+        print("sorotask devnet: --ledger-capacity must be >= 1", file=sys.stderr)
         return ExitCode.USAGE
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper())

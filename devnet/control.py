@@ -10,6 +10,7 @@ from typing import Any
 from stellar_sdk import StrKey
 
 from devnet import xdrfast
+from devnet.control_net import METHODS as NET_METHODS
 from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
@@ -174,6 +175,7 @@ def stats(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     out["ledger"] = node.ledger.sequence
     out["entries"] = len(node.ledger.entries)
     out["executions"] = len(node.executions)
+    out["surge"] = node.surge.to_json()
     return out
 
 
@@ -199,3 +201,4 @@ METHODS = {
     "devnet_stats": stats,
     "devnet_fund": fund,
 }
+METHODS.update(NET_METHODS)
