@@ -39,6 +39,8 @@ Schema (fixed names from issue 4; everything else has a default)::
         backoff_max_s: 30
         jitter: 0.2                   # +-20 % random jitter on every delay
         stable_after_s: 30            # a worker up this long resets its backoff
+        failed_cooldown_s: 300        # a failed shard is started again after this; null: never
+        max_rss_mb: null              # a worker above this RSS is drained and replaced; null: off
       host_count: 1                   # several hosts sharing one config (see below)
       host_index: 0                   # int, or "auto"
     shards:                           # either a list of shards ...
@@ -366,6 +368,10 @@ class RestartPolicy:
     backoff_max_s: float = 30.0
     jitter: float = 0.2
     stable_after_s: float = 30.0
+    #: a failed shard is started again after this many seconds (None: only ctl start / SIGHUP)
+    failed_cooldown_s: float | None = 300.0
+    #: a worker whose sampled RSS is above this many MiB is drained and replaced (None: off)
+    max_rss_mb: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +455,8 @@ RESTART_KEYS = {
     "backoff_max_s",
     "jitter",
     "stable_after_s",
+    "failed_cooldown_s",
+    "max_rss_mb",
 }
 SUPERVISOR_KEYS = {
     "status_address",
@@ -596,6 +604,8 @@ def _settings(
         backoff_max_s=rf.number("backoff_max_s", rd.backoff_max_s, positive=False),
         jitter=rf.number("jitter", rd.jitter, positive=False),
         stable_after_s=rf.number("stable_after_s", rd.stable_after_s),
+        failed_cooldown_s=rf.number("failed_cooldown_s", rd.failed_cooldown_s, allow_null=True),
+        max_rss_mb=rf.number("max_rss_mb", rd.max_rss_mb, allow_null=True),
     )
     if restart.jitter >= 1:
         c.error(("supervisor", "restart", "jitter"), "must be below 1 (a fraction)")
