@@ -180,6 +180,10 @@ class LedgerState:
     def delete(self, key_b64: str) -> None:
         self.entries.pop(key_b64, None)
 
+    def set_live_until(self, key_b64: str, live_until: int) -> None:
+        """Change an existing entry's TTL (``devnet_expireEntries``)."""
+        self.entries[key_b64].live_until = live_until
+
 
 def ledger_entry_b64(entry: Entry) -> str:
     """Full ``LedgerEntry`` base64 (used by stateChanges)."""

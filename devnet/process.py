@@ -255,3 +255,7 @@ class DevnetProcess:
 
     def stats(self) -> dict[str, Any]:
         return self.rpc("devnet_stats", {})
+
+    def expire_entries(self, **params: Any) -> dict[str, Any]:
+        """devnet_expireEntries: task_ids / first_id..last_id / keys."""
+        return self.rpc("devnet_expireEntries", params)

@@ -16,6 +16,7 @@ from stellar_sdk import xdr as sx
 
 from devnet import control, events
 from devnet.accounts import AccountError
+from devnet.archival import is_archived, is_temporary
 from devnet.faults import Faults
 from devnet.ledger import PROTOCOL_VERSION
 from devnet.node import Devnet
@@ -285,6 +286,7 @@ class RpcServer:
         if len(keys) > MAX_KEYS:
             raise _params_error(f"key count ({len(keys)}) exceeds maximum supported ({MAX_KEYS})")
         store = self.node.ledger.entries
+        seq = self.node.ledger.sequence
         out = []
         for i, key in enumerate(keys):
             entry = store.get(key)
@@ -298,16 +300,21 @@ class RpcServer:
                 if entry is None:
                     continue
                 key = canonical
+            live_until = entry.live_until
+            if live_until is not None and is_archived(entry, seq):
+                if is_temporary(key):
+                    continue  # an expired temporary entry is gone
+                live_until = 0  # an archived persistent entry (core reports no TTL)
             item: dict[str, Any] = {
                 "key": key,
                 "xdr": entry.data_b64,
                 "lastModifiedLedgerSeq": entry.last_modified,
             }
-            if entry.live_until is not None:
-                item["liveUntilLedgerSeq"] = entry.live_until
+            if live_until is not None:
+                item["liveUntilLedgerSeq"] = live_until
             item["extXdr"] = "AAAAAA=="
             out.append(item)
-        return {"entries": out, "latestLedger": self.node.ledger.sequence}
+        return {"entries": out, "latestLedger": seq}
 
     def get_fee_stats(self, _params: dict[str, Any]) -> dict[str, Any]:
         def dist(count: int) -> dict[str, Any]:
