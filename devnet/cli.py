@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 from loguru import logger
 
+from devnet.ledger import RETENTION_LEDGERS
 from sorotask.exitcodes import ExitCode
 
 
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="added to every RPC answer (simulates a remote RPC; not cleared by setFaults)",
     )
+    p.add_argument(
+        "--retention-ledgers",
+        type=int,
+        default=RETENTION_LEDGERS,
+        metavar="N",
+        help=f"ledgers of history kept: transactions, events (default {RETENTION_LEDGERS})",
+    )
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument(
         "--exit-with-parent",
@@ -75,7 +83,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from devnet.node import Devnet
     from devnet.server import RpcServer
 
-    node = Devnet(ledger_seconds=args.ledger_seconds)
+    node = Devnet(ledger_seconds=args.ledger_seconds, retention=args.retention_ledgers)
     if args.tasks > 0:
         from devnet.control import seed_tasks
 
@@ -127,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     args.parent_pid = os.getppid()
     if args.close_every <= 0 or args.ledger_seconds <= 0 or args.tasks < 0:
         print("sorotask devnet: --close-every and --ledger-seconds must be > 0", file=sys.stderr)
+        return ExitCode.USAGE
+    if args.retention_ledgers < 2:
+        print("sorotask devnet: --retention-ledgers must be at least 2", file=sys.stderr)
         return ExitCode.USAGE
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper())

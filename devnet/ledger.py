@@ -22,8 +22,10 @@ BASE_FEE = 100
 BASE_RESERVE = 5_000_000
 #: persistent entries written by the devnet live this many ledgers (about 4 months at 5 s)
 DEFAULT_TTL_LEDGERS = 2_000_000
-#: stellar-rpc's default retention window (one day of 5 s ledgers)
-RETENTION_LEDGERS = 17_280
+#: ledgers of history kept (getHealth's ledgerRetentionWindow): one hour of 5 s ledgers, far
+#: below stellar-rpc's 120,960 (v28 default) or 17,280 (older default, some providers) so tests
+#: can outlive it; ``sorotask devnet --retention-ledgers`` changes it
+RETENTION_LEDGERS = 720
 FIRST_LEDGER = 1000
 
 _U32 = struct.Struct(">I")
@@ -55,11 +57,17 @@ class LedgerInfo:
 class LedgerState:
     """The ledger: closed-ledger headers, entries and their TTLs."""
 
-    def __init__(self, ledger_seconds: int, start_time: int | None = None) -> None:
+    def __init__(
+        self,
+        ledger_seconds: int,
+        start_time: int | None = None,
+        *,
+        retention: int = RETENTION_LEDGERS,
+    ) -> None:
         self.ledger_seconds = ledger_seconds
         self.entries: dict[str, Entry] = {}
         self.history: OrderedDict[int, LedgerInfo] = OrderedDict()
-        self.retention = RETENTION_LEDGERS
+        self.retention = retention
         start = int(time.time()) if start_time is None else start_time
         self._prev_hash = b"\x00" * 32
         self.latest = self._make_ledger(FIRST_LEDGER, start)

@@ -17,7 +17,7 @@ from stellar_sdk import Keypair, Network, parse_transaction_envelope_from_xdr
 from devnet.accounts import Accounts
 from devnet.events import EventStore
 from devnet.faults import Faults
-from devnet.ledger import LedgerState
+from devnet.ledger import RETENTION_LEDGERS, LedgerState
 from devnet.sorotask_contract import SOROTASK_ID, install_contracts
 from devnet.transactions import (
     ParsedTx,
@@ -86,11 +86,18 @@ class Execution:
 
 
 class Devnet:
-    def __init__(self, *, ledger_seconds: int = 5, passphrase: str = NETWORK_PASSPHRASE) -> None:
+    def __init__(
+        self,
+        *,
+        ledger_seconds: int = 5,
+        passphrase: str = NETWORK_PASSPHRASE,
+        retention: int = RETENTION_LEDGERS,
+    ) -> None:
+        """``retention``: ledgers of history (transactions, events, headers) kept."""
         self.passphrase = passphrase
         self.network_id = Network(passphrase).network_id()
         self.contract_id = SOROTASK_ID
-        self.ledger = LedgerState(ledger_seconds)
+        self.ledger = LedgerState(ledger_seconds, retention=retention)
         self.accounts = Accounts(self.ledger)
         self.pending: OrderedDict[str, ParsedTx] = OrderedDict()
         self.pending_by_source: dict[str, str] = {}

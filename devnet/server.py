@@ -240,15 +240,10 @@ class RpcServer:
         return call
 
     def get_health(self, _params: dict[str, Any]) -> dict[str, Any]:
-        ledger = self.node.ledger
-        oldest = ledger.oldest
         return {
             "status": "healthy",
-            "latestLedger": ledger.sequence,
-            "latestLedgerCloseTime": ledger.close_time,
-            "oldestLedger": oldest.sequence,
-            "oldestLedgerCloseTime": oldest.close_time,
-            "ledgerRetentionWindow": ledger.retention,
+            **self.node.ledger_range(),  # close times as strings (stellar-rpc since v27.1)
+            "ledgerRetentionWindow": self.node.ledger.retention,
         }
 
     def get_network(self, _params: dict[str, Any]) -> dict[str, Any]:
@@ -390,6 +385,8 @@ class RpcServer:
             )
         except events.EventParamError as exc:
             raise _params_error(str(exc)) from exc
+        except events.EventRangeError as exc:
+            raise RpcError(INVALID_REQUEST, str(exc)) from exc
         return {"events": found, "cursor": cursor, **rng}
 
 

@@ -139,6 +139,7 @@ class TestJsonRpcErrors:
         assert out["result"]["error"] == "Could not unmarshal transaction"
 
     def test_get_events_validates_start_ledger(self, devnet: DevnetProcess) -> None:
+        # stellar-rpc: -32600 (invalid request), not -32602, with the range in the message
         out = _call(devnet, "getEvents", {"startLedger": 1, "filters": []})
-        assert out["error"]["code"] == -32602
-        assert out["error"]["message"].startswith("startLedger must be between the oldest ledger")
+        assert out["error"]["code"] == -32600
+        assert out["error"]["message"].startswith("startLedger must be within the ledger range: ")
