@@ -9,7 +9,7 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
-from devnet import archival, xdrfast
+from devnet import archival, replica, xdrfast
 from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
@@ -193,6 +193,14 @@ def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
         raise ControlParamError(str(exc)) from exc
 
 
+def set_lag(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Make the replica that answers lag (``node`` is that replica: see devnet/replica.py)."""
+    try:
+        return replica.set_lag(node, params)  # type: ignore[arg-type]
+    except replica.LagParamError as exc:
+        raise ControlParamError(str(exc)) from exc
+
+
 METHODS = {
     "devnet_seedTasks": seed_tasks,
     "devnet_touchTasks": touch_tasks,
@@ -202,4 +210,5 @@ METHODS = {
     "devnet_stats": stats,
     "devnet_fund": fund,
     "devnet_expireEntries": expire_entries,
+    "devnet_setLag": set_lag,
 }

@@ -92,12 +92,14 @@ class Devnet:
         ledger_seconds: int = 5,
         passphrase: str = NETWORK_PASSPHRASE,
         retention: int = RETENTION_LEDGERS,
+        max_lag: int = 0,
     ) -> None:
-        """``retention``: ledgers of history (transactions, events, headers) kept."""
+        """``retention``: ledgers of history (transactions, events, headers) kept;
+        ``max_lag``: how many ledgers back a replica can be made to answer from."""
         self.passphrase = passphrase
         self.network_id = Network(passphrase).network_id()
         self.contract_id = SOROTASK_ID
-        self.ledger = LedgerState(ledger_seconds, retention=retention)
+        self.ledger = LedgerState(ledger_seconds, retention=retention, max_lag=max_lag)
         self.accounts = Accounts(self.ledger)
         self.pending: OrderedDict[str, ParsedTx] = OrderedDict()
         self.pending_by_source: dict[str, str] = {}
@@ -111,8 +113,10 @@ class Devnet:
         self.accounts.create(CREATOR_KEYPAIR.public_key)
 
     # transactions --------------------------------------------------------------------------
-    def submit(self, envelope_b64: str) -> dict[str, Any]:
-        """sendTransaction. Raises ValueError("invalid_xdr") for undecodable envelopes."""
+    def submit(self, envelope_b64: str, faults: Faults | None = None) -> dict[str, Any]:
+        """sendTransaction (``faults``: the answering replica's, default the node's). Raises
+        ValueError("invalid_xdr") for undecodable envelopes."""
+        faults = self.faults if faults is None else faults
         base = {
             "latestLedger": self.ledger.sequence,
             "latestLedgerCloseTime": str(self.ledger.close_time),
@@ -136,10 +140,10 @@ class Devnet:
                 "errorResultXdr": error_result_b64(rej.code, rej.fee_charged),
                 **base,
             }
-        if self.faults.applies("sendTransaction"):
-            if Faults.roll(self.faults.try_again_later_rate):
+        if faults.applies("sendTransaction"):
+            if Faults.roll(faults.try_again_later_rate):
                 return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
-            if Faults.roll(self.faults.never_apply_rate):
+            if Faults.roll(faults.never_apply_rate):
                 self.stats.tx_dropped += 1
                 return {"status": "PENDING", "hash": ptx.hash_hex, **base}
         self.pending[ptx.hash_hex] = ptx

@@ -20,6 +20,7 @@ from devnet.archival import is_archived, is_temporary
 from devnet.faults import Faults
 from devnet.ledger import PROTOCOL_VERSION
 from devnet.node import Devnet
+from devnet.replica import Replica
 from devnet.simulate import simulate
 
 MAX_BODY_BYTES = 512 * 1024
@@ -48,14 +49,19 @@ def _params_error(message: str) -> RpcError:
 
 
 class RpcServer:
+    """One endpoint: ``node`` is a replica of the chain (its own faults and lag); only the
+    server with ``closes_ledgers`` runs the ledger-close timer."""
+
     def __init__(
         self,
-        node: Devnet,
+        node: Replica,
         *,
         close_every: float = 5.0,
         base_latency_ms: float = 0.0,
+        closes_ledgers: bool = True,
     ) -> None:
         self.node = node
+        self.closes_ledgers = closes_ledgers
         self.close_every = close_every
         self.base_latency_ms = base_latency_ms
         self.friendbot_url = ""
@@ -82,8 +88,9 @@ class RpcServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/", self.handle_rpc)
         app.router.add_route("*", "/friendbot", self.handle_friendbot)
-        app.on_startup.append(self._start_closer)
-        app.on_cleanup.append(self._stop_closer)
+        if self.closes_ledgers:
+            app.on_startup.append(self._start_closer)
+            app.on_cleanup.append(self._stop_closer)
         return app
 
     async def _start_closer(self, _app: web.Application) -> None:
@@ -240,10 +247,11 @@ class RpcServer:
         return call
 
     def get_health(self, _params: dict[str, Any]) -> dict[str, Any]:
+        view = self.node.view()
         return {
             "status": "healthy",
-            **self.node.ledger_range(),  # close times as strings (stellar-rpc since v27.1)
-            "ledgerRetentionWindow": self.node.ledger.retention,
+            **view.ledger_range(),
+            "ledgerRetentionWindow": view.retention,
         }
 
     def get_network(self, _params: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +272,7 @@ class RpcServer:
         }
 
     def get_latest_ledger(self, _params: dict[str, Any]) -> dict[str, Any]:
-        info = self.node.ledger.latest
+        info = self.node.view().latest
         return {
             "id": info.hash_hex,
             "protocolVersion": PROTOCOL_VERSION,
@@ -280,18 +288,18 @@ class RpcServer:
             raise _params_error("invalid parameters: keys must be a list of base64 strings")
         if len(keys) > MAX_KEYS:
             raise _params_error(f"key count ({len(keys)}) exceeds maximum supported ({MAX_KEYS})")
-        store = self.node.ledger.entries
-        seq = self.node.ledger.sequence
+        view = self.node.view()
+        seq = view.sequence
         out = []
         for i, key in enumerate(keys):
-            entry = store.get(key)
+            entry = view.entry(key)
             if entry is None:
                 canonical = _canonical_key(key)
                 if canonical is None:
                     raise _params_error(f"cannot unmarshal key value {key} at index {i}")
                 if canonical == "ttl":
                     raise _params_error("ledger ttl entries cannot be queried directly")
-                entry = store.get(canonical)
+                entry = view.entry(canonical)
                 if entry is None:
                     continue
                 key = canonical
@@ -368,14 +376,15 @@ class RpcServer:
             bytes.fromhex(h)
         except ValueError as exc:
             raise _params_error(f"incorrect hash: {exc}") from exc
-        base = self.node.ledger_range()
-        rec = self.node.txs.get(h.lower())
+        view = self.node.view()
+        base = view.ledger_range()
+        rec = view.transaction(h.lower())
         if rec is None:
             return {"status": "NOT_FOUND", "txHash": h, **base}
         return {**base, **record_to_json(rec)}
 
     def get_events(self, params: dict[str, Any]) -> dict[str, Any]:
-        rng = self.node.ledger_range()
+        rng = self.node.view().ledger_range()
         try:
             found, cursor = events.query(
                 self.node.events,
