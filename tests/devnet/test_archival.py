@@ -6,43 +6,42 @@ run end to end against the devnet."""
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from dn_helpers import (
-    CLOSE_EVERY,
-    execute_args,
-    funded_keypair,
-    invoke_tx,
-    result_code,
-    send_and_wait,
-)
-from stellar_sdk import Keypair, SorobanDataBuilder, SorobanServer
+from stellar_sdk import SorobanDataBuilder, SorobanServer
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import authorize_entry
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess, DevnetRpcError
 from devnet.sorotask_contract import SOROTASK_ID
-from shard_worker.keeper import run_keeper
-from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
 from sorotask import contract as sc
+from tests.support.devnet import (
+    DevnetOptions,
+    execute_args,
+    funded_keypair,
+    invoke_tx,
+    result_code,
+    send_and_wait,
+)
+from tests.support.keeper import Keys, RecordingReporter, make_spec, run_until
 
 
 @pytest.fixture(scope="module")
-def dn() -> Iterator[DevnetProcess]:
-    with DevnetProcess(close_every=CLOSE_EVERY, log_level="WARNING") as proc:
-        yield proc
+def devnet_options() -> DevnetOptions:
+    """A devnet of this module's own: entries are expired here."""
+    return DevnetOptions()
 
 
 @pytest.fixture(scope="module")
-def srv(dn: DevnetProcess) -> Iterator[SorobanServer]:
-    with SorobanServer(dn.info.rpc_url) as server:
-        yield server
+def dn(devnet: DevnetProcess) -> DevnetProcess:
+    return devnet
+
+
+@pytest.fixture(scope="module")
+def srv(soroban: SorobanServer) -> SorobanServer:
+    return soroban
 
 
 def _entry(srv: SorobanServer, key_b64: str) -> Any:
@@ -197,120 +196,62 @@ class TestRestore:
         assert _entry(srv, _task_key(first)).live_until_ledger == 0  # still archived
 
 
-class _Reporter:
-    """Keeps the keeper's cycles and events (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.cycles: list[CycleStats] = []
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.fatals: list[tuple[int, str]] = []
-        #: a test's bookmark into ``cycles``
-        self.marks: int | None = None
-
-    def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None:
-        pass
-
-    def heartbeat(self) -> None:
-        pass
-
-    def cycle(self, stats: CycleStats) -> None:
-        with self.lock:
-            self.cycles.append(stats)
-
-    def event(self, kind: str, data: dict[str, Any]) -> None:
-        with self.lock:
-            self.events.append((kind, dict(data)))
-
-    def fatal(self, code: int, message: str) -> None:
-        with self.lock:
-            self.fatals.append((code, message))
-
-    def goodbye(self, final: dict[str, Any]) -> None:
-        pass
-
-
 def _run_keeper(
-    dn: DevnetProcess,
-    monkeypatch: pytest.MonkeyPatch,
-    ids: range,
-    *,
-    execute_archived: bool,
-    until: Callable[[_Reporter], bool],
-    limit_s: float = 20.0,
-) -> _Reporter:
-    """A real keeper (run_keeper) over ``ids`` until ``until(reporter)`` or ``limit_s``."""
-    keeper = Keypair.random()
-    dn.rpc("devnet_fund", {"addresses": [keeper.public_key]})
-    env = f"DN_ARCHIVAL_KEEPER_{os.getpid()}_{ids.start}"
-    monkeypatch.setenv(env, keeper.secret)
-    spec = WorkerSpec(
-        name="archival",
-        rpc_url=dn.info.rpc_url,
-        network_passphrase=dn.info.network_passphrase,
-        contract_id=dn.info.contract_id,
-        secret=SecretRef(env=env),
+    dn: DevnetProcess, keys: Keys, ids: range, *, execute_archived: bool, until: Any
+) -> RecordingReporter:
+    """A real keeper (run_keeper) over ``ids`` until ``until(reporter)`` (20 s at most)."""
+    _keeper, secret = keys.new()
+    spec = make_spec(
+        dn,
+        secret,
         range_first=ids.start,
         range_last=ids.stop - 1,
-        poll_interval_s=0.2,
-        rpc_timeout_s=3.0,
-        stop_grace_s=5.0,
         execute_archived=execute_archived,
     )
-    reporter = _Reporter()
-
-    async def main() -> int:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_keeper(spec, reporter, stop))
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline and not task.done():
-            if await asyncio.to_thread(until, reporter):
-                break
-            await asyncio.sleep(0.2)
-        stop.set()
-        return await asyncio.wait_for(task, spec.stop_grace_s + 10)
-
-    assert asyncio.run(main()) == 0
+    reporter = RecordingReporter()
+    code = asyncio.run(run_until(spec, reporter, lambda: until(reporter), limit_s=20.0))
+    assert code == 0  # stopped cleanly
     assert not reporter.fatals
     return reporter
 
 
 class TestKeeper:
     def test_the_keeper_executes_an_archived_due_task(
-        self, dn: DevnetProcess, srv: SorobanServer, monkeypatch: pytest.MonkeyPatch
+        self, dn: DevnetProcess, srv: SorobanServer, keys: Keys
     ) -> None:
         first, last = dn.seed_tasks(count=3, interval=10**7)
         ids = range(first, last + 1)
         dn.expire_entries(first_id=first, last_id=first + 1)
 
-        def all_executed(_rep: _Reporter) -> bool:
+        def all_executed(_rep: RecordingReporter) -> bool:
             return {e["task_id"] for e in dn.executions(list(ids))} == set(ids)
 
-        rep = _run_keeper(dn, monkeypatch, ids, execute_archived=True, until=all_executed)
+        rep = _run_keeper(dn, keys, ids, execute_archived=True, until=all_executed)
         effects = [(e["task_id"], e["effect"]) for e in dn.executions(list(ids))]
         assert sorted(effects) == [(i, "executed") for i in ids]  # each once
         assert max(c.archived for c in rep.cycles) == 2
-        assert not [d for k, d in rep.events if k == "failed"]
+        assert not rep.events_of("failed")
         for task_id in ids:  # restored by the keeper's transactions
             assert _entry(srv, _task_key(task_id)).live_until_ledger > 0
 
     def test_execute_archived_false_skips_it(
-        self, dn: DevnetProcess, srv: SorobanServer, monkeypatch: pytest.MonkeyPatch
+        self, dn: DevnetProcess, srv: SorobanServer, keys: Keys
     ) -> None:
         first, last = dn.seed_tasks(count=2, interval=10**7)
         ids = range(first, last + 1)
         dn.expire_entries(task_ids=[first])
+        mark: list[int] = []
 
-        def live_one_executed_then_3_cycles(rep: _Reporter) -> bool:
+        def live_one_executed_then_3_cycles(rep: RecordingReporter) -> bool:
             if [e["task_id"] for e in dn.executions(list(ids))] != [last]:
                 return False
             with rep.lock:
-                if rep.marks is None:
-                    rep.marks = len(rep.cycles)
-                return len(rep.cycles) >= rep.marks + 3
+                if not mark:
+                    mark.append(len(rep.cycles))
+                return len(rep.cycles) >= mark[0] + 3
 
         rep = _run_keeper(
-            dn, monkeypatch, ids, execute_archived=False, until=live_one_executed_then_3_cycles
+            dn, keys, ids, execute_archived=False, until=live_one_executed_then_3_cycles
         )
         # three more cycles did not change it: the archived task stays skipped
         assert [e["task_id"] for e in dn.executions(list(ids))] == [last]

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
-import orjson
 import pytest
-from dn_helpers import CLOSE_EVERY, funded_keypair, invoke_tx, wait_for_tx
 from stellar_sdk import Keypair, SorobanServer, scval
-from stellar_sdk.exceptions import SorobanRpcErrorResponse
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import SOROTASK_ID, TARGET_OK_ID
 from sorotask import contract as sc
+from tests.support.devnet import DevnetOptions, funded_keypair, invoke_tx, wait_for_tx
+from tests.support.events import end_cursor, events_error, raw_call, topic_filter
 
 REGISTERED = scval.to_symbol("TaskRegistered").to_xdr()
 EVENT_KEYS = {
@@ -34,26 +31,6 @@ EVENT_KEYS = {
 }
 #: enough events to need more than one default page (100)
 MANY = 103
-
-
-def _raw(dn: DevnetProcess, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-    resp = httpx.post(
-        dn.info.rpc_url, content=body, headers={"content-type": "application/json"}, timeout=10
-    )
-    assert resp.status_code == 200
-    return orjson.loads(resp.content)
-
-
-def _error(dn: DevnetProcess, params: dict[str, Any]) -> dict[str, Any]:
-    out = _raw(dn, "getEvents", params)
-    assert "error" in out, out
-    return out["error"]
-
-
-def end_cursor(ledger: int) -> str:
-    """stellar-rpc's cursor for the end of a window whose last ledger is ``ledger``."""
-    return f"{(ledger << 32) | 0xFFFFFFFF:019d}-4294967295"
 
 
 def _send_all(dn: DevnetProcess, srv: SorobanServer, txs: list[Any]) -> list[str]:
@@ -103,11 +80,6 @@ def deposit_many(dn: DevnetProcess, srv: SorobanServer, count: int) -> list[str]
     return _send_all(dn, srv, txs)
 
 
-def topic_filter(symbol: str) -> list[dict[str, Any]]:
-    topic = scval.to_symbol(symbol).to_xdr()
-    return [{"type": "contract", "contractIds": [SOROTASK_ID], "topics": [[topic, "*"]]}]
-
-
 def deposited() -> list[dict[str, Any]]:
     return topic_filter("GasDeposited")
 
@@ -117,17 +89,20 @@ def registered_filter() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def dn() -> Iterator[DevnetProcess]:
-    """A devnet of its own: the events below need the token set, the shared devnet's contract
-    stays uninitialised."""
-    with DevnetProcess(close_every=CLOSE_EVERY, log_level="WARNING") as proc:
-        yield proc
+def devnet_options() -> DevnetOptions:
+    """A devnet of this module's own (the events below need its token set; the shared devnet's
+    contract stays uninitialised), keeping more than 10,000 ledgers for the scan limit."""
+    return DevnetOptions(extra_args=("--retention-ledgers", "10100"))
 
 
 @pytest.fixture(scope="module")
-def srv(dn: DevnetProcess) -> Iterator[SorobanServer]:
-    with SorobanServer(dn.info.rpc_url) as server:
-        yield server
+def dn(devnet: DevnetProcess) -> DevnetProcess:
+    return devnet
+
+
+@pytest.fixture(scope="module")
+def srv(soroban: SorobanServer) -> SorobanServer:
+    return soroban
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +120,7 @@ class TestShape:
         self, many: tuple[DevnetProcess, SorobanServer, int, list[str]]
     ) -> None:
         dn, _srv, start, hashes = many
-        out = _raw(dn, "getEvents", {"startLedger": start, "filters": deposited()})
+        out = raw_call(dn, "getEvents", {"startLedger": start, "filters": deposited()})
         result = out["result"]
         assert set(result) == {
             "events",
@@ -215,7 +190,7 @@ class TestPagination:
         dn, srv, start, _hashes = many
         all_events = srv.get_events(start_ledger=start, filters=deposited(), limit=1000)
         first_ledger = all_events.events[0].ledger
-        out = _raw(
+        out = raw_call(
             dn,
             "getEvents",
             {
@@ -230,23 +205,25 @@ class TestPagination:
 
     def test_limit_at_most_10000(self, dn: DevnetProcess) -> None:
         latest = dn.rpc("getLatestLedger")["sequence"]
-        err = _error(dn, {"startLedger": latest, "pagination": {"limit": 10_001}})
+        err = events_error(dn, {"startLedger": latest, "pagination": {"limit": 10_001}})
         assert err == {"code": -32602, "message": "limit must not exceed 10000"}
-        ok = _raw(dn, "getEvents", {"startLedger": latest, "pagination": {"limit": 10_000}})
+        ok = raw_call(dn, "getEvents", {"startLedger": latest, "pagination": {"limit": 10_000}})
         assert "result" in ok
 
     def test_cursor_and_ledger_range_cannot_both_be_set(self, dn: DevnetProcess) -> None:
         latest = dn.rpc("getLatestLedger")["sequence"]
-        err = _error(dn, {"startLedger": latest, "pagination": {"cursor": end_cursor(latest - 1)}})
+        err = events_error(
+            dn, {"startLedger": latest, "pagination": {"cursor": end_cursor(latest - 1)}}
+        )
         assert err == {"code": -32602, "message": "ledger ranges and cursor cannot both be set"}
-        err = _error(dn, {"filters": []})
+        err = events_error(dn, {"filters": []})
         assert err == {"code": -32602, "message": "startLedger must be positive"}
 
 
 class TestFilters:
     def _messages(self, dn: DevnetProcess, filters: list[dict[str, Any]]) -> str:
         latest = dn.rpc("getLatestLedger")["sequence"]
-        err = _error(dn, {"startLedger": latest, "filters": filters})
+        err = events_error(dn, {"startLedger": latest, "filters": filters})
         assert err["code"] == -32602
         return err["message"]
 
@@ -299,88 +276,19 @@ class TestFilters:
 
 
 class TestScanLimit:
-    def test_one_request_scans_at_most_10000_ledgers(self) -> None:
-        args = ("--retention-ledgers", "10100")
-        with (
-            DevnetProcess(close_every=CLOSE_EVERY, log_level="WARNING", extra_args=args) as dn,
-            SorobanServer(dn.info.rpc_url) as srv,
-        ):
-            early = register(dn, srv)
-            early_ledger = srv.get_transaction(early).ledger
-            for _ in range(10):
-                dn.close_ledger(1000)
-            late = register(dn, srv)
-            assert srv.get_transaction(late).ledger > early_ledger + 10_000
-            first = srv.get_events(start_ledger=early_ledger, filters=registered_filter())
-            assert [e.transaction_hash for e in first.events] == [early]
-            # the window ended after 10,000 ledgers, before the latest ledger
-            assert first.cursor == end_cursor(early_ledger + 9_999)
-            assert first.latest_ledger > early_ledger + 10_000
-            rest = srv.get_events(filters=registered_filter(), cursor=first.cursor)
-            assert [e.transaction_hash for e in rest.events] == [late]
-
-
-@pytest.fixture(scope="module")
-def short() -> Iterator[tuple[DevnetProcess, SorobanServer]]:
-    """A devnet keeping 10 ledgers, closed by hand."""
-    args = ("--retention-ledgers", "10")
-    with (
-        DevnetProcess(close_every=3600, log_level="WARNING", extra_args=args) as dn,
-        SorobanServer(dn.info.rpc_url) as srv,
-    ):
-        yield dn, srv
-
-
-class TestRetention:
-    def test_the_default_window_is_small_and_reported(self, dn: DevnetProcess) -> None:
-        health = dn.rpc("getHealth")
-        assert health["ledgerRetentionWindow"] == 720
-        assert isinstance(health["latestLedgerCloseTime"], str)
-        assert isinstance(health["oldestLedgerCloseTime"], str)
-
-    def test_history_older_than_the_window_is_gone(
-        self, short: tuple[DevnetProcess, SorobanServer]
+    def test_one_request_scans_at_most_10000_ledgers(
+        self, dn: DevnetProcess, srv: SorobanServer
     ) -> None:
-        dn, srv = short
-        creator = funded_keypair(dn)
-        cfg = sc.TaskConfig(creator=creator.public_key, target=TARGET_OK_ID, function="run")
-        tx = srv.prepare_transaction(
-            invoke_tx(srv, dn, creator, "register", [sc.encode_task_config(cfg)])
-        )
-        tx.sign(creator)
-        sent = srv.send_transaction(tx)
-        ledger = dn.close_ledger()["sequence"]
-        assert srv.get_transaction(sent.hash).status == GetTransactionStatus.SUCCESS
-        assert srv.get_events(start_ledger=ledger, filters=registered_filter()).events
-        dn.close_ledger(12)
-        health = srv.get_health()
-        assert health.ledger_retention_window == 10
-        assert health.latest_ledger == ledger + 12
-        assert health.oldest_ledger == health.latest_ledger - 9
-        raw = dn.rpc("getHealth")
-        assert int(raw["oldestLedgerCloseTime"]) < int(raw["latestLedgerCloseTime"])
-        # the transaction and its event left with their ledger
-        assert srv.get_transaction(sent.hash).status == GetTransactionStatus.NOT_FOUND
-        window = srv.get_events(start_ledger=health.oldest_ledger, filters=registered_filter())
-        assert window.events == []
-        assert window.oldest_ledger == health.oldest_ledger
-
-    def test_a_start_outside_the_window_is_invalid_request_with_the_range(
-        self, short: tuple[DevnetProcess, SorobanServer]
-    ) -> None:
-        dn, srv = short
-        dn.close_ledger(11)
-        health = srv.get_health()
-        oldest, latest = health.oldest_ledger, health.latest_ledger
-        want = {
-            "code": -32600,
-            "message": f"startLedger must be within the ledger range: {oldest} - {latest}",
-        }
-        assert _error(dn, {"startLedger": oldest - 1}) == want
-        assert _error(dn, {"startLedger": latest + 1}) == want
-        # a cursor left behind by the window is refused the same way
-        assert _error(dn, {"pagination": {"cursor": end_cursor(oldest - 2)}}) == want
-        with pytest.raises(SorobanRpcErrorResponse) as caught:
-            srv.get_events(start_ledger=oldest - 1, filters=[])
-        assert caught.value.code == -32600
-        assert _raw(dn, "getEvents", {"startLedger": oldest})["result"]["events"] == []
+        early = register(dn, srv)
+        early_ledger = srv.get_transaction(early).ledger
+        for _ in range(10):
+            dn.close_ledger(1000)
+        late = register(dn, srv)
+        assert srv.get_transaction(late).ledger > early_ledger + 10_000
+        first = srv.get_events(start_ledger=early_ledger, filters=registered_filter())
+        assert [e.transaction_hash for e in first.events] == [early]
+        # the window ended after 10,000 ledgers, before the latest ledger
+        assert first.cursor == end_cursor(early_ledger + 9_999)
+        assert first.latest_ledger > early_ledger + 10_000
+        rest = srv.get_events(filters=registered_filter(), cursor=first.cursor)
+        assert [e.transaction_hash for e in rest.events] == [late]

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from dn_helpers import execute_args, funded_keypair, invoke_tx
 from stellar_sdk import SorobanServer, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
@@ -17,15 +16,20 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus
 from devnet.process import DevnetProcess, DevnetRpcError
 from devnet.sorotask_contract import SOROTASK_ID
 from sorotask import contract as sc
+from tests.support.devnet import DevnetOptions, execute_args, funded_keypair, invoke_tx
 
 #: ledgers close only when a test says so: every lag below is exact
 BY_HAND = 3600.0
 
 
 @pytest.fixture(scope="module")
-def dn() -> Iterator[DevnetProcess]:
-    with DevnetProcess(close_every=BY_HAND, log_level="WARNING", replicas=3) as proc:
-        yield proc
+def devnet_options() -> DevnetOptions:
+    return DevnetOptions(close_every=BY_HAND, replicas=3)
+
+
+@pytest.fixture(scope="module")
+def dn(devnet: DevnetProcess) -> DevnetProcess:
+    return devnet
 
 
 @pytest.fixture(scope="module")
