@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print("sorotask devnet: --close-every and --ledger-seconds must be > 0", file=sys.stderr)
         return ExitCode.USAGE
     if args.max_lag is None:
-        args.max_lag = DEFAULT_MAX_LAG if args.replicas > 1 else 0
+        args.max_lag = min(DEFAULT_MAX_LAG, args.retention_ledgers - 1) if args.replicas > 1 else 0
     problem = _history_problem(args)
     if problem:
         print(f"sorotask devnet: {problem}", file=sys.stderr)

@@ -3,6 +3,8 @@ faults and an injectable lag, as several providers in front of one network behav
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -180,3 +182,22 @@ class TestOneReplica:
             latest = one.rpc("getLatestLedger")["sequence"]
             one.set_lag(4)
             assert one.rpc("getLatestLedger")["sequence"] == latest - 4
+
+    @pytest.mark.parametrize(
+        "flags",
+        [
+            ("--replicas", "0"),
+            ("--replicas", "17"),
+            ("--retention-ledgers", "1"),
+            ("--retention-ledgers", "10", "--max-lag", "10"),
+            ("--max-lag", "-1"),
+        ],
+    )
+    def test_bad_replica_and_history_flags_exit_with_usage(self, flags: tuple[str, ...]) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "devnet", *flags],
+            capture_output=True,
+            timeout=60,
+        )
+        assert out.returncode == 64, out.stderr
+        assert out.stdout == b""  # no ready line
