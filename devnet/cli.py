@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how far back devnet_setLag can make a replica answer "
         f"(default {DEFAULT_MAX_LAG} with --replicas > 1, else 0)",
     )
+    p.add_argument(
+        "--ledger-capacity",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Soroban transactions a ledger may include (surge pricing beyond; default unlimited)",
+    )
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument(
         "--exit-with-parent",
@@ -107,6 +114,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ledger_seconds=args.ledger_seconds,
         retention=args.retention_ledgers,
         max_lag=args.max_lag,
+        ledger_capacity=args.ledger_capacity,
     )
     if args.tasks > 0:
         from devnet.control import seed_tasks
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args.parent_pid = os.getppid()
     if args.close_every <= 0 or args.ledger_seconds <= 0 or args.tasks < 0:
         print("sorotask devnet: --close-every and --ledger-seconds must be > 0", file=sys.stderr)
+        return ExitCode.USAGE
+    if args.ledger_capacity is not None and args.ledger_capacity < 1:
+        print("sorotask devnet: --ledger-capacity must be >= 1", file=sys.stderr)
         return ExitCode.USAGE
     if args.max_lag is None:
         args.max_lag = min(DEFAULT_MAX_LAG, args.retention_ledgers - 1) if args.replicas > 1 else 0

@@ -10,6 +10,7 @@ from typing import Any
 from stellar_sdk import StrKey
 
 from devnet import archival, replica, xdrfast
+from devnet.control_net import METHODS as NET_METHODS
 from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
@@ -169,6 +170,7 @@ def stats(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     out["ledger"] = node.ledger.sequence
     out["entries"] = len(node.ledger.entries)
     out["executions"] = len(node.executions)
+    out["surge"] = node.surge.to_json()
     return out
 
 
@@ -212,3 +214,4 @@ METHODS = {
     "devnet_expireEntries": expire_entries,
     "devnet_setLag": set_lag,
 }
+METHODS.update(NET_METHODS)

@@ -1,11 +1,9 @@
-"""sendTransaction validation, the pending queue, and applying transactions at ledger close.
+"""Parsing and checking transactions, and applying them at ledger close.
 
-Validation follows stellar-core's order where a client can tell the difference: DUPLICATE for a
-hash already queued, then envelope shape, time bounds, source account, one pending transaction
-per source account (TRY_AGAIN_LATER), sequence number (txBAD_SEQ), signatures (txBAD_AUTH),
-fees (txINSUFFICIENT_FEE) and balance (txINSUFFICIENT_BALANCE). An accepted transaction is
-applied when the next ledger closes: its fee is charged and its sequence number consumed
-whether the invocation succeeds or fails.
+sendTransaction's checks, in stellar-core's order, are in devnet/admission.py; the queue and
+surge pricing in devnet/surge.py. An accepted transaction is applied when a ledger that includes
+it closes: its fee is charged and its sequence number consumed whether the invocation succeeds or
+fails.
 """
 
 from __future__ import annotations
@@ -204,28 +202,6 @@ def error_result_b64(code: sx.TransactionResultCode, fee_charged: int) -> str:
     ).to_xdr()
 
 
-def validate_for_submit(node: Devnet, ptx: ParsedTx) -> None:
-    """Everything sendTransaction checks after DUPLICATE; raises :class:`TxRejected`."""
-    next_seq, next_close = node.ledger.next_ledger()
-    check_bounds(ptx.tx, next_seq, next_close)
-    acct = node.accounts.get(ptx.source)
-    if acct is None:
-        raise TxRejected(TRC.txNO_ACCOUNT)
-    if ptx.op_source != ptx.source and node.accounts.get(ptx.op_source) is None:
-        raise TxRejected(TRC.txNO_ACCOUNT)
-    if ptx.source in node.pending_by_source:
-        raise TryAgainLater
-    if ptx.seq_num != acct.seq_num + 1:
-        raise TxRejected(TRC.txBAD_SEQ)
-    check_signatures(ptx)
-    if ptx.resource_fee < 0 or ptx.fee - ptx.resource_fee < BASE_FEE:
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
-    if ptx.resource_fee < declared_min_resource_fee(ptx.soroban_data):
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
-    if acct.balance < ptx.fee:
-        raise TxRejected(TRC.txINSUFFICIENT_BALANCE)
-
-
 class TryAgainLater(Exception):
     pass
 
@@ -240,10 +216,16 @@ def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = Non
 
 
 def apply_transaction(
-    node: Devnet, ptx: ParsedTx, ledger_seq: int, close_time: int, order: int
+    node: Devnet,
+    ptx: ParsedTx,
+    ledger_seq: int,
+    close_time: int,
+    order: int,
+    inclusion_fee: int = BASE_FEE,
 ) -> TxRecord | None:
-    """Apply one queued transaction in ledger ``ledger_seq``. Returns None when the transaction
-    is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
+    """Apply one queued transaction in ledger ``ledger_seq``, charging ``inclusion_fee`` (the
+    ledger's surge price, at most the bid) plus the declared resource fee. Returns None when the
+    transaction is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
     acct = node.accounts.get(ptx.source)
     if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
         return None
@@ -251,7 +233,7 @@ def apply_transaction(
         check_bounds(ptx.tx, ledger_seq, close_time)
     except TxRejected:
         return None
-    fee = BASE_FEE + ptx.resource_fee
+    fee = min(inclusion_fee, ptx.fee - ptx.resource_fee) + ptx.resource_fee
     node.accounts.charge(acct, fee, ptx.seq_num)
     node.stats.fee(ptx.source, fee)
 

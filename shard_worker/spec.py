@@ -10,8 +10,10 @@ the secrets themselves; the worker reads them in its own process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from typing import Any, Literal, Protocol
+
+from sorotask_core.stats import CYCLE_FIELDS
 
 ReadMode = Literal["ledger_entries", "simulate"]
 
@@ -82,43 +84,22 @@ class WorkerSpec:
         return cls(**d)
 
 
-@dataclass(slots=True)
-class CycleStats:
-    """One poll cycle's statistics (the seed's metrics list, plus what a sharded keeper needs)."""
+def _cycle_stats_to_dict(self: Any) -> dict[str, Any]:
+    return asdict(self)
 
-    shard: str
-    cycle: int
-    ledger: int
-    ledger_time: int
-    started_at: float
-    duration_s: float
-    checked: int = 0
-    due: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
-    read_errors: int = 0
-    executed: int = 0
-    failed: int = 0
-    not_sent_by_simulation: int = 0
-    in_flight: int = 0
-    queue_depth: int = 0
-    mean_execution_s: float = 0.0
-    fees_spent: int = 0
-    decoded: int = 0  # entries decoded this cycle (changed since last cycle)
-    rpc_calls: dict[str, int] = field(default_factory=dict)  # method -> calls
-    rpc_errors: dict[str, int] = field(default_factory=dict)  # method -> errors
-    rpc_latency_s: dict[str, float] = field(default_factory=dict)  # method -> mean latency
-    cycle_error: str | None = None
-    #: CPU seconds the worker process used during the cycle
-    cpu_s: float = 0.0
-    #: task entries seen archived this cycle (executed or skipped per ``execute_archived``)
-    archived: int = 0
-    #: False when the ledger had not advanced since the previous cycle (no reads were done)
-    new_ledger: bool = True
-    #: transactions rejected by sendTransaction (ERROR) or expired unapplied
-    tx_errors: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: One poll cycle's statistics: a dataclass with one attribute per field declared in
+#: :data:`sorotask_core.stats.CYCLE_FIELDS` (the keeper counts with ``stats.executed += 1``).
+CycleStats = make_dataclass(
+    "CycleStats",
+    [f.dataclass_field() for f in CYCLE_FIELDS],
+    slots=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "One poll cycle's statistics (fields: sorotask_core.stats.CYCLE_FIELDS).",
+        "to_dict": _cycle_stats_to_dict,
+    },
+)
 
 
 class Reporter(Protocol):

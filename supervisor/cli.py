@@ -79,6 +79,8 @@ def run_main(argv: list[str]) -> int:
         from dataclasses import replace
 
         plan = replace(plan, settings=replace(plan.settings, status_address=args.status_address))
+    from supervisor.runner import run_plan
+
     return run_plan(
         plan,
         config_path=args.config,
@@ -86,57 +88,6 @@ def run_main(argv: list[str]) -> int:
         summary_json=args.summary_json,
         host_index=args.host_index,
     )
-
-
-def run_plan(
-    plan: Any,
-    *,
-    config_path: str | None,
-    duration: float | None,
-    summary_json: str | None,
-    host_index: int | None = None,
-) -> int:
-    """Run the supervisor for ``plan``; print (and maybe write) the summary."""
-    from loguru import logger
-
-    from supervisor.arbiter import Arbiter
-    from supervisor.logsetup import LogSettings, configure
-    from supervisor.stats import summary_table
-
-    st = plan.settings
-    configure(
-        LogSettings(st.log_dir, st.log_level, st.json_logs, st.log_rotation_mb, st.log_retention),
-        "supervisor",
-        stderr=True,
-    )
-    for w in plan.warnings:
-        logger.warning("config: {}", w)
-    try:
-        arbiter = Arbiter(
-            plan,
-            config_path=str(Path(config_path).resolve()) if config_path else None,
-            host_index=host_index,
-        )
-    except ValueError as exc:  # the test hook names something it may not
-        logger.error("{}", exc)
-        return ExitCode.CONFIG
-    if arbiter.keeper_entries:
-        logger.warning(
-            "TEST HOOK ACTIVE: workers run stand-in keepers {} (unset SOROTASK_TEST_KEEPER)",
-            arbiter.keeper_entries,
-        )
-    arbiter.install_signal_handlers()
-    code = arbiter.run(duration=duration)
-    doc = arbiter.summary()
-    states = {n: s["state"] for n, s in doc["shards"].items()}
-    print("\nsorotask: summary")
-    print(summary_table(doc, states))
-    for name, row in doc["shards"].items():
-        if row.get("failed_reason"):
-            print(f"  shard {name} FAILED: {row['failed_reason']}")
-    if summary_json:
-        Path(summary_json).write_text(json.dumps(doc, indent=2) + "\n")
-    return code
 
 
 # ---------------------------------------------------------------------------------- check-config

@@ -123,9 +123,6 @@ class PipeReporter:
             self.broken = True
             self._on_broken()
 
-    def started(self, pid: int) -> None:
-        self._send("started", pid=pid)
-
     def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None:
         if self.log is not None:
             self.log.hello(pid, keeper_public_key, channel_public_keys)
@@ -219,8 +216,6 @@ async def _run(
                 if msg.type == "stop":
                     logger.info("stop requested by the supervisor")
                     stop.set()
-                elif msg.type == "reload":
-                    logger.info("reload message ignored: the supervisor restarts changed shards")
                 else:
                     logger.warning("unexpected {} message from the supervisor", msg.type)
         except (EOFError, OSError):

@@ -59,13 +59,14 @@ class TestJsonRpcErrors:
         }
 
     def test_malformed_json_is_parse_error(self, devnet: DevnetProcess) -> None:
-        out = _post(devnet, b'{"jsonrpc": "2.0", "id": 1, "method": ').json()
-        assert out["error"]["code"] == -32700
-        assert out["id"] is None
+        # stellar-rpc's HTTP bridge fails before any JSON-RPC reply: HTTP 500, a text body
+        resp = _post(devnet, b'{"jsonrpc": "2.0", "id": 1, "method": ')
+        assert resp.status_code == 500
+        assert resp.text == "[-32700] invalid request value\n"
 
     def test_not_a_request_object_is_invalid_request(self, devnet: DevnetProcess) -> None:
         assert _post(devnet, b'"hello"').json()["error"]["code"] == -32600
-        assert _post(devnet, b"[]").json()["error"]["code"] == -32600
+        assert _post(devnet, b"[]").status_code == 204  # an empty batch: nothing to answer
         assert _post(devnet, b'{"id": 1, "method": "getHealth"}').json()["error"]["code"] == (
             -32600
         )
