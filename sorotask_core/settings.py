@@ -115,6 +115,8 @@ class Section:
 
     path: str
     settings: tuple[Setting, ...]
+    #: one line on the block as a whole
+    doc: str = ""
     #: nested blocks validated on their own (``supervisor.restart``)
     blocks: tuple[str, ...] = ()
 
@@ -202,6 +204,7 @@ NETWORK = Section(
             rule=_contract_address,
         ),
     ),
+    doc="required",
 )
 
 WORKER = Section(
@@ -316,6 +319,7 @@ WORKER = Section(
             flag="--http-client",
         ),
     ),
+    doc="defaults for every shard; a shard's `worker:` block overrides them",
 )
 
 RESTART = Section(
@@ -342,6 +346,7 @@ RESTART = Section(
             "stable_after_s", float, 30.0, "a worker up this long starts its backoff over", gt=0
         ),
     ),
+    doc="restart policy per shard",
 )
 
 SUPERVISOR = Section(
@@ -415,9 +420,6 @@ SUPERVISOR = Section(
     ),
     blocks=("restart",),
 )
-
-#: the ``restart`` row of the supervisor table
-RESTART_ROW = Key(("restart",), "restart policy per shard")
 
 SHARD = (
     Key(("name",), f"`{NAME_PATTERN}`, unique; names the log file"),
