@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sw_helpers import CONTRACT_ID
 
-from shard_worker.cli import build_parser, main, spec_from_args
+from shard_worker.cli import spec_from_args
 from sorotask.exitcodes import ExitCode
+from sorotask.worker_cli import build_parser, main
 
 BASE = ["--rpc-url", "http://127.0.0.1:1/", "--network-passphrase", "p", "--contract-id", "C1"]
 
