@@ -3,8 +3,9 @@
 The YAML validation (``supervisor/config``), the worker spec (``shard_worker.spec.WorkerSpec``),
 the flags of ``sorotask worker`` and the README's configuration reference are all built from
 the declarations below, and tests check each of them against these declarations. To add a
-setting: declare it here, add the field to ``WorkerSpec`` (worker settings) or
-``SupervisorSettings`` (supervisor settings), use it, then run
+setting: declare it here; add the field to ``WorkerSpec`` (worker settings), or to
+``SupervisorSettings`` / ``RestartPolicy`` (``supervisor/config/plan.py``); use it; add it with
+its default to ``deploy/examples/sorotask.example.yaml``; then run
 ``python -m supervisor.config.reference --write`` to refresh the README tables.
 
 Pure Python on purpose: the worker process imports this module, so it must stay light (no
@@ -56,8 +57,6 @@ class Setting:
     #: the ``sorotask worker`` flag for this setting, and its metavar
     flag: str | None = None
     metavar: str | None = None
-    #: the README's default column when the value alone would not say it
-    shown: str | None = None
 
     @property
     def required(self) -> bool:
@@ -96,8 +95,6 @@ class Setting:
 
     def default_text(self) -> str:
         """The default as the README shows it."""
-        if self.shown is not None:
-            return self.shown
         return "\N{EN DASH}" if self.required else yaml_text(self.default)
 
 
@@ -183,259 +180,112 @@ def host_port_problem(v: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- declarations
+# A table: one setting per entry, its doc on the second line (the README shows it as is).
+# fmt: off
 
-NETWORK = Section(
-    "network",
-    (
-        Setting(
-            "rpc_url", str, REQUIRED, "Soroban RPC endpoint (JSON-RPC over HTTP)", rule=_http_url
-        ),
-        Setting(
-            "network_passphrase",
-            str,
-            REQUIRED,
-            "checked against the server's `getNetwork` at start",
-        ),
-        Setting(
-            "contract_id",
-            str,
-            REQUIRED,
-            "the SoroTask contract (`C...`)",
-            rule=_contract_address,
-        ),
-    ),
-    doc="required",
-)
+NETWORK = Section("network", doc="required", settings=(
+    Setting("rpc_url", str, REQUIRED, rule=_http_url,
+            doc="Soroban RPC endpoint (JSON-RPC over HTTP)"),
+    Setting("network_passphrase", str, REQUIRED,
+            doc="checked against the server's `getNetwork` at start"),
+    Setting("contract_id", str, REQUIRED, rule=_contract_address,
+            doc="the SoroTask contract (`C...`)"),
+))
 
-WORKER = Section(
-    "worker",
-    (
-        Setting(
-            "poll_interval_s",
-            float,
-            5.0,
-            "seconds between cycles; a cycle reads only when a new ledger closed",
-            gt=0,
-            flag="--poll-interval",
-            metavar="SECONDS",
-        ),
-        Setting(
-            "read_mode",
-            str,
-            "ledger_entries",
-            "`ledger_entries` (200 tasks a call) or `simulate` (the seed's `get_task` per task)",
-            choices=("ledger_entries", "simulate"),
+WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` block overrides them",
+                 settings=(
+    Setting("poll_interval_s", float, 5.0, gt=0, flag="--poll-interval", metavar="SECONDS",
+            doc="seconds between cycles; a cycle reads only when a new ledger closed"),
+    Setting("read_mode", str, "ledger_entries", choices=("ledger_entries", "simulate"),
             flag="--read-mode",
-        ),
-        Setting(
-            "max_concurrent_reads",
-            int,
-            10,
-            "RPC read calls in flight per shard",
-            ge=1,
-            flag="--max-concurrent-reads",
-        ),
-        Setting(
-            "max_concurrent_executions",
-            int,
-            3,
-            "execute transactions in flight per shard",
-            ge=1,
-            flag="--max-concurrent-executions",
-        ),
-        Setting(
-            "rpc_timeout_s",
-            float,
-            10.0,
-            "per-request timeout (requests are retried with backoff on timeouts, 429, 5xx)",
-            gt=0,
-            flag="--rpc-timeout",
-            metavar="SECONDS",
-        ),
-        Setting(
-            "tx_timeout_s",
-            int,
-            30,
-            "a transaction's max time bound is the ledger close time plus this",
-            ge=1,
-            flag="--tx-timeout",
-            metavar="SECONDS",
-        ),
-        Setting(
-            "stop_grace_s",
-            float,
-            20.0,
-            "on stop, how long in-flight transactions may take to reach a final status",
-            gt=0,
-            flag="--stop-grace",
-            metavar="SECONDS",
-        ),
-        Setting(
-            "base_fee",
-            int,
-            100,
-            "inclusion fee offered per transaction (stroops)",
-            ge=100,
-            flag="--base-fee",
-            metavar="STROOPS",
-        ),
-        Setting(
-            "execute_archived",
-            bool,
-            True,
-            "archived task entries are executed (protocol 23 restores them in simulation)",
-        ),
-        Setting(
-            "min_fee_balance",
-            int,
-            10_000_000,
-            "stroops each source account needs at start, else a configuration error",
-            ge=0,
-        ),
-        Setting(
-            "confirm_poll_s",
-            float,
-            0.25,
-            "`getTransaction` poll period while confirming",
-            gt=0,
-        ),
-        Setting(
-            "state_dir",
-            str,
-            None,
-            "directory for the in-flight journal (under the supervisor: "
-            "`<supervisor.state_dir>/<shard>`)",
-            nullable=True,
-            yaml=False,
-            flag="--state-dir",
-        ),
-        Setting(
-            "http_client",
-            str,
-            "aiohttp",
-            "HTTP client for JSON-RPC (aiohttp: ~5x less CPU per large answer than httpx)",
-            choices=("aiohttp", "httpx"),
-            yaml=False,
+            doc="`ledger_entries` (200 tasks a call) or `simulate` (the seed's `get_task` per "
+                "task)"),
+    Setting("max_concurrent_reads", int, 10, ge=1, flag="--max-concurrent-reads",
+            doc="RPC read calls in flight per shard"),
+    Setting("max_concurrent_executions", int, 3, ge=1, flag="--max-concurrent-executions",
+            doc="execute transactions in flight per shard"),
+    Setting("rpc_timeout_s", float, 10.0, gt=0, flag="--rpc-timeout", metavar="SECONDS",
+            doc="per-request timeout (requests are retried with backoff on timeouts, 429, 5xx)"),
+    Setting("tx_timeout_s", int, 30, ge=1, flag="--tx-timeout", metavar="SECONDS",
+            doc="a transaction's max time bound is the ledger close time plus this"),
+    Setting("stop_grace_s", float, 20.0, gt=0, flag="--stop-grace", metavar="SECONDS",
+            doc="on stop, how long in-flight transactions may take to reach a final status"),
+    Setting("base_fee", int, 100, ge=100, flag="--base-fee", metavar="STROOPS",
+            doc="inclusion fee offered per transaction (stroops)"),
+    Setting("execute_archived", bool, True,
+            doc="archived task entries are executed (protocol 23 restores them in simulation)"),
+    Setting("min_fee_balance", int, 10_000_000, ge=0,
+            doc="stroops each source account needs at start, else a configuration error"),
+    Setting("confirm_poll_s", float, 0.25, gt=0,
+            doc="`getTransaction` poll period while confirming"),
+    # flags of `sorotask worker` only: under the supervisor they are not in the YAML file
+    Setting("state_dir", str, None, nullable=True, yaml=False, flag="--state-dir",
+            doc="directory for the in-flight journal (under the supervisor: "
+                "`<supervisor.state_dir>/<shard>`)"),
+    Setting("http_client", str, "aiohttp", choices=("aiohttp", "httpx"), yaml=False,
             flag="--http-client",
-        ),
-    ),
-    doc="defaults for every shard; a shard's `worker:` block overrides them",
-)
+            doc="HTTP client for JSON-RPC (aiohttp: ~5x less CPU per large answer than httpx)"),
+))
 
-RESTART = Section(
-    "supervisor.restart",
-    (
-        Setting("max_restarts", int, 5, "more restarts than this ...", ge=0),
-        Setting(
-            "window_s",
-            float,
-            60.0,
-            "... within this many seconds marks the shard `failed` (others keep running)",
-            gt=0,
-        ),
-        Setting(
-            "backoff_base_s",
-            float,
-            0.5,
-            "first restart immediate, then base, 2 x base, 4 x base ...",
-            ge=0,
-        ),
-        Setting("backoff_max_s", float, 30.0, "cap on the delay", ge=0),
-        Setting("jitter", float, 0.2, "+-20 % on every delay", ge=0, lt=1),
-        Setting(
-            "stable_after_s", float, 30.0, "a worker up this long starts its backoff over", gt=0
-        ),
-    ),
-    doc="restart policy per shard",
-)
+RESTART = Section("supervisor.restart", doc="restart policy per shard", settings=(
+    Setting("max_restarts", int, 5, ge=0,
+            doc="more restarts than this ..."),
+    Setting("window_s", float, 60.0, gt=0,
+            doc="... within this many seconds marks the shard `failed` (others keep running)"),
+    Setting("backoff_base_s", float, 0.5, ge=0,
+            doc="first restart immediate, then base, 2 x base, 4 x base ..."),
+    Setting("backoff_max_s", float, 30.0, ge=0,
+            doc="cap on the delay"),
+    Setting("jitter", float, 0.2, ge=0, lt=1,
+            doc="+-20 % on every delay"),
+    Setting("stable_after_s", float, 30.0, gt=0,
+            doc="a worker up this long starts its backoff over"),
+))
 
-SUPERVISOR = Section(
-    "supervisor",
-    (
-        Setting(
-            "status_address",
-            str,
-            "127.0.0.1:9100",
-            "`host:port` of `/status`, `/metrics`, `/health`; port 0 picks one; null turns it off",
-            nullable=True,
-            rule=host_port_problem,
-        ),
-        Setting("log_dir", str, "./logs", "`<shard>.log` per shard and `supervisor.log`"),
-        Setting(
-            "state_dir", str, "./state", "per-shard in-flight journal in `<state_dir>/<shard>/`"
-        ),
-        Setting(
-            "log_level",
-            str,
-            "INFO",
-            ", ".join(LOG_LEVELS),
-            choices=LOG_LEVELS,
-            upper=True,
-        ),
-        Setting("json_logs", bool, False, "one JSON object per log line"),
-        Setting("log_rotation_mb", float, 10.0, "rotate each log file at this size", gt=0),
-        Setting("log_retention", int, 5, "rotated files kept per log", ge=1),
-        Setting(
-            "heartbeat_timeout_s",
-            float,
-            10.0,
-            "a worker silent this long is hung: SIGTERM, then SIGKILL, then restart",
-            gt=0,
-        ),
-        Setting("kill_grace_s", float, 5.0, "SIGTERM to SIGKILL for a hung worker", gt=0),
-        Setting(
-            "shutdown_grace_s", float, 30.0, "on SIGTERM/SIGINT, time for workers to drain", gt=0
-        ),
-        Setting(
-            "health_max_cycle_age_s",
-            float,
-            None,
-            "`/health` freshness; null means `3 * poll_interval_s + 10`",
-            gt=0,
-            nullable=True,
-        ),
-        Setting(
-            "orphan_grace_s",
-            float,
-            5.0,
-            "a worker whose supervisor died exits within this",
-            gt=0,
-        ),
-        Setting(
-            "progress_every_s",
-            float,
-            60.0,
-            "log one progress line (totals and what changed) this often; null: never",
-            gt=0,
-            nullable=True,
-        ),
-        Setting("host_count", int, 1, "several hosts share this file", ge=1),
-        Setting(
-            "host_index",
-            int,
-            0,
-            "this host's index, or `auto` (`$SOROTASK_HOST_INDEX`, else the hostname's `-N`)",
-            word="auto",
-        ),
-    ),
-    blocks=("restart",),
-)
+SUPERVISOR = Section("supervisor", blocks=("restart",), settings=(
+    Setting("status_address", str, "127.0.0.1:9100", nullable=True, rule=host_port_problem,
+            doc="`host:port` of `/status`, `/metrics`, `/health`; port 0 picks one; null "
+                "turns it off"),
+    Setting("log_dir", str, "./logs",
+            doc="`<shard>.log` per shard and `supervisor.log`"),
+    Setting("state_dir", str, "./state",
+            doc="per-shard in-flight journal in `<state_dir>/<shard>/`"),
+    Setting("log_level", str, "INFO", choices=LOG_LEVELS, upper=True,
+            doc=", ".join(LOG_LEVELS)),
+    Setting("json_logs", bool, False,
+            doc="one JSON object per log line"),
+    Setting("log_rotation_mb", float, 10.0, gt=0,
+            doc="rotate each log file at this size"),
+    Setting("log_retention", int, 5, ge=1,
+            doc="rotated files kept per log"),
+    Setting("heartbeat_timeout_s", float, 10.0, gt=0,
+            doc="a worker silent this long is hung: SIGTERM, then SIGKILL, then restart"),
+    Setting("kill_grace_s", float, 5.0, gt=0,
+            doc="SIGTERM to SIGKILL for a hung worker"),
+    Setting("shutdown_grace_s", float, 30.0, gt=0,
+            doc="on SIGTERM/SIGINT, time for workers to drain"),
+    Setting("health_max_cycle_age_s", float, None, gt=0, nullable=True,
+            doc="`/health` freshness; null means `3 * poll_interval_s + 10`"),
+    Setting("orphan_grace_s", float, 5.0, gt=0,
+            doc="a worker whose supervisor died exits within this"),
+    Setting("progress_every_s", float, 60.0, gt=0, nullable=True,
+            doc="log one progress line (totals and what changed) this often; null: never"),
+    Setting("host_count", int, 1, ge=1,
+            doc="several hosts share this file"),
+    Setting("host_index", int, 0, word="auto",
+            doc="this host's index, or `auto` (`$SOROTASK_HOST_INDEX`, else the hostname's "
+                "`-N`)"),
+))
 
 SHARD = (
     Key(("name",), f"`{NAME_PATTERN}`, unique; names the log file"),
-    Key(
-        ("range",),
-        "`[first, last]` inclusive; `last` may be null (open-ended); ranges may not overlap",
-    ),
-    Key(
-        ("secret_env", "secret_file"),
-        "where the shard's secret seed is (exactly one); a keypair may serve one shard only",
-    ),
-    Key(
-        ("channels",),
+    Key(("range",),
+        "`[first, last]` inclusive; `last` may be null (open-ended); ranges may not overlap"),
+    Key(("secret_env", "secret_file"),
+        "where the shard's secret seed is (exactly one); a keypair may serve one shard only"),
+    Key(("channels",),
         "list of `{secret_env}` / `{secret_file}`: extra source accounts so a shard lands "
-        "several transactions per ledger",
-    ),
+        "several transactions per ledger"),
     Key(("task_ids",), "optional explicit ids (the seed's `TASK_IDS`), intersected with the range"),
     Key(("worker",), "per-shard overrides of the `worker` block"),
 )
@@ -447,14 +297,13 @@ SPLIT = (
     Key(("name_pattern",), "e.g. `shard-{index}` (`{index}` = 1..count)"),
     Key(("secret_env_pattern", "secret_file_pattern"), "e.g. `KEEPER_SECRET_{index}`"),
     Key(("channels",), "channel accounts per shard"),
-    Key(
-        ("channel_secret_env_pattern", "channel_secret_file_pattern"),
-        "e.g. `KEEPER_{index}_CH_{channel}`",
-    ),
+    Key(("channel_secret_env_pattern", "channel_secret_file_pattern"),
+        "e.g. `KEEPER_{index}_CH_{channel}`"),
     Key(("worker",), "overrides for every generated shard"),
 )
-TOP = ("network", "worker", "supervisor", "shards", "split")
 
+# fmt: on
+TOP = ("network", "worker", "supervisor", "shards", "split")
 SECTIONS = (NETWORK, WORKER, SUPERVISOR, RESTART)
 
 
