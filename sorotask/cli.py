@@ -28,11 +28,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "worker": ("sorotask.worker_cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (
-        "sorotask.chaos",
+        "sorotask.chaos.cli",
         "main",
         "kill workers and break the RPC; report how it recovered",
     ),
-    "bench": ("sorotask.bench", "main", "benchmark the keeper against the seed design"),
+    "bench": ("sorotask.bench.cli", "main", "benchmark the keeper against the seed design"),
 }
 
 

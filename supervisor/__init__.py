@@ -11,7 +11,7 @@ Modules:
     logtail         ``sorotask logs``
     demo            ``sorotask run`` without a config (embedded devnet)
     cli             ``sorotask run | check-config | status | logs``
-    testing_keepers stand-in keepers selected by ``SOROTASK_TEST_KEEPER`` (tests, chaos)
 
-See docs/supervisor.md.
+The stand-in keepers of the test hook ``SOROTASK_TEST_KEEPER`` live in the tests
+(tests/support/stand_ins.py), not here. See docs/supervisor.md.
 """

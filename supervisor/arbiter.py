@@ -40,11 +40,12 @@ from sorotask.exitcodes import ExitCode
 from supervisor import messages
 from supervisor.config import ConfigError, Plan, ShardPlan, load_config
 from supervisor.logsetup import LogSettings
+from supervisor.sdnotify import SdNotify
 from supervisor.stats import ShardTotals, bounded_update, summary
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD, child_main
 
 TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
-TEST_KEEPER_MODULE = "supervisor.testing_keepers"
+TEST_KEEPER_MODULE = "tests.support.stand_ins"
 MAX_MESSAGES_PER_WAKE = 2000
 SAMPLE_EVERY_S = 1.0
 
@@ -61,9 +62,9 @@ class State(enum.StrEnum):
 def keeper_entries_from_env(value: str | None) -> dict[str, str]:
     """Parse the test hook ``SOROTASK_TEST_KEEPER``: ``module:fn`` or ``shard=module:fn;...``.
 
-    It selects a stand-in keeper (see :mod:`supervisor.testing_keepers`) for tests and chaos
+    It selects a stand-in keeper (see :mod:`tests.support.stand_ins`) for tests and chaos
     runs; ``*`` means every shard. Unset in production. Only functions of
-    ``supervisor.testing_keepers`` can be named: an environment variable must not be a way to
+    ``tests.support.stand_ins`` can be named: an environment variable must not be a way to
     make workers import and run arbitrary code (ValueError otherwise).
     """
     out: dict[str, str] = {}
@@ -201,6 +202,7 @@ class Arbiter:
         self._server: Any = None
         self._retired = ShardTotals()  # totals of shards removed by a reload
         self._retired_restarts = 0
+        self.sd = SdNotify.from_environ()  # sd_notify: READY, WATCHDOG, STOPPING (systemd)
 
     # ------------------------------------------------------------------ helpers
 
@@ -556,7 +558,7 @@ class Arbiter:
 
     def _next_timeout(self) -> float:
         now = time.monotonic()
-        times = [self._next_sample]
+        times = [self._next_sample, self.sd.next_ping_at]  # sd_notify: watchdog pings
         if self.settings.progress_every_s:
             times.append(self._next_progress)
         if self._deadline is not None and not self.stopping:
@@ -811,6 +813,7 @@ class Arbiter:
                         self._reap(s)
                 self._handle_signals()
                 self._tick()
+                self.sd.loop(self.stopping, lambda: [x.state for x in self.shards.values()])
 
     def _kill_leftovers(self) -> None:
         for s in self.shards.values():
