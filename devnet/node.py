@@ -18,7 +18,7 @@ from devnet import admission
 from devnet.accounts import Accounts
 from devnet.events import EventStore
 from devnet.faults import Faults
-from devnet.ledger import LedgerState
+from devnet.ledger import RETENTION_LEDGERS, LedgerState
 from devnet.overload import Limiter
 from devnet.sorotask_contract import SOROTASK_ID, install_contracts
 from devnet.surge import Surge, inclusion_bid
@@ -94,13 +94,17 @@ class Devnet:
         *,
         ledger_seconds: int = 5,
         passphrase: str = NETWORK_PASSPHRASE,
+        retention: int = RETENTION_LEDGERS,
+        max_lag: int = 0,
         close_every: float | None = None,
         ledger_capacity: int | None = None,
     ) -> None:
+        """``retention``: ledgers of history (transactions, events, headers) kept;
+        ``max_lag``: how many ledgers back a replica can be made to answer from."""
         self.passphrase = passphrase
         self.network_id = Network(passphrase).network_id()
         self.contract_id = SOROTASK_ID
-        self.ledger = LedgerState(ledger_seconds)
+        self.ledger = LedgerState(ledger_seconds, retention=retention, max_lag=max_lag)
         self.accounts = Accounts(self.ledger)
         self.pending: OrderedDict[str, ParsedTx] = OrderedDict()
         self.pending_by_source: dict[str, str] = {}
@@ -117,8 +121,10 @@ class Devnet:
         self.accounts.create(CREATOR_KEYPAIR.public_key)
 
     # transactions --------------------------------------------------------------------------
-    def submit(self, envelope_b64: str) -> dict[str, Any]:
-        """sendTransaction. Raises ValueError("invalid_xdr") for undecodable envelopes."""
+    def submit(self, envelope_b64: str, faults: Faults | None = None) -> dict[str, Any]:
+        """sendTransaction (``faults``: the answering replica's, default the node's). Raises
+        ValueError("invalid_xdr") for undecodable envelopes."""
+        faults = self.faults if faults is None else faults
         base = {
             "latestLedger": self.ledger.sequence,
             "latestLedgerCloseTime": str(self.ledger.close_time),
@@ -142,7 +148,6 @@ class Devnet:
                 "errorResultXdr": error_result_b64(rej.code, rej.fee_charged),
                 **base,
             }
-        faults = self.faults
         if faults.hit("try_again_later_rate", "sendTransaction"):
             return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
         if faults.hit("never_apply_rate", "sendTransaction"):

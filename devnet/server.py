@@ -16,9 +16,11 @@ from stellar_sdk import xdr as sx
 
 from devnet import control, events
 from devnet.accounts import AccountError
+from devnet.archival import is_archived, is_temporary
 from devnet.ledger import PROTOCOL_VERSION
 from devnet.node import Devnet
 from devnet.overload import Overloaded, exceeded_limit, queue_full
+from devnet.replica import Replica
 from devnet.simulate import simulate
 
 MAX_BODY_BYTES = 512 * 1024
@@ -46,14 +48,19 @@ def _params_error(message: str) -> RpcError:
 
 
 class RpcServer:
+    """One endpoint: ``node`` is a replica of the chain (its own faults and lag); only the
+    server with ``closes_ledgers`` runs the ledger-close timer."""
+
     def __init__(
         self,
-        node: Devnet,
+        node: Replica,
         *,
         close_every: float = 5.0,
         base_latency_ms: float = 0.0,
+        closes_ledgers: bool = True,
     ) -> None:
         self.node = node
+        self.closes_ledgers = closes_ledgers
         self.close_every = close_every
         self.base_latency_ms = base_latency_ms
         self.friendbot_url = ""
@@ -79,8 +86,9 @@ class RpcServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/", self.handle_rpc)
         app.router.add_route("*", "/friendbot", self.handle_friendbot)
-        app.on_startup.append(self._start_closer)
-        app.on_cleanup.append(self._stop_closer)
+        if self.closes_ledgers:
+            app.on_startup.append(self._start_closer)
+            app.on_cleanup.append(self._stop_closer)
         return app
 
     async def _start_closer(self, _app: web.Application) -> None:
@@ -175,6 +183,10 @@ class RpcServer:
                     status=429, text="429 Too Many Requests\n", headers={"Retry-After": retry}
                 )
         responses = [await self._call(item) for item in items]
+        if any(faults.hit("drop_answer_rate", m) for m in dict.fromkeys(faulted)):
+            if request.transport is not None:  # done, but the answer is lost on the way
+                request.transport.close()
+            raise asyncio.CancelledError
         out = [r for r in responses if r is not None]
         if not out:
             return web.Response(status=204)
@@ -241,15 +253,11 @@ class RpcServer:
         return call
 
     def get_health(self, _params: dict[str, Any]) -> dict[str, Any]:
-        ledger = self.node.ledger
-        oldest = ledger.oldest
+        view = self.node.view()
         return {
             "status": "healthy",
-            "latestLedger": ledger.sequence,
-            "latestLedgerCloseTime": ledger.close_time,
-            "oldestLedger": oldest.sequence,
-            "oldestLedgerCloseTime": oldest.close_time,
-            "ledgerRetentionWindow": ledger.retention,
+            **view.ledger_range(),
+            "ledgerRetentionWindow": view.retention,
         }
 
     def get_network(self, _params: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +278,7 @@ class RpcServer:
         }
 
     def get_latest_ledger(self, _params: dict[str, Any]) -> dict[str, Any]:
-        info = self.node.ledger.latest
+        info = self.node.view().latest
         return {
             "id": info.hash_hex,
             "protocolVersion": PROTOCOL_VERSION,
@@ -286,29 +294,35 @@ class RpcServer:
             raise _params_error("invalid parameters: keys must be a list of base64 strings")
         if len(keys) > MAX_KEYS:
             raise _params_error(f"key count ({len(keys)}) exceeds maximum supported ({MAX_KEYS})")
-        store = self.node.ledger.entries
+        view = self.node.view()
+        seq = view.sequence
         out = []
         for i, key in enumerate(keys):
-            entry = store.get(key)
+            entry = view.entry(key)
             if entry is None:
                 canonical = _canonical_key(key)
                 if canonical is None:
                     raise _params_error(f"cannot unmarshal key value {key} at index {i}")
                 if canonical == "ttl":
                     raise _params_error("ledger ttl entries cannot be queried directly")
-                if canonical in store:  # core answers with the canonical key: no match
+                if view.entry(canonical) is not None:  # core answers with the canonical key
                     raise RpcError(INTERNAL_ERROR, "mismatching key in result")
                 continue
+            live_until = entry.live_until
+            if live_until is not None and is_archived(entry, seq):
+                if is_temporary(key):
+                    continue  # an expired temporary entry is gone
+                live_until = 0  # an archived persistent entry (core reports no TTL)
             item: dict[str, Any] = {
                 "key": key,
                 "xdr": entry.data_b64,
                 "lastModifiedLedgerSeq": entry.last_modified,
             }
-            if entry.live_until is not None:
-                item["liveUntilLedgerSeq"] = entry.live_until
+            if live_until is not None:
+                item["liveUntilLedgerSeq"] = live_until
             item["extXdr"] = "AAAAAA=="
             out.append(item)
-        return {"entries": out, "latestLedger": self.node.ledger.sequence}
+        return {"entries": out, "latestLedger": seq}
 
     def get_fee_stats(self, _params: dict[str, Any]) -> dict[str, Any]:
         return self.node.surge.fee_stats(self.node.ledger.sequence)
@@ -339,8 +353,9 @@ class RpcServer:
             bytes.fromhex(h)
         except ValueError as exc:
             raise _params_error(f"incorrect hash: {exc}") from exc
-        base = self.node.ledger_range()
-        rec = self.node.txs.get(h.lower())
+        view = self.node.view()
+        base = view.ledger_range()
+        rec = view.transaction(h.lower())
         if rec is None:  # stellar-rpc sends the zero values of the fields it found nothing for
             return {
                 **base,
@@ -354,7 +369,7 @@ class RpcServer:
         return {**base, **record_to_json(rec)}
 
     def get_events(self, params: dict[str, Any]) -> dict[str, Any]:
-        rng = self.node.ledger_range()
+        rng = self.node.view().ledger_range()
         try:
             found, cursor = events.query(
                 self.node.events,
@@ -364,6 +379,8 @@ class RpcServer:
             )
         except events.EventParamError as exc:
             raise _params_error(str(exc)) from exc
+        except events.EventRangeError as exc:
+            raise RpcError(INVALID_REQUEST, str(exc)) from exc
         return {"events": found, "cursor": cursor, **rng}
 
 

@@ -17,15 +17,10 @@ from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import BadSignatureError
 
 from devnet import fees, xdrfast
+from devnet.archival import restorable
+from devnet.host import AuthContext, Footprint, Host, HostError
 from devnet.ledger import BASE_FEE
-from devnet.sorotask_contract import (
-    FAILED,
-    SOROTASK_ID,
-    AuthContext,
-    Footprint,
-    Host,
-    HostError,
-)
+from devnet.sorotask_contract import CONTRACTS, FAILED, SOROTASK_ID
 
 if TYPE_CHECKING:
     from devnet.node import Devnet
@@ -211,11 +206,12 @@ class TryAgainLater(Exception):
     pass
 
 
-def footprint_of(data: sx.SorobanTransactionData) -> Footprint:
+def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = None) -> Footprint:
     fp = data.resources.footprint
     return Footprint(
         read_only={k.to_xdr() for k in fp.read_only},
         read_write={k.to_xdr() for k in fp.read_write},
+        restore=restore or set(),
     )
 
 
@@ -241,6 +237,7 @@ def apply_transaction(
     node.accounts.charge(acct, fee, ptx.seq_num)
     node.stats.fee(ptx.source, fee)
 
+    restore, unmarked = restorable(node.ledger.get, ptx.soroban_data, ledger_seq)
     host = Host(
         node.ledger,
         ledger_seq=ledger_seq,
@@ -248,11 +245,14 @@ def apply_transaction(
         auth=AuthContext(
             source_account=ptx.op_source, network_id=node.network_id, entries=ptx.auth
         ),
-        footprint=footprint_of(ptx.soroban_data),
+        contracts=CONTRACTS,
+        footprint=footprint_of(ptx.soroban_data, restore),
     )
     retval: sx.SCVal | None = None
     error: HostError | None = None
     try:
+        if unmarked:  # core fails it before the host runs (INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED)
+            raise HostError("Storage", "MissingValue", "footprint entry is archived")
         out = host.call(ptx.contract_id, ptx.function, ptx.args)
         retval = out if isinstance(out, sx.SCVal) else sx.SCVal.from_xdr_bytes(out)
     except HostError as exc:
@@ -274,7 +274,9 @@ def apply_transaction(
     else:
         events = []
         op_result = sx.InvokeHostFunctionResult(
-            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
+            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED
+            if unmarked
+            else sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
         )
         code = TRC.txFAILED
     result = sx.TransactionResult(

@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ctl_main",
         "control a running supervisor: status, restart/stop/start SHARD, reload",
     ),
-    "worker": ("shard_worker.cli", "main", "run one shard's keeper in the foreground"),
+    "worker": ("sorotask.worker_cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (
         "sorotask.chaos.cli",

@@ -230,16 +230,16 @@ class Pool:
         cooldown."""
         cooldown = self.settings.restart.failed_cooldown_s
         w.retry_at = None if cooldown is None else time.monotonic() + cooldown
-        with self.registry.edit(w.name) as rec:
-            rec.state, rec.failed_reason = State.FAILED, reason
-            retries = rec.failed_retries
+        retries = self.registry[w.name].failed_retries
         when = (
             f"started again in {cooldown:g}s (restart.failed_cooldown_s)"
             if cooldown is not None
             else "not started again until `sorotask ctl start` or SIGHUP"
         )
         again = f"; failed again after {retries} retries" if retries else ""
+        # logged first: whoever sees `failed` in /status finds the reason in the log
         logger.critical("SHARD {} FAILED: {} -- {} ({}){}", w.name, reason, when, hint, again)
+        self.registry.update(w.name, state=State.FAILED, failed_reason=reason)
 
     def _retry_failed(self, w: Worker) -> None:
         w.retry_at = None
