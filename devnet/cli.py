@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 from loguru import logger
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,7 +216,3 @@ def query(
             if len(found) >= limit:
                 return found, ev.id
     return found, event_id(min(end_ledger, latest + 1), 0, 0, 0)
-
-
-def decode_topic(b64: str) -> sx.SCVal:
-    return sx.SCVal.from_xdr_bytes(base64.b64decode(b64))

@@ -29,7 +29,9 @@ from stellar_sdk.exceptions import BadSignatureError
 
 from devnet import xdrfast
 from devnet.ledger import LedgerState
-from sorotask import contract as sc
+from sorotask_core import contract as sc
+from sorotask_core import taskconfig
+from sorotask_core.contract import counter_key_b64, instance_key_b64
 
 # ---------------------------------------------------------------------------------------------
 # contract ids (deterministic)
@@ -119,22 +121,6 @@ def panic(message: str) -> HostError:
 
 # ---------------------------------------------------------------------------------------------
 # keys
-
-
-def instance_key_b64(contract_id: str) -> str:
-    return _instance_key_b64(contract_id)
-
-
-_INSTANCE_KEYS: dict[str, str] = {}
-
-
-def _instance_key_b64(contract_id: str) -> str:
-    key = _INSTANCE_KEYS.get(contract_id)
-    if key is None:
-        val = sx.SCVal(sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE).to_xdr_bytes()
-        key = xdrfast.b64(xdrfast.contract_data_key(contract_id, val))
-        _INSTANCE_KEYS[contract_id] = key
-    return key
 
 
 def instance_entry_b64(contract_id: str, storage: dict[bytes, bytes] | None = None) -> str:
@@ -299,7 +285,7 @@ class Host:
     # calls ---------------------------------------------------------------------------------
     def call(self, contract_id: str, function: str, args: list[sx.SCVal]) -> sx.SCVal | bytes:
         impl = CONTRACTS.get(contract_id)
-        if self.read(_instance_key_b64(contract_id)) is None or impl is None:
+        if self.read(instance_key_b64(contract_id)) is None or impl is None:
             raise HostError("Storage", "MissingValue", f"contract {contract_id} not found")
         fn = impl.get(function)
         if fn is None:
@@ -515,34 +501,32 @@ def _encoder(contract_id: str) -> xdrfast.TaskEncoder:
     return enc
 
 
-def counter_key_b64(contract_id: str) -> str:
-    return xdrfast.b64(xdrfast.contract_data_key(contract_id, xdrfast.counter_key_val()))
-
-
 def counter_entry_b64(contract_id: str, value: int) -> str:
-    return xdrfast.b64(
-        xdrfast.contract_data_entry(contract_id, xdrfast.counter_key_val(), xdrfast.u64(value))
-    )
+    return xdrfast.b64(taskconfig.counter_entry(contract_id, value))
 
 
-def task_entry_b64(contract_id: str, task_id: int, cfg: sc.TaskConfig) -> str:
-    val = sc.encode_task_config(cfg).to_xdr_bytes()
+def task_entry_b64(contract_id: str, task_id: int, cfg: taskconfig.TaskConfig) -> str:
+    val = taskconfig.encode_task_config(cfg)
     return xdrfast.b64(_encoder(contract_id).entry(task_id, val))
 
 
-def _load_task(host: Host, contract_id: str, task_id: int) -> sc.TaskConfig | None:
+def _load_task(host: Host, contract_id: str, task_id: int) -> taskconfig.TaskConfig | None:
     data = host.read(task_key_b64(contract_id, task_id))
     if data is None:
         return None
-    return sc.decode_task_config(sx.SCVal.from_xdr_bytes(data[TASK_VAL_OFFSET:]))
+    return taskconfig.decode_task_config(data[TASK_VAL_OFFSET:])
 
 
-def _store_task(host: Host, contract_id: str, task_id: int, cfg: sc.TaskConfig) -> None:
+def _sdk_args(cfg: taskconfig.TaskConfig) -> list[sx.SCVal]:
+    return [sx.SCVal.from_xdr_bytes(a) for a in cfg.args]
+
+
+def _store_task(host: Host, contract_id: str, task_id: int, cfg: taskconfig.TaskConfig) -> None:
     host.write(task_key_b64(contract_id, task_id), task_entry_b64(contract_id, task_id, cfg))
 
 
 def _instance_storage(host: Host, contract_id: str) -> dict[bytes, bytes]:
-    data = host.read(_instance_key_b64(contract_id))
+    data = host.read(instance_key_b64(contract_id))
     if data is None:
         return {}
     entry = sx.LedgerEntryData.from_xdr_bytes(data)
@@ -552,13 +536,13 @@ def _instance_storage(host: Host, contract_id: str) -> dict[bytes, bytes]:
     return {e.key.to_xdr_bytes(): e.val.to_xdr_bytes() for e in inst.storage.sc_map}
 
 
-_TOKEN_KEY = sc.token_key_scval().to_xdr_bytes()
+_TOKEN_KEY = sc.TOKEN_KEY_SCVAL
 
 
 def st_register(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal:
     _arity(args, 1)
     try:
-        cfg = sc.decode_task_config(_arg(args, 0, sx.SCValType.SCV_MAP))
+        cfg = taskconfig.decode_task_config(_arg(args, 0, sx.SCValType.SCV_MAP).to_xdr_bytes())
     except (ValueError, AttributeError, TypeError) as exc:
         raise HostError("Value", "UnexpectedType", f"bad TaskConfig: {exc}") from exc
     host.require_auth(cfg.creator)
@@ -607,12 +591,12 @@ def st_execute(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal
         host.effect = NOOP_NOT_DUE
         return VOID_VAL
     if cfg.resolver:
-        outcome = host.try_call(cfg.resolver, "check_condition", [scval.to_vec(list(cfg.args))])
+        outcome = host.try_call(cfg.resolver, "check_condition", [scval.to_vec(_sdk_args(cfg))])
         ok = isinstance(outcome, sx.SCVal) and outcome.type == sx.SCValType.SCV_BOOL and outcome.b
         if not ok:
             host.effect = RESOLVER_SKIPPED
             return VOID_VAL
-    host.call(cfg.target, cfg.function, list(cfg.args))
+    host.call(cfg.target, cfg.function, _sdk_args(cfg))
     cfg.last_run = now
     _store_task(host, cid, task_id, cfg)
     host.effect = EXECUTED
@@ -626,7 +610,7 @@ def st_init(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal:
     if _TOKEN_KEY in storage:
         raise panic("Already initialized")
     storage[_TOKEN_KEY] = scval.to_address(token).to_xdr_bytes()
-    host.write(_instance_key_b64(cid), instance_entry_b64(cid, storage))
+    host.write(instance_key_b64(cid), instance_entry_b64(cid, storage))
     return VOID_VAL
 
 
@@ -725,4 +709,4 @@ CONTRACTS: dict[str, dict[str, ContractFn]] = {
 def install_contracts(ledger: LedgerState) -> None:
     """Write the instance entries of every built-in contract."""
     for cid in CONTRACTS:
-        ledger.put(_instance_key_b64(cid), instance_entry_b64(cid))
+        ledger.put(instance_key_b64(cid), instance_entry_b64(cid))

@@ -28,7 +28,7 @@ from loguru import logger
 from shard_worker.keeper import run_keeper
 from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import SecretRef, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 __all__ = ["build_parser", "main", "parse_range", "spec_from_args", "spec_from_config"]
 

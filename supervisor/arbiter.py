@@ -38,7 +38,7 @@ from typing import Any
 
 from loguru import logger
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.config import ConfigError, Plan, SupervisorSettings, load_config
 from supervisor.logsetup import LogSettings
 from supervisor.pool import Pool

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:9100"
 STATUS_URL_ENV = "SOROTASK_STATUS_URL"
