@@ -20,6 +20,7 @@ from devnet.sorotask_contract import (
     counter_entry_b64,
     counter_key_b64,
 )
+from sorotask_core.xdr import SCV_I128, pack_u32, scv_symbol
 
 MAX_SEED = 2_000_000
 U64_MAX = 2**64 - 1
@@ -95,9 +96,7 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 
 
 #: ``ScSymbol("gas_balance")`` followed by the ``SCV_I128`` tag, as TaskConfig's map stores it
-_GAS_FIELD = (
-    (15).to_bytes(4, "big") + (11).to_bytes(4, "big") + b"gas_balance\x00" + (10).to_bytes(4, "big")
-)
+_GAS_FIELD = scv_symbol(b"gas_balance") + pack_u32(SCV_I128)
 
 
 def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
