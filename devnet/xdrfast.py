@@ -26,11 +26,9 @@ __all__ = [
     "counter_key_val",
     "ledger_entry",
     "sc_address",
-    "u64",
 ]
 
 b64 = xdr.b64encode
-u64 = xdr.scv_u64
 #: ``LedgerKey::Account`` bytes for a raw ed25519 public key
 account_key = xdr.account_ledger_key
 #: ``ScAddress`` (no ScVal tag) of a G... account or C... contract strkey, memoised

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "status": ("supervisor.cli", "status_main", "show the shards of a running supervisor"),
     "logs": ("supervisor.cli", "logs_main", "tail one shard's log"),
-    "worker": ("shard_worker.cli", "main", "run one shard's keeper in the foreground"),
+    "worker": ("sorotask.worker_cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (
         "sorotask.chaos.cli",

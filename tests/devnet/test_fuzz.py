@@ -120,10 +120,17 @@ class TestFuzz:
                     body = _dumps({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
                 resp = client.post(url, content=body, headers=JSON_HEADERS)
                 statuses.add(resp.status_code)
+                if resp.status_code == 500:  # only an unparsable body, as stellar-rpc's bridge
+                    assert kind == 0 and resp.text == "[-32700] invalid request value\n", body
                 if resp.status_code == 200 and kind >= 2:
                     out = resp.json()
-                    assert "result" in out or out["error"]["code"] != -32603, (method, params, out)
-        assert statuses <= {200, 204}, statuses
+                    assert (
+                        "result" in out
+                        or out["error"]["code"] != -32603
+                        # a key that decodes but is not canonical XDR, as stellar-rpc answers it
+                        or out["error"]["message"] == "mismatching key in result"
+                    ), (method, params, out)
+        assert statuses <= {200, 204, 500}, statuses
         assert devnet.rpc("getHealth")["status"] == "healthy"
         # and it still does real work afterwards
         first, _ = devnet.seed_tasks(count=1)

@@ -59,13 +59,14 @@ class TestJsonRpcErrors:
         }
 
     def test_malformed_json_is_parse_error(self, devnet: DevnetProcess) -> None:
-        out = _post(devnet, b'{"jsonrpc": "2.0", "id": 1, "method": ').json()
-        assert out["error"]["code"] == -32700
-        assert out["id"] is None
+        # stellar-rpc's HTTP bridge fails before any JSON-RPC reply: HTTP 500, a text body
+        resp = _post(devnet, b'{"jsonrpc": "2.0", "id": 1, "method": ')
+        assert resp.status_code == 500
+        assert resp.text == "[-32700] invalid request value\n"
 
     def test_not_a_request_object_is_invalid_request(self, devnet: DevnetProcess) -> None:
         assert _post(devnet, b'"hello"').json()["error"]["code"] == -32600
-        assert _post(devnet, b"[]").json()["error"]["code"] == -32600
+        assert _post(devnet, b"[]").status_code == 204  # an empty batch: nothing to answer
         assert _post(devnet, b'{"id": 1, "method": "getHealth"}').json()["error"]["code"] == (
             -32600
         )
@@ -138,7 +139,17 @@ class TestJsonRpcErrors:
         out = _call(devnet, "simulateTransaction", {"transaction": "AAAA"})
         assert out["result"]["error"] == "Could not unmarshal transaction"
 
+    def test_get_health_reports_the_default_window_and_close_times_as_strings(
+        self, devnet: DevnetProcess
+    ) -> None:
+        health = _call(devnet, "getHealth")["result"]
+        assert health["ledgerRetentionWindow"] == 720  # small: tests can outlive it
+        assert isinstance(health["latestLedgerCloseTime"], str)  # stellar-rpc since v27.1
+        assert isinstance(health["oldestLedgerCloseTime"], str)
+        assert health["oldestLedger"] <= health["latestLedger"]
+
     def test_get_events_validates_start_ledger(self, devnet: DevnetProcess) -> None:
+        # stellar-rpc: -32600 (invalid request), not -32602, with the range in the message
         out = _call(devnet, "getEvents", {"startLedger": 1, "filters": []})
-        assert out["error"]["code"] == -32602
-        assert out["error"]["message"].startswith("startLedger must be between the oldest ledger")
+        assert out["error"]["code"] == -32600
+        assert out["error"]["message"].startswith("startLedger must be within the ledger range: ")

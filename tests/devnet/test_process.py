@@ -54,7 +54,14 @@ class TestDevnetProcess:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             info = orjson.loads(line)
-            assert set(info) == {"rpc_url", "network_passphrase", "contract_id", "friendbot_url"}
+            assert set(info) == {
+                "rpc_url",
+                "rpc_urls",
+                "network_passphrase",
+                "contract_id",
+                "friendbot_url",
+            }
+            assert info["rpc_urls"] == [info["rpc_url"]]  # one replica unless --replicas
             time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
             rest, _ = proc.communicate(timeout=10)

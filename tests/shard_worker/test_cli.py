@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shard_worker.cli import build_parser, main, spec_from_args
+from shard_worker.cli import spec_from_args
+from sorotask.worker_cli import build_parser, main
 from sorotask_core.exitcodes import ExitCode
 from tests.support.ledger_entries import CONTRACT_ID
 

@@ -54,7 +54,8 @@ async def main():
     code = await run_keeper(spec, Reporter(), stop)
     sdk = sorted(m for m in sys.modules if m.startswith("stellar_sdk"))
     print(json.dumps({"code": int(code), "executed": executed,
-                      "sdk_loaded": "stellar_sdk" in sys.modules, "sdk_modules": sdk[:5]}))
+                      "sdk_loaded": "stellar_sdk" in sys.modules, "sdk_modules": sdk[:5],
+                      "pydantic_loaded": "pydantic" in sys.modules}))
 
 asyncio.run(main())
 """
@@ -87,6 +88,7 @@ class TestWorkerWithoutStellarSdk:
         assert result["code"] == ExitCode.OK
         assert result["executed"] == [first]
         assert result["sdk_loaded"] is False, result["sdk_modules"]
+        assert result["pydantic_loaded"] is False  # the config validator stays in the supervisor
         execs = devnet.executions([first])
         assert [e["effect"] for e in execs] == ["executed"]
 

@@ -28,6 +28,10 @@ class DevnetOptions:
     #: one process for every module asking for the same options (until the session ends);
     #: for read-mostly tests that seed their own tasks
     shared: bool = False
+    #: ports serving the one chain (``--replicas``)
+    replicas: int = 1
+    #: more ``sorotask devnet`` flags, e.g. ("--retention-ledgers", "10")
+    extra_args: tuple[str, ...] = ()
 
     def start(self) -> DevnetProcess:
         return DevnetProcess(
@@ -35,6 +39,8 @@ class DevnetOptions:
             close_every=self.close_every,
             log_level=self.log_level,
             log_path=self.log_path,
+            replicas=self.replicas,
+            extra_args=self.extra_args,
         )
 
 
