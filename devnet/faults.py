@@ -24,6 +24,7 @@ _RATES = (
     "queue_full_rate",
     "timeout_rate",
     "drop_rate",
+    "drop_answer_rate",
     "try_again_later_rate",
     "never_apply_rate",
 )
@@ -47,6 +48,8 @@ class Faults:
     timeout_rate: float = 0.0
     #: close the connection without answering
     drop_rate: float = 0.0
+    #: run the request (e.g. queue the sent transaction), then close the connection unanswered
+    drop_answer_rate: float = 0.0
     #: sendTransaction answers TRY_AGAIN_LATER
     try_again_later_rate: float = 0.0
     #: sendTransaction answers PENDING but the transaction is silently dropped

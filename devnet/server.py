@@ -183,6 +183,10 @@ class RpcServer:
                     status=429, text="429 Too Many Requests\n", headers={"Retry-After": retry}
                 )
         responses = [await self._call(item) for item in items]
+        if any(faults.hit("drop_answer_rate", m) for m in dict.fromkeys(faulted)):
+            if request.transport is not None:  # done, but the answer is lost on the way
+                request.transport.close()
+            raise asyncio.CancelledError
         out = [r for r in responses if r is not None]
         if not out:
             return web.Response(status=204)

@@ -44,6 +44,14 @@ achievable with a ledger to spare).
 6. after shutdown no process of ours remains (supervisor, forkserver, workers, devnet: every
    pid seen, checked with psutil).
 
+**Hostile mode** (``--hostile``, :mod:`~sorotask.chaos.hostile`): the soak under one fault
+mix of a busy public RPC (30 % HTTP 503, 10 % dropped connections, 30 % TRY_AGAIN_LATER, 10 %
+-32603, latency 100 +- 300 ms) for ``--duration`` s, then a calm end; 4 shards x 5 source
+accounts, 120 tasks due every 12 ledgers; kills only with ``--kill-every``. Instead of
+invariant 2 it reports the lateness of the tasks' repeat executions in ledgers (p50/p95/p99/max,
+:mod:`~sorotask.chaos.lateness`) and fails unless p99 <= 5, max <= 10 and no window was wasted,
+doubled or never executed.
+
 **Target mode**: against an already running supervisor found through its ``/status``: only
 pids that ``/status`` lists as shard workers *and* that psutil shows to be descendants of the
 supervisor pid from ``/status`` are killed; refuses without ``--yes``. Checks invariants 3-5.
@@ -54,6 +62,7 @@ Modules: :mod:`~sorotask.chaos.params` (a run's parameters, fault phases, the wo
 :mod:`~sorotask.chaos.monkey` (kills and stops, recovery figures, invariants 3-4),
 :mod:`~sorotask.chaos.soak` (the self-contained run), :mod:`~sorotask.chaos.target` (target
 mode), :mod:`~sorotask.chaos.analysis` (the devnet's record, invariants 1-2),
+:mod:`~sorotask.chaos.hostile` and :mod:`~sorotask.chaos.lateness` (``--hostile``),
 :mod:`~sorotask.chaos.report` (the printed summary), :mod:`~sorotask.chaos.cli` (``main``).
 Shared with ``sorotask bench``: :mod:`sorotask.toolkit`.
 """

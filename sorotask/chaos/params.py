@@ -20,6 +20,18 @@ FAULT_PHASES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("never_apply", {"never_apply_rate": 0.3, "methods": ["sendTransaction"]}),
 )
 
+#: ``--hostile``: the devnet answering as a busy public RPC does, the whole run (issue 16)
+HOSTILE_MIX: dict[str, Any] = {
+    "http_503_rate": 0.3,
+    "drop_rate": 0.1,
+    "try_again_later_rate": 0.3,
+    "error_rate": 0.1,
+    "latency_ms": 100,
+    "jitter_ms": 300,
+}
+#: ``--hostile``: what "on time" means under the mix (lateness in ledgers past the due time)
+HOSTILE_TARGETS: dict[str, int] = {"p99": 5, "max": 10}
+
 
 @dataclass(slots=True)
 class ChaosParams:
@@ -49,6 +61,9 @@ class ChaosParams:
     late_ledgers: int = 3
     recover_timeout: float = 15.0
     workdir: str | None = None
+    #: ``--hostile``: one fault mix (``devnet_setFaults``) for ``duration`` s instead of the
+    #: fault phases, then ``quiet_s`` s calm; lateness percentiles judged against targets
+    mix: dict[str, Any] | None = None
 
     @property
     def poll_interval_s(self) -> float:
@@ -69,6 +84,28 @@ class ChaosParams:
         d["long_stop_s"] = self.long_stop_s
         d["hold_ledgers"] = self.hold_ledgers
         return d
+
+
+def hostile_params(**overrides: Any) -> ChaosParams:
+    """``--hostile``: 4 shards x 5 source accounts (the keeper's and 4 channels), 120 tasks due
+    every 12 ledgers (half the execution ceiling of 20 a ledger), the :data:`HOSTILE_MIX` for
+    ``duration`` s, no stops, kills only when asked; a keeper's default 30 s time bound (core
+    refuses one closer than two ledgers ahead as txTOO_LATE)."""
+    base: dict[str, Any] = {
+        "shards": 4,
+        "channels": 4,
+        "tasks": 120,
+        "hot": 120,
+        "hot_interval": 12,
+        "kill_every": 0.0,
+        "stop_every": 0.0,
+        "faults": False,
+        "quiet_s": 8.0,
+        "tx_timeout_s": 30,
+        "mix": dict(HOSTILE_MIX),
+    }
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return ChaosParams(**base)
 
 
 def plan_tasks(p: ChaosParams, now_ts: int, start_ledger_offset: int) -> list[dict[str, Any]]:

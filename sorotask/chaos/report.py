@@ -51,7 +51,7 @@ def format_summary(r: dict[str, Any]) -> str:
             f"  /status            {st['polls']} polls, {st['failures']} failures, max "
             f"{st['max_latency_s']} s"
         )
-    if r.get("mode") == "soak" and "analysis" in r:
+    if r.get("mode") in ("soak", "hostile") and "analysis" in r:
         a = r["analysis"]
         d = a["delay_ledgers"]
         lw = a["late_windows"]
@@ -81,6 +81,25 @@ def format_summary(r: dict[str, Any]) -> str:
             f"{r.get('processes_seen')} seen"
         )
         lines.append("  accounting: " + r.get("accounting", ""))
+    h = r.get("hostile")
+    if h:
+        rep, first = h["lateness"]["repeat"], h["lateness"]["first"]
+        lines.append(
+            f"  hostile mix        ledgers {h['lateness']['window']}, kills every "
+            f"{h['kill_every'] or '-'} s: {h['mix']}"
+        )
+        lines.append(
+            f"  lateness (repeat)  p50 {rep['p50']} p95 {rep['p95']} p99 {rep['p99']} max "
+            f"{rep['max']} ledgers over {rep['samples']} executions (first executions: p99 "
+            f"{first['p99']}, max {first['max']})"
+        )
+        lines.append(
+            "  targets            "
+            + ", ".join(
+                f"{k} {t['value']}{'' if t['met'] else ' MISSED'} (<= {t['limit']})"
+                for k, t in h["targets"].items()
+            )
+        )
     for v in r.get("violations", []):
         lines.append(f"  VIOLATION: {v}")
     return "\n".join(lines)

@@ -93,6 +93,9 @@ def run_soak(p: ChaosParams, *, quiet: bool = False) -> dict[str, Any]:
 class Soak:
     """One soak run, phase by phase: prepare, start, chaos, wind down, judge."""
 
+    #: invariant 2 (every late window attributed to a cause); ``--hostile`` uses percentiles
+    judge_late_windows = True
+
     def __init__(self, p: ChaosParams, *, quiet: bool = False) -> None:
         self.p = p
         self.quiet = quiet
@@ -326,7 +329,7 @@ class Soak:
         )
         fig = self.monkey.figures(final_doc, self.t_origin)
         self.violations += recovery_violations(fig)
-        self.violations += analysis_violations(ana)
+        self.violations += analysis_violations(ana, late_windows=self.judge_late_windows)
         if status_counts["failures"]:
             self.violations.append(f"/status failed {status_counts['failures']} times")
         if ana["executions"] == 0:

@@ -55,6 +55,36 @@ class TestFaults:
                 timeout=5,
             )
 
+    def test_drop_answer_rate_queues_the_send_and_loses_the_answer(
+        self, faulty: DevnetProcess
+    ) -> None:
+        keeper = funded_keypair(faulty)
+        first, _ = faulty.seed_tasks(count=1)
+        with SorobanServer(faulty.info.rpc_url) as srv:
+            tx = srv.prepare_transaction(
+                invoke_tx(srv, faulty, keeper, "execute", execute_args(keeper.public_key, first))
+            )
+            tx.sign(keeper)
+            faulty.set_faults(drop_answer_rate=1.0, methods=["sendTransaction"])
+            with pytest.raises(httpx.TransportError):
+                httpx.post(
+                    faulty.info.rpc_url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "sendTransaction",
+                        "params": {"transaction": tx.to_xdr()},
+                    },
+                    timeout=5,
+                )
+            assert faulty.stats()["pending"] == 1  # it was queued all the same
+            faulty.set_faults()
+            # the same envelope again: the queue knows its hash
+            assert srv.send_transaction(tx).status == SendTransactionStatus.DUPLICATE
+            faulty.close_ledger()
+            assert srv.get_transaction(tx.hash_hex()).status == GetTransactionStatus.SUCCESS
+        assert [e["effect"] for e in faulty.executions([first])] == ["executed"]
+
     def test_latency_delays_answers(self, faulty: DevnetProcess) -> None:
         faulty.set_faults(latency_ms=300)
         started = time.monotonic()
