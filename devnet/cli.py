@@ -26,7 +26,7 @@ from loguru import logger
 
 from devnet.ledger import RETENTION_LEDGERS
 from devnet.replica import DEFAULT_MAX_LAG, MAX_REPLICAS
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,9 @@ from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
 from devnet.sorotask_contract import RESOLVERS, TARGETS
-from devnet.storage import counter_entry_b64, counter_key_b64, task_encoder
+from devnet.storage import counter_entry_b64, task_encoder
+from sorotask_core.contract import counter_key_b64
+from sorotask_core.xdr import SCV_I128, pack_u32, scv_symbol
 
 MAX_SEED = 2_000_000
 U64_MAX = 2**64 - 1
@@ -91,9 +93,7 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 
 
 #: ``ScSymbol("gas_balance")`` followed by the ``SCV_I128`` tag, as TaskConfig's map stores it
-_GAS_FIELD = (
-    (15).to_bytes(4, "big") + (11).to_bytes(4, "big") + b"gas_balance\x00" + (10).to_bytes(4, "big")
-)
+_GAS_FIELD = scv_symbol(b"gas_balance") + pack_u32(SCV_I128)
 
 
 def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:

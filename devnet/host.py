@@ -31,7 +31,8 @@ from stellar_sdk.exceptions import BadSignatureError
 from devnet import xdrfast
 from devnet.archival import RESTORED_TTL_LEDGERS, is_archived, is_temporary
 from devnet.ledger import LedgerState
-from devnet.storage import instance_key_b64, nonce_entry_b64, nonce_key
+from devnet.storage import nonce_entry_b64, nonce_key
+from sorotask_core.contract import instance_key_b64
 
 
 class HostError(Exception):

@@ -18,8 +18,8 @@ from devnet import fees, xdrfast
 from devnet.host import AuthContext, Host, HostError
 from devnet.ledger import ledger_entry_b64
 from devnet.sorotask_contract import CONTRACTS
-from devnet.storage import instance_key_b64
 from devnet.transactions import muxed_to_account_id
+from sorotask_core.contract import instance_key_b64
 
 if TYPE_CHECKING:
     from devnet.node import Devnet

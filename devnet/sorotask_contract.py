@@ -19,14 +19,14 @@ from devnet.storage import (
     TASK_VAL_OFFSET,
     contract_id,
     counter_entry_b64,
-    counter_key_b64,
     instance_entry_b64,
-    instance_key_b64,
     instance_storage,
     task_entry_b64,
     task_key_b64,
 )
-from sorotask import contract as sc
+from sorotask_core import contract as sc
+from sorotask_core import taskconfig
+from sorotask_core.contract import counter_key_b64, instance_key_b64
 
 SOROTASK_ID = contract_id("sorotask")
 RESOLVER_TRUE_ID = contract_id("resolver-true")
@@ -92,19 +92,23 @@ VOID_VAL = sx.SCVal(sx.SCValType.SCV_VOID)
 # SoroTask
 
 
-def _load_task(host: Host, cid: str, task_id: int) -> sc.TaskConfig:
+def _load_task(host: Host, cid: str, task_id: int) -> taskconfig.TaskConfig:
     """The task, or the contract's panic "Task not found"."""
     data = host.read(task_key_b64(cid, task_id))
     if data is None:
         raise panic("Task not found")
-    return sc.decode_task_config(sx.SCVal.from_xdr_bytes(data[TASK_VAL_OFFSET:]))
+    return taskconfig.decode_task_config(data[TASK_VAL_OFFSET:])
 
 
-def _store_task(host: Host, cid: str, task_id: int, cfg: sc.TaskConfig) -> None:
+def _sdk_args(cfg: taskconfig.TaskConfig) -> list[sx.SCVal]:
+    return [sx.SCVal.from_xdr_bytes(a) for a in cfg.args]
+
+
+def _store_task(host: Host, cid: str, task_id: int, cfg: taskconfig.TaskConfig) -> None:
     host.write(task_key_b64(cid, task_id), task_entry_b64(cid, task_id, cfg))
 
 
-_TOKEN_KEY = sc.token_key_scval().to_xdr_bytes()
+_TOKEN_KEY = sc.TOKEN_KEY_SCVAL
 
 
 def _token(host: Host, cid: str) -> bytes:
@@ -127,7 +131,7 @@ def _gas_event(host: Host, cid: str, name: str, task_id: int, address: str, amou
 def st_register(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal:
     _arity(args, 1)
     try:
-        cfg = sc.decode_task_config(_arg(args, 0, sx.SCValType.SCV_MAP))
+        cfg = taskconfig.decode_task_config(_arg(args, 0, sx.SCValType.SCV_MAP).to_xdr_bytes())
     except (ValueError, AttributeError, TypeError) as exc:
         raise HostError("Value", "UnexpectedType", f"bad TaskConfig: {exc}") from exc
     host.require_auth(cfg.creator)
@@ -174,12 +178,12 @@ def st_execute(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal
         host.effect = NOOP_NOT_DUE
         return VOID_VAL
     if cfg.resolver:
-        outcome = host.try_call(cfg.resolver, "check_condition", [scval.to_vec(list(cfg.args))])
+        outcome = host.try_call(cfg.resolver, "check_condition", [scval.to_vec(_sdk_args(cfg))])
         ok = isinstance(outcome, sx.SCVal) and outcome.type == sx.SCValType.SCV_BOOL and outcome.b
         if not ok:
             host.effect = RESOLVER_SKIPPED
             return VOID_VAL
-    host.call(cfg.target, cfg.function, list(cfg.args))
+    host.call(cfg.target, cfg.function, _sdk_args(cfg))
     cfg.last_run = now
     _store_task(host, cid, task_id, cfg)
     host.effect = EXECUTED

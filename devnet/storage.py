@@ -1,8 +1,10 @@
 """The built-in contracts' ids and the ledger keys and entries they store.
 
 Contract ids are derived from a label (``sha256("sorotask-devnet:<label>")``), so they are the
-same on every devnet. Keys and entries are built as canonical XDR (base64) with the byte-level
-encoders of :mod:`devnet.xdrfast` where they are written in bulk, else with stellar-sdk.
+same on every devnet. Keys and entries are built as canonical XDR (base64) with the bottom
+layer's byte-level encoders (:mod:`sorotask_core`, named by :mod:`devnet.xdrfast`) where they
+are written in bulk or are the SoroTask contract's own, else with stellar-sdk. The instance and
+Counter keys are :mod:`sorotask_core.contract`'s.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from stellar_sdk import StrKey
 from stellar_sdk import xdr as sx
 
 from devnet import xdrfast
-from sorotask import contract as sc
+from sorotask_core import taskconfig
+from sorotask_core.xdr import SCV_LEDGER_KEY_CONTRACT_INSTANCE_VAL
 
 #: offset of the TaskConfig ScVal inside a task's LedgerEntryData
 TASK_VAL_OFFSET = 84
-
-_INSTANCE_KEY_VAL = sx.SCVal(sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE).to_xdr_bytes()
 
 
 def contract_id(label: str) -> str:
@@ -29,18 +30,6 @@ def contract_id(label: str) -> str:
 def wasm_hash(cid: str) -> bytes:
     """The (fake) wasm hash of a built-in contract's executable."""
     return hashlib.sha256(f"wasm:{cid}".encode()).digest()
-
-
-_INSTANCE_KEYS: dict[str, str] = {}
-
-
-def instance_key_b64(cid: str) -> str:
-    """``LedgerKey`` of a contract's instance entry."""
-    key = _INSTANCE_KEYS.get(cid)
-    if key is None:
-        key = xdrfast.b64(xdrfast.contract_data_key(cid, _INSTANCE_KEY_VAL))
-        _INSTANCE_KEYS[cid] = key
-    return key
 
 
 def instance_entry_b64(cid: str, storage: dict[bytes, bytes] | None = None) -> str:
@@ -63,7 +52,8 @@ def instance_entry_b64(cid: str, storage: dict[bytes, bytes] | None = None) -> s
             storage=entries,
         ),
     )
-    return xdrfast.b64(xdrfast.contract_data_entry(cid, _INSTANCE_KEY_VAL, inst.to_xdr_bytes()))
+    key_val = SCV_LEDGER_KEY_CONTRACT_INSTANCE_VAL
+    return xdrfast.b64(xdrfast.contract_data_entry(cid, key_val, inst.to_xdr_bytes()))
 
 
 def instance_storage(data: bytes | None) -> dict[bytes, bytes]:
@@ -122,16 +112,10 @@ def task_key_b64(cid: str, task_id: int) -> str:
     return xdrfast.b64(task_encoder(cid).key(task_id))
 
 
-def task_entry_b64(cid: str, task_id: int, cfg: sc.TaskConfig) -> str:
-    val = sc.encode_task_config(cfg).to_xdr_bytes()
+def task_entry_b64(cid: str, task_id: int, cfg: taskconfig.TaskConfig) -> str:
+    val = taskconfig.encode_task_config(cfg)
     return xdrfast.b64(task_encoder(cid).entry(task_id, val))
 
 
-def counter_key_b64(cid: str) -> str:
-    return xdrfast.b64(xdrfast.contract_data_key(cid, xdrfast.counter_key_val()))
-
-
 def counter_entry_b64(cid: str, value: int) -> str:
-    return xdrfast.b64(
-        xdrfast.contract_data_entry(cid, xdrfast.counter_key_val(), xdrfast.u64(value))
-    )
+    return xdrfast.b64(taskconfig.counter_entry(cid, value))

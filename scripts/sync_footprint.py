@@ -17,7 +17,7 @@ import sys
 _ONE = r"""
 import json, random, sys, time, tracemalloc
 import psutil
-import shard_worker.rpc, shard_worker.decode, shard_worker.chain, shard_worker.journal  # a worker
+import shard_worker.rpc, shard_worker.chain, shard_worker.journal, sorotask_core.contract  # worker
 from shard_worker.taskstate import TaskState
 from shard_worker.dueindex import DueIndex
 

@@ -22,9 +22,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from shard_worker.decode import _SYMBOL as SCV_SYMBOL  # tomorrow: sorotask_core.xdr
-from shard_worker.decode import _U64T as SCV_U64  # tomorrow: sorotask_core.xdr
 from shard_worker.errors import RpcMalformedError
+from sorotask_core.xdr import SCV_SYMBOL, SCV_U64, b64encode, scv_symbol
 
 __all__ = [
     "EVENT_NAMES",
@@ -46,7 +45,6 @@ EVENT_NAMES = ("TaskRegistered", "GasDeposited", "GasWithdrawn")
 MAX_LIMIT = 10_000
 _CURSOR_RE = re.compile(r"(\d{1,19})-(\d{1,10})")
 
-_U32 = struct.Struct(">I")
 _TAG_U64 = struct.Struct(">IQ")
 
 
@@ -58,8 +56,7 @@ def symbol_topic_b64(name: str) -> str:
     raw = name.encode("ascii")
     if not 0 < len(raw) <= 32:
         raise ValueError("a symbol has 1 to 32 characters")
-    body = _U32.pack(SCV_SYMBOL) + _U32.pack(len(raw)) + raw + b"\0" * (-len(raw) % 4)
-    return binascii.b2a_base64(body, newline=False).decode("ascii")
+    return b64encode(scv_symbol(raw))
 
 
 def _b64(text: object) -> bytes:

@@ -41,22 +41,23 @@ from typing import Any
 
 from loguru import logger
 
-from shard_worker import chain, txxdr
-from shard_worker.decode import (
-    DecodeError,
+from shard_worker import chain, strict_xdr, txxdr
+from shard_worker.due import skip_reason
+from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
+from shard_worker.journal import Journal, JournalEntry
+from shard_worker.rpc import RpcClient, as_int, expect_dict, expect_list
+from shard_worker.secrets import load_keypair
+from shard_worker.spec import CycleStats, Reporter, WorkerSpec
+from sorotask_core import contract
+from sorotask_core.contract import (
     TaskInfo,
     decode_counter_entry,
     decode_task_entry_b64,
     decode_task_scval_b64,
 )
-from shard_worker.due import skip_reason
-from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
-from shard_worker.journal import Journal, JournalEntry
-from shard_worker.keys import Signer
-from shard_worker.rpc import RpcClient, as_int, expect_dict, expect_list
-from shard_worker.secrets import load_keypair
-from shard_worker.spec import CycleStats, Reporter, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
+from sorotask_core.signing import Signer, network_id
+from sorotask_core.xdr import DecodeError, scv_address, scv_u64
 
 __all__ = ["Keeper", "SourceAccount", "run_keeper"]
 
@@ -125,7 +126,7 @@ class _Simulation:
     """A simulation answer that passed :meth:`Keeper._check_simulation`."""
 
     transaction_data: bytes
-    data: txxdr.SorobanData
+    data: strict_xdr.SorobanData
     min_resource_fee: int
     auth: list[bytes]
     latest_ledger: int | None
@@ -147,7 +148,7 @@ class Keeper:
         self.log = logger.bind(shard=spec.name)
         self.rpc: RpcClient | None = None
         self.keeper: Signer | None = None
-        self.network_id = txxdr.network_id(spec.network_passphrase)
+        self.network_id = network_id(spec.network_passphrase)
         self.keeper_address = b""
         self.accounts: list[SourceAccount] = []
         self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
@@ -159,7 +160,7 @@ class Keeper:
         #: executors working on a task (simulating, signing, sending or confirming)
         self._busy: set[asyncio.Task[None]] = set()
         self.journal = Journal(spec.state_dir, spec.name)
-        self.task_keys: chain.TaskKeys = None  # type: ignore[assignment]  # set at start
+        self.task_keys: contract.TaskKeys = None  # type: ignore[assignment]  # set at start
         self._key_to_id: dict[str, int] = {}
         self._chunk_ids: list[int] = []
         self._chunk_keys: list[str] = []  # base64 ledger key of each id in _chunk_ids
@@ -268,14 +269,14 @@ class Keeper:
 
     def _load_secrets(self) -> None:
         spec = self.spec
-        if not chain.is_valid_contract_id(spec.contract_id):
+        if not contract.is_valid_contract_id(spec.contract_id):
             raise FatalConfigError(
                 f"contract id {spec.contract_id!r} is not a valid contract address (C...)"
             )
-        self.task_keys = chain.TaskKeys(spec.contract_id)
+        self.task_keys = contract.TaskKeys(spec.contract_id)
         self.keeper = load_keypair(spec.secret)
-        self.keeper_address = chain.sc_address_bytes(self.keeper.public_key)
-        self.contract_address = chain.sc_address_bytes(spec.contract_id)
+        self.keeper_address = contract.sc_address_bytes(self.keeper.public_key)
+        self.contract_address = contract.sc_address_bytes(spec.contract_id)
         accounts = [SourceAccount(self.keeper, True)]
         seen = {self.keeper.public_key}
         for ref in spec.channel_secrets:
@@ -324,7 +325,7 @@ class Keeper:
                 f"the shard is configured for {spec.network_passphrase!r}; fix "
                 "network_passphrase or rpc_url"
             )
-        found = await self._ledger_entries([chain.instance_key_b64(spec.contract_id)])
+        found = await self._ledger_entries([contract.instance_key_b64(spec.contract_id)])
         if not found:
             raise FatalConfigError(
                 f"contract {spec.contract_id} not found on network {passphrase!r} at "
@@ -534,7 +535,7 @@ class Keeper:
         return latest
 
     async def _read_counter(self) -> int:
-        entries = await self._ledger_entries([chain.counter_key_b64(self.spec.contract_id)])
+        entries = await self._ledger_entries([contract.counter_key_b64(self.spec.contract_id)])
         if not entries:
             return 0
         xdr = entries[0].get("xdr")
@@ -965,7 +966,7 @@ class Keeper:
             raise bad(task_id, "transactionData missing or not a string")
         try:
             tx_data = binascii.a2b_base64(raw_data, strict_mode=True)
-            data = txxdr.parse_soroban_data(tx_data)
+            data = strict_xdr.parse_soroban_data(tx_data)
         except (binascii.Error, ValueError) as exc:  # DecodeError is a ValueError
             raise bad(task_id, f"transactionData: {exc}") from None
         if data.resource_fee < 0:
@@ -991,7 +992,7 @@ class Keeper:
             retval = result.get("xdr")
             if not isinstance(retval, str):
                 raise ValueError("result xdr is not a string")
-            txxdr.parse_scval(binascii.a2b_base64(retval, strict_mode=True))
+            strict_xdr.parse_scval(binascii.a2b_base64(retval, strict_mode=True))
         except (binascii.Error, ValueError) as exc:
             raise bad(task_id, f"result: {exc}") from None
         raw_auth = result.get("auth")
@@ -1001,25 +1002,25 @@ class Keeper:
             raise bad(task_id, "auth is not a list")
         if recorded and len(raw_auth) != 1:
             raise bad(task_id, f"{len(raw_auth)} auth entries, expected the keeper's one")
-        want_args = (txxdr.scv_address(self.keeper_address), txxdr.scv_u64(task_id))
+        want_args = (scv_address(self.keeper_address), scv_u64(task_id))
         auth: list[bytes] = []
         for item in raw_auth:
             try:
                 if not isinstance(item, str):
                     raise ValueError("auth entry is not a string")
                 entry_bytes = binascii.a2b_base64(item, strict_mode=True)
-                entry = txxdr.parse_auth_entry(entry_bytes)
+                entry = strict_xdr.parse_auth_entry(entry_bytes)
             except (binascii.Error, ValueError) as exc:
                 raise bad(task_id, f"auth: {exc}") from None
             if (
-                entry.function_type != txxdr.AUTH_FN_CONTRACT
+                entry.function_type != strict_xdr.AUTH_FN_CONTRACT
                 or entry.contract != self.contract_address
                 or entry.function != b"execute"
                 or entry.args != want_args
                 or entry.sub_invocations
             ):
                 raise bad(task_id, "auth entry authorizes something other than this execute")
-            if entry.credentials == txxdr.SOROBAN_CREDENTIALS_ADDRESS:
+            if entry.credentials == strict_xdr.SOROBAN_CREDENTIALS_ADDRESS:
                 if entry.address != self.keeper_address:
                     raise bad(task_id, "auth entry is for an address other than the keeper")
             elif not acc.is_keeper:

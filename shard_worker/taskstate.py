@@ -74,7 +74,7 @@ _FIELDS = (("Q", 8), ("Q", 8), ("q", 8), ("I", 4), ("B", 1))
 
 
 class DecodedTask(Protocol):
-    """The decoded fields the state is filled from (``shard_worker.decode.TaskInfo``)."""
+    """The decoded fields the state is filled from (``sorotask_core.contract.TaskInfo``)."""
 
     interval: int
     last_run: int

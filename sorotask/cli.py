@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 #: subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {

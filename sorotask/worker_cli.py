@@ -25,7 +25,7 @@ import orjson
 
 from shard_worker.cli import add_arguments, missing_flags, run, spec_from_args
 from shard_worker.spec import WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 __all__ = ["build_parser", "main", "spec_from_config"]
 

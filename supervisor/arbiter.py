@@ -39,7 +39,7 @@ from typing import Any
 
 from loguru import logger
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor import commands
 from supervisor.config import ConfigError, Plan, SupervisorSettings, load_config
 from supervisor.control import ControlError, ControlServer, Request, socket_path

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.table import status_table
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:9100"

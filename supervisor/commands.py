@@ -9,16 +9,27 @@ starts a failed or backing-off shard at once; ``reload`` is SIGHUP's reload.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from loguru import logger
 
 from supervisor.control import Request
+from supervisor.pool import Pool
 from supervisor.registry import State
+from supervisor.view import View
 
-if TYPE_CHECKING:
-    from supervisor.arbiter import Arbiter
-    from supervisor.pool import Pool
+
+class Controlled(Protocol):
+    """What the commands need of the arbiter (which calls :func:`answer` with itself)."""
+
+    view: View
+    pool: Pool
+    stopping: bool
+    config_path: str | None
+    #: what the last reload did, or why it was refused
+    last_reload: str
+
+    def reload(self) -> bool: ...
 
 
 def stop_shard(pool: Pool, name: str) -> str:
@@ -77,7 +88,7 @@ def restart_shard(pool: Pool, name: str) -> str:
 SHARD_COMMANDS = {"stop": stop_shard, "start": start_shard, "restart": restart_shard}
 
 
-def answer(arbiter: Arbiter, request: Request) -> dict[str, Any]:
+def answer(arbiter: Controlled, request: Request) -> dict[str, Any]:
     """The reply to one request (main loop only)."""
     if request.command == "status":
         return {"ok": True, "status": arbiter.view.status()}

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.control import COMMANDS, ControlError, call, socket_path
 from supervisor.table import status_table
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 DEMO_STATUS_PORT = 9100
 DEMO_CHANNELS = 2

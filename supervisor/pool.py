@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor import inbox, messages
 from supervisor.config import ShardPlan, SupervisorSettings
 from supervisor.logsetup import LogSettings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.arbiter import Arbiter
 from supervisor.config import Plan
 from supervisor.logsetup import LogSettings, configure

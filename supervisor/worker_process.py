@@ -38,7 +38,7 @@ from loguru import logger
 
 from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import CycleStats, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor import messages
 from supervisor.logsetup import LogSettings, configure, redact
 

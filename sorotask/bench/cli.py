@@ -10,7 +10,7 @@ import sys
 import sorotask.bench
 from sorotask.bench.figures import format_report
 from sorotask.bench.run import BenchParams, run_bench
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ from sorotask.chaos.params import ChaosParams, hostile_params
 from sorotask.chaos.report import format_summary
 from sorotask.chaos.soak import run_soak
 from sorotask.chaos.target import run_target
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,7 +24,7 @@ from stellar_sdk import TransactionEnvelope
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 from tests.support.rpc_proxy import serve_rpc_proxy
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from stellar_sdk import Keypair
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]

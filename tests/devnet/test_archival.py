@@ -16,7 +16,7 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess, DevnetRpcError
 from devnet.sorotask_contract import SOROTASK_ID
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import (
     DevnetOptions,
     execute_args,

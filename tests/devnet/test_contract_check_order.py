@@ -12,8 +12,8 @@ from stellar_sdk.soroban_rpc import AuthMode, GetTransactionResponse, GetTransac
 
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import SOROTASK_ID
-from devnet.storage import instance_key_b64
-from sorotask import contract as sc
+from sorotask_core.contract import instance_key_b64
+from tests.support import reference_contract as sc
 from tests.support.devnet import (
     DevnetOptions,
     execute_args,

@@ -10,7 +10,7 @@ from stellar_sdk.soroban_rpc import GetTransactionResponse, GetTransactionStatus
 
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import SOROTASK_ID, TARGET_OK_ID
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import (
     DevnetOptions,
     execute_args,

@@ -12,7 +12,7 @@ import httpx
 from stellar_sdk import SorobanServer
 
 from devnet.process import DevnetProcess
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import execute_args, funded_keypair, invoke_tx
 
 METHODS = [

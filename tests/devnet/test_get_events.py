@@ -11,7 +11,7 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import SOROTASK_ID, TARGET_OK_ID
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import DevnetOptions, funded_keypair, invoke_tx, wait_for_tx
 from tests.support.events import end_cursor, events_error, raw_call, topic_filter
 

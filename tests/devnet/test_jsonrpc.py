@@ -11,7 +11,7 @@ from stellar_sdk import SorobanServer
 from stellar_sdk.exceptions import SorobanRpcErrorResponse
 
 from devnet.process import DevnetProcess
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 
 
 def _post(dn: DevnetProcess, body: bytes | str) -> httpx.Response:

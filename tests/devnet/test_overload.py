@@ -18,7 +18,7 @@ from stellar_sdk import SorobanServer, SorobanServerAsync
 from stellar_sdk.exceptions import BadRequestError, BadResponseError, SorobanRpcErrorResponse
 
 from devnet.process import DevnetProcess, DevnetRpcError
-from shard_worker.sdk_client import HttpxAsyncClient
+from tests.support.sdk_client import HttpxAsyncClient
 
 QUEUE_FULL = -32098
 EXCEEDED = -32001

@@ -10,7 +10,7 @@ from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import TARGET_OK_ID
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import DevnetOptions, funded_keypair, invoke_tx
 from tests.support.events import end_cursor, events_error, raw_call, topic_filter
 

@@ -9,8 +9,7 @@ from stellar_sdk import xdr as sx
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
-from shard_worker.sdk_client import HttpxAsyncClient
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import (
     execute_args,
     funded_keypair,
@@ -18,6 +17,7 @@ from tests.support.devnet import (
     send_and_wait,
     wait_ledgers,
 )
+from tests.support.sdk_client import HttpxAsyncClient
 
 
 class TestSdkReads:

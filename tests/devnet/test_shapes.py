@@ -12,7 +12,7 @@ from stellar_sdk.exceptions import PrepareTransactionException
 from stellar_sdk.soroban_rpc import GetTransactionStatus
 
 from devnet.process import DevnetProcess
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import execute_args, funded_keypair, invoke_tx
 
 JSON = {"content-type": "application/json"}

@@ -16,7 +16,7 @@ from devnet.sorotask_contract import (
     TARGET_PANIC_ID,
     instance_key_b64,
 )
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 from tests.support.devnet import (
     execute_args,
     funded_keypair,

@@ -14,7 +14,7 @@ from stellar_sdk import xdr as sx
 from devnet import xdrfast
 from devnet.process import DevnetProcess
 from devnet.sorotask_contract import RESOLVER_FALSE_ID, SOROTASK_ID, TARGET_OK_ID
-from sorotask import contract as sc
+from tests.support import reference_contract as sc
 
 
 class TestFastEncoders:

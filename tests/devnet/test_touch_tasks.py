@@ -7,7 +7,7 @@ from stellar_sdk import SorobanServer, scval
 from stellar_sdk import xdr as sx
 
 from devnet.process import DevnetProcess, DevnetRpcError
-from sorotask.contract import decode_task_config, task_ledger_key
+from tests.support.reference_contract import decode_task_config, task_ledger_key
 
 
 def _task(soroban: SorobanServer, contract_id: str, task_id: int) -> tuple[int, int, int]:

@@ -197,7 +197,7 @@ class TestSendTransaction:
         tx.signatures = []
         op = tx.transaction.operations[0]
         fp = tx.transaction.soroban_data.resources.footprint
-        from sorotask import contract as sc
+        from tests.support import reference_contract as sc
 
         fp.read_only.append(sc.task_ledger_key(devnet.info.contract_id, first))
         new_args = execute_args(keeper.public_key, first)

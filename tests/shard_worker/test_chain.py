@@ -1,29 +1,24 @@
-"""Ledger keys and transaction helpers agree with stellar-sdk."""
+"""The keeper's transactions, account reads and answer helpers agree with stellar-sdk."""
 
 from __future__ import annotations
 
+import pytest
 from stellar_sdk import Keypair, Network, TransactionEnvelope, scval
 from stellar_sdk import xdr as sx
 
+from shard_worker import chain
 from shard_worker.chain import (
     GetTaskTemplate,
-    TaskKeys,
     build_execute_tx,
     footprint_writes,
     result_code,
 )
-from sorotask.contract import counter_ledger_key, task_ledger_key, task_ledger_key_b64
+from sorotask_core.contract import counter_key_b64
+from sorotask_core.xdr import DecodeError
 from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import counter_ledger_key, task_ledger_key
 
 PASS = Network.STANDALONE_NETWORK_PASSPHRASE
-
-
-class TestTaskKeys:
-    def test_template_keys_equal_sdk_keys(self) -> None:
-        keys = TaskKeys(CONTRACT_ID)
-        for task_id in (0, 1, 7, 255, 65_536, 10**12, 2**64 - 1):
-            assert keys.key_b64(task_id) == task_ledger_key_b64(CONTRACT_ID, task_id)
-            assert keys.key_bytes(task_id) == task_ledger_key(CONTRACT_ID, task_id).to_xdr_bytes()
 
 
 class TestGetTaskTemplate:
@@ -94,3 +89,65 @@ class TestResultCode:
             ext=sx.TransactionResultExt(0),
         )
         assert result_code(res.to_xdr()) == (-5, "txBAD_SEQ")
+
+
+class TestAccountKey:
+    def test_account_key_equals_the_sdk(self) -> None:
+        kp = Keypair.random()
+        sdk_account = sx.LedgerKey(
+            type=sx.LedgerEntryType.ACCOUNT,
+            account=sx.LedgerKeyAccount(account_id=kp.xdr_account_id()),
+        )
+        assert chain.account_key_b64(kp.public_key) == sdk_account.to_xdr()
+
+
+class TestAccountEntry:
+    def _entry(self, ext: sx.AccountEntryExt, signers: int = 0, home: bytes = b"") -> str:
+        kp = Keypair.random()
+        acc = sx.AccountEntry(
+            account_id=kp.xdr_account_id(),
+            balance=sx.Int64(1_234_567_890),
+            seq_num=sx.SequenceNumber(sx.Int64(2**33 + 7)),
+            num_sub_entries=sx.Uint32(3),
+            inflation_dest=Keypair.random().xdr_account_id(),
+            flags=sx.Uint32(0),
+            home_domain=sx.String32(home),
+            thresholds=sx.Thresholds(b"\x01\x00\x00\x00"),
+            signers=[
+                sx.Signer(
+                    sx.SignerKey(
+                        sx.SignerKeyType.SIGNER_KEY_TYPE_ED25519,
+                        ed25519=sx.Uint256(Keypair.random().raw_public_key()),
+                    ),
+                    sx.Uint32(1),
+                )
+                for _ in range(signers)
+            ],
+            ext=ext,
+        )
+        return sx.LedgerEntryData(sx.LedgerEntryType.ACCOUNT, account=acc).to_xdr()
+
+    def test_plain_account(self) -> None:
+        state = chain.parse_account_entry(
+            self._entry(sx.AccountEntryExt(0), signers=2, home=b"ex.org")
+        )
+        assert (state.sequence, state.balance) == (2**33 + 7, 1_234_567_890)
+        assert state.min_balance == (2 + 3) * chain.BASE_RESERVE
+
+    def test_liabilities_and_sponsorships_change_the_reserve(self) -> None:
+        v2 = sx.AccountEntryExtensionV2(
+            num_sponsored=sx.Uint32(1),
+            num_sponsoring=sx.Uint32(4),
+            signer_sponsoring_i_ds=[],
+            ext=sx.AccountEntryExtensionV2Ext(0),
+        )
+        v1 = sx.AccountEntryExtensionV1(
+            liabilities=sx.Liabilities(buying=sx.Int64(5), selling=sx.Int64(777)),
+            ext=sx.AccountEntryExtensionV1Ext(2, v2=v2),
+        )
+        state = chain.parse_account_entry(self._entry(sx.AccountEntryExt(1, v1=v1)))
+        assert state.min_balance == (2 + 3 + 4 - 1) * chain.BASE_RESERVE + 777
+
+    def test_other_entry_type_is_refused(self) -> None:
+        with pytest.raises(DecodeError):
+            chain.parse_account_entry(counter_key_b64(CONTRACT_ID))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from shard_worker.cli import spec_from_args
-from sorotask.exitcodes import ExitCode
 from sorotask.worker_cli import build_parser, main
+from sorotask_core.exitcodes import ExitCode
 from tests.support.ledger_entries import CONTRACT_ID
 
 BASE = ["--rpc-url", "http://127.0.0.1:1/", "--network-passphrase", "p", "--contract-id", "C1"]

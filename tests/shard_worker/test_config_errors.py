@@ -11,7 +11,7 @@ from stellar_sdk import Keypair, StrKey
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
 from shard_worker.spec import SecretRef, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 
 

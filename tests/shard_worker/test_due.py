@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from stellar_sdk import Keypair
 
-from shard_worker.chain import sc_address_bytes
-from shard_worker.decode import TaskInfo
 from shard_worker.due import skip_reason
+from sorotask_core.contract import TaskInfo, sc_address_bytes
 
 ME = sc_address_bytes(Keypair.random().public_key)
 OTHER = sc_address_bytes(Keypair.random().public_key)

@@ -20,7 +20,7 @@ from devnet.process import DevnetProcess
 from shard_worker.journal import Journal
 from shard_worker.keeper import run_keeper
 from shard_worker.spec import SecretRef
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.devnet import DevnetOptions
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 

@@ -9,7 +9,7 @@ from typing import Any
 from stellar_sdk import Keypair
 
 from devnet.process import DevnetProcess
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.keeper import Keys, RecordingReporter, make_spec, run_until
 
 #: a due window far longer than any test: each allowed task is due exactly once

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 from tests.support.rpc_proxy import serve_rpc_proxy
 
@@ -58,7 +58,7 @@ class TestBadRpcAnswers:
     def test_survives_counts_and_skips_undecodable_task(
         self, devnet: DevnetProcess, keys: Keys
     ) -> None:
-        from shard_worker.chain import TaskKeys
+        from sorotask_core.contract import TaskKeys
 
         _, ref = keys.new()
         first, last = devnet.seed_tasks(count=5, interval=LONG)

@@ -6,15 +6,15 @@ import asyncio
 
 from stellar_sdk import StrKey
 
-from shard_worker import chain
 from shard_worker.keeper import MAX_KEYS_PER_CALL, Keeper
 from shard_worker.spec import SecretRef, WorkerSpec
-from sorotask.contract import task_ledger_key_b64
+from sorotask_core import contract
+from tests.support.reference_contract import task_ledger_key_b64
 
 CONTRACT_ID = StrKey.encode_contract(b"\x07" * 32)
 
 
-class CountingKeys(chain.TaskKeys):
+class CountingKeys(contract.TaskKeys):
     def __init__(self, contract_id: str) -> None:
         super().__init__(contract_id)
         self.encoded: list[int] = []

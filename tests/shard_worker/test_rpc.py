@@ -12,7 +12,7 @@ from aiohttp import web
 
 from shard_worker.errors import RpcMalformedError, RpcResponseError, RpcTransportError
 from shard_worker.rpc import RpcClient, as_int
-from shard_worker.sdk_client import HttpxAsyncClient
+from tests.support.sdk_client import HttpxAsyncClient
 
 Handler = Callable[[dict[str, Any], int], Any]
 

@@ -12,14 +12,14 @@ from stellar_sdk import Keypair, Network, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import authorize_entry
 
-from shard_worker import txxdr
-from shard_worker.decode import DecodeError
-from shard_worker.keys import Signer
-from sorotask.contract import counter_ledger_key, task_ledger_key
+from shard_worker import strict_xdr, txxdr
+from sorotask_core.signing import Signer, network_id
+from sorotask_core.xdr import DecodeError
 from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import counter_ledger_key, task_ledger_key
 
 PASS = Network.STANDALONE_NETWORK_PASSPHRASE
-NET_ID = txxdr.network_id(PASS)
+NET_ID = network_id(PASS)
 KP = Keypair.random()
 
 
@@ -243,7 +243,7 @@ class TestSorobanData:
         keys = every_ledger_key_kind()
         for archived in (None, [], [0, 2]):
             sdk = soroban_data(keys[:9], keys[9:], archived)
-            parsed = txxdr.parse_soroban_data(sdk.to_xdr_bytes())
+            parsed = strict_xdr.parse_soroban_data(sdk.to_xdr_bytes())
             assert parsed.read_only == tuple(k.to_xdr_bytes() for k in keys[:9])
             assert parsed.read_write == tuple(k.to_xdr_bytes() for k in keys[9:])
             assert (parsed.instructions, parsed.disk_read_bytes, parsed.write_bytes) == (
@@ -253,16 +253,16 @@ class TestSorobanData:
             )
             assert parsed.resource_fee == 98_765
             assert parsed.archived == tuple(archived or ())
-            assert txxdr.footprint_read_write(sdk.to_xdr_bytes()) == list(parsed.read_write)
+            assert strict_xdr.footprint_read_write(sdk.to_xdr_bytes()) == list(parsed.read_write)
 
     def test_empty_footprint(self) -> None:
-        parsed = txxdr.parse_soroban_data(soroban_data([], []).to_xdr_bytes())
+        parsed = strict_xdr.parse_soroban_data(soroban_data([], []).to_xdr_bytes())
         assert parsed.read_only == parsed.read_write == ()
 
     def test_truncations_and_trailing_bytes_are_refused(self) -> None:
         keys = every_ledger_key_kind()
         raw = soroban_data(keys[:5], keys[5:], [1]).to_xdr_bytes()
-        assert_every_cut_refused(raw, txxdr.parse_soroban_data)
+        assert_every_cut_refused(raw, strict_xdr.parse_soroban_data)
 
     def test_bad_discriminants_flags_counts_and_padding_are_refused(self) -> None:
         key = sx.LedgerKey(
@@ -278,7 +278,7 @@ class TestSorobanData:
         }
         for name, bad in cases.items():
             with pytest.raises(DecodeError):
-                txxdr.parse_soroban_data(bad)
+                strict_xdr.parse_soroban_data(bad)
             assert bad != raw, name
         long_name = soroban_data(
             [],
@@ -289,34 +289,34 @@ class TestSorobanData:
                 )
             ],
         ).to_xdr_bytes()
-        txxdr.parse_soroban_data(long_name)
+        strict_xdr.parse_soroban_data(long_name)
         too_long = long_name.replace(b"\0\0\0\x40" + b"n" * 64, b"\0\0\0\x44" + b"n" * 68)
         with pytest.raises(DecodeError, match="maximum"):
-            txxdr.parse_soroban_data(too_long)
+            strict_xdr.parse_soroban_data(too_long)
 
     def test_not_bytes_is_a_decode_error(self) -> None:
         with pytest.raises(DecodeError):
-            txxdr.parse_soroban_data("AAAA")  # type: ignore[arg-type]
+            strict_xdr.parse_soroban_data("AAAA")  # type: ignore[arg-type]
 
     def test_garbage_gives_only_decode_errors(self) -> None:
         keys = every_ledger_key_kind()
         raw = soroban_data(keys[:5], keys[5:], [0]).to_xdr_bytes()
-        assert_garbage_only_decode_errors(raw, txxdr.parse_soroban_data, seed=1)
+        assert_garbage_only_decode_errors(raw, strict_xdr.parse_soroban_data, seed=1)
 
 
 class TestScval:
     def test_every_kind_the_sdk_writes_parses(self) -> None:
         for val in every_scval():
-            txxdr.parse_scval(val.to_xdr_bytes())
+            strict_xdr.parse_scval(val.to_xdr_bytes())
 
     def test_truncations_and_bad_values_are_refused(self) -> None:
         for val in every_scval():
             raw = val.to_xdr_bytes()
             for n in range(len(raw)):
                 with pytest.raises(DecodeError):
-                    txxdr.parse_scval(raw[:n])
+                    strict_xdr.parse_scval(raw[:n])
             with pytest.raises(DecodeError):
-                txxdr.parse_scval(raw + b"\0\0\0\0")
+                strict_xdr.parse_scval(raw + b"\0\0\0\0")
         for bad in (
             b"\0\0\0\0\0\0\0\x02",  # bool 2
             b"\0\0\0\x10\0\0\0\x02",  # vec optional flag 2
@@ -327,14 +327,14 @@ class TestScval:
             b"\0\0\0\x12\0\0\0\x07" + b"\0" * 32,  # unknown address type
         ):
             with pytest.raises(DecodeError):
-                txxdr.parse_scval(bad)
+                strict_xdr.parse_scval(bad)
 
     def test_deep_nesting_is_refused(self) -> None:
         val = scval.to_void()
-        for _ in range(txxdr.MAX_XDR_DEPTH + 2):
+        for _ in range(strict_xdr.MAX_XDR_DEPTH + 2):
             val = scval.to_vec([val])
         with pytest.raises(DecodeError, match="deeply"):
-            txxdr.parse_scval(val.to_xdr_bytes())
+            strict_xdr.parse_scval(val.to_xdr_bytes())
 
 
 class TestAuthEntry:
@@ -343,20 +343,22 @@ class TestAuthEntry:
         entry = address_entry(contract_fn_invocation(args=args), nonce=-(2**63))
         signed = authorize_entry(entry, KP, 4321, PASS)
         for sdk, expiry in ((entry, 0), (signed, 4321)):
-            parsed = txxdr.parse_auth_entry(sdk.to_xdr_bytes())
-            assert parsed.credentials == txxdr.SOROBAN_CREDENTIALS_ADDRESS
+            parsed = strict_xdr.parse_auth_entry(sdk.to_xdr_bytes())
+            assert parsed.credentials == strict_xdr.SOROBAN_CREDENTIALS_ADDRESS
             assert parsed.address == scval.to_address(KP.public_key).address.to_xdr_bytes()  # type: ignore[union-attr]
             assert parsed.nonce == -(2**63)
             assert parsed.signature_expiration_ledger == expiry
-            assert parsed.function_type == txxdr.AUTH_FN_CONTRACT
+            assert parsed.function_type == strict_xdr.AUTH_FN_CONTRACT
             assert parsed.contract == _contract_addr().to_xdr_bytes()
             assert parsed.function == b"execute"
             assert parsed.args == tuple(a.to_xdr_bytes() for a in args)
             assert parsed.sub_invocations == 0
 
     def test_source_account_credentials_and_sub_invocations(self) -> None:
-        parsed = txxdr.parse_auth_entry(source_entry(contract_fn_invocation(subs=3)).to_xdr_bytes())
-        assert parsed.credentials == txxdr.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT
+        parsed = strict_xdr.parse_auth_entry(
+            source_entry(contract_fn_invocation(subs=3)).to_xdr_bytes()
+        )
+        assert parsed.credentials == strict_xdr.SOROBAN_CREDENTIALS_SOURCE_ACCOUNT
         assert parsed.address is None
         assert parsed.sub_invocations == 2 + 4 + 8  # two children each level, three levels
 
@@ -364,19 +366,21 @@ class TestAuthEntry:
         for v2 in (False, True):
             for from_asset in (False, True):
                 inv = create_contract_invocation(v2, from_asset)
-                parsed = txxdr.parse_auth_entry(address_entry(inv).to_xdr_bytes())
+                parsed = strict_xdr.parse_auth_entry(address_entry(inv).to_xdr_bytes())
                 assert parsed.function_type == (
-                    txxdr.AUTH_FN_CREATE_CONTRACT_V2 if v2 else txxdr.AUTH_FN_CREATE_CONTRACT
+                    strict_xdr.AUTH_FN_CREATE_CONTRACT_V2
+                    if v2
+                    else strict_xdr.AUTH_FN_CREATE_CONTRACT
                 )
                 assert parsed.contract is None and parsed.function is None
 
     def test_truncations_and_trailing_bytes_are_refused(self) -> None:
         entry = address_entry(contract_fn_invocation(subs=1))
         for sdk in (entry, authorize_entry(entry, KP, 99, PASS)):
-            assert_every_cut_refused(sdk.to_xdr_bytes(), txxdr.parse_auth_entry)
+            assert_every_cut_refused(sdk.to_xdr_bytes(), strict_xdr.parse_auth_entry)
         assert_every_cut_refused(
             source_entry(create_contract_invocation(True, False)).to_xdr_bytes(),
-            txxdr.parse_auth_entry,
+            strict_xdr.parse_auth_entry,
         )
 
     def test_bad_discriminants_are_refused(self) -> None:
@@ -387,11 +391,11 @@ class TestAuthEntry:
             raw[:8] + b"\0\0\0\x09" + raw[12:],  # contract SCAddress type
         ):
             with pytest.raises(DecodeError):
-                txxdr.parse_auth_entry(bad)
+                strict_xdr.parse_auth_entry(bad)
 
     def test_garbage_gives_only_decode_errors(self) -> None:
         raw = authorize_entry(address_entry(contract_fn_invocation(subs=1)), KP, 9, PASS)
-        assert_garbage_only_decode_errors(raw.to_xdr_bytes(), txxdr.parse_auth_entry, seed=2)
+        assert_garbage_only_decode_errors(raw.to_xdr_bytes(), strict_xdr.parse_auth_entry, seed=2)
 
     def test_sign_auth_entry_refuses_a_truncated_entry(self) -> None:
         raw = address_entry(contract_fn_invocation()).to_xdr_bytes()

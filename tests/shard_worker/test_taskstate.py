@@ -9,7 +9,6 @@ import tracemalloc
 
 import pytest
 
-from shard_worker.decode import TaskInfo
 from shard_worker.taskstate import (
     ALLOWED,
     GAS,
@@ -22,6 +21,7 @@ from shard_worker.taskstate import (
     due_time,
     entry_hash,
 )
+from sorotask_core.contract import TaskInfo
 
 ME = b"\x00\x00\x00\x00" + b"\x01" * 32
 OTHER = b"\x00\x00\x00\x00" + b"\x02" * 32

@@ -1,63 +1,23 @@
-"""Hand-packed XDR, strkeys and signatures are byte-identical to stellar-sdk's."""
+"""Hand-packed transactions, auth entries and results are byte-identical to stellar-sdk's."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
-from stellar_sdk import Account, Keypair, Network, StrKey, TransactionBuilder, scval
+from stellar_sdk import Account, Keypair, Network, TransactionBuilder, scval
 from stellar_sdk import xdr as sx
 from stellar_sdk.auth import authorize_entry
 
-from shard_worker import chain, txxdr
-from shard_worker.decode import DecodeError
-from shard_worker.keys import (
-    VERSION_ACCOUNT,
-    VERSION_CONTRACT,
-    VERSION_SEED,
-    Signer,
-    StrKeyError,
-    decode_strkey,
-    encode_strkey,
-)
-from sorotask.contract import contract_data_key, counter_ledger_key
+from shard_worker import chain, strict_xdr, txxdr
+from sorotask_core.contract import TaskKeys
+from sorotask_core.signing import Signer, network_id
+from sorotask_core.xdr import DecodeError
 from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import counter_ledger_key
 
 PASS = Network.STANDALONE_NETWORK_PASSPHRASE
-NET_ID = txxdr.network_id(PASS)
-
-
-class TestStrKey:
-    def test_encodings_equal_the_sdk_for_accounts_seeds_and_contracts(self) -> None:
-        for _ in range(20):
-            kp = Keypair.random()
-            raw = kp.raw_public_key()
-            assert encode_strkey(VERSION_ACCOUNT, raw) == kp.public_key
-            assert encode_strkey(VERSION_SEED, kp.raw_secret_key()) == kp.secret
-            assert encode_strkey(VERSION_CONTRACT, raw) == StrKey.encode_contract(raw)
-            assert decode_strkey(VERSION_ACCOUNT, kp.public_key) == raw
-            assert decode_strkey(VERSION_SEED, kp.secret) == kp.raw_secret_key()
-
-    def test_checksum_version_and_length_are_checked(self) -> None:
-        pub = Keypair.random().public_key
-        flipped = pub[:-1] + ("A" if pub[-1] != "A" else "B")
-        for bad in (flipped, pub[:-1], pub.lower(), pub + "A"):
-            with pytest.raises(StrKeyError):
-                decode_strkey(VERSION_ACCOUNT, bad)
-        with pytest.raises(StrKeyError, match="version"):
-            decode_strkey(VERSION_CONTRACT, pub)
-        assert not chain.is_valid_contract_id(pub)
-        assert chain.is_valid_contract_id(CONTRACT_ID)
-
-
-class TestSigner:
-    def test_public_key_hint_and_signature_equal_the_sdk(self) -> None:
-        kp = Keypair.random()
-        signer = Signer.from_secret(kp.secret)
-        assert signer.public_key == kp.public_key
-        assert signer.hint == kp.signature_hint()
-        assert signer.sign(b"payload") == kp.sign(b"payload")
-        assert kp.secret not in repr(signer)
+NET_ID = network_id(PASS)
 
 
 def _sdk_invoke(
@@ -171,36 +131,7 @@ class TestInvokeTx:
 
 
 def chain_key(task_id: int) -> sx.LedgerKey:
-    return sx.LedgerKey.from_xdr_bytes(chain.TaskKeys(CONTRACT_ID).key_bytes(task_id))
-
-
-class TestLedgerKeys:
-    def test_account_instance_counter_and_task_keys_equal_the_sdk(self) -> None:
-        kp = Keypair.random()
-        sdk_account = sx.LedgerKey(
-            type=sx.LedgerEntryType.ACCOUNT,
-            account=sx.LedgerKeyAccount(account_id=kp.xdr_account_id()),
-        )
-        assert chain.account_key_b64(kp.public_key) == sdk_account.to_xdr()
-        instance = sx.SCVal(type=sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)
-        assert (
-            chain.instance_key_b64(CONTRACT_ID) == contract_data_key(CONTRACT_ID, instance).to_xdr()
-        )
-        assert chain.counter_key_b64(CONTRACT_ID) == counter_ledger_key(CONTRACT_ID).to_xdr()
-
-    def test_task_id_is_read_back_from_a_key_and_foreign_keys_are_refused(self) -> None:
-        keys = chain.TaskKeys(CONTRACT_ID)
-        for task_id in (0, 1, 7, 2**32, 2**64 - 1):
-            assert keys.task_id(keys.key_b64(task_id)) == task_id
-        assert keys.task_id(chain.counter_key_b64(CONTRACT_ID)) is None
-        other = chain.TaskKeys(StrKey.encode_contract(b"\x01" * 32))
-        assert keys.task_id(other.key_b64(5)) is None
-
-    def test_sc_address_bytes_equal_the_sdk(self) -> None:
-        pub = Keypair.random().public_key
-        for addr in (pub, CONTRACT_ID):
-            sdk = scval.to_address(addr).address.to_xdr_bytes()  # type: ignore[union-attr]
-            assert chain.sc_address_bytes(addr) == sdk
+    return sx.LedgerKey.from_xdr_bytes(TaskKeys(CONTRACT_ID).key_bytes(task_id))
 
 
 class TestSignAuthEntry:
@@ -261,7 +192,7 @@ class TestFootprint:
     def test_truncated_data_is_a_decode_error(self) -> None:
         data = base64.b64decode(_soroban_data([chain_key(6)], []))
         with pytest.raises(DecodeError):
-            txxdr.footprint_read_write(data[:-3])
+            strict_xdr.footprint_read_write(data[:-3])
 
 
 class TestTransactionResult:
@@ -286,55 +217,3 @@ class TestTransactionResult:
             assert chain.result_code(res) == (int(code), code.name)
             assert chain.fee_charged(res) == 98_765
         assert set(txxdr.TX_RESULT_NAMES.values()) == {c.name for c in sx.TransactionResultCode}
-
-
-class TestAccountEntry:
-    def _entry(self, ext: sx.AccountEntryExt, signers: int = 0, home: bytes = b"") -> str:
-        kp = Keypair.random()
-        acc = sx.AccountEntry(
-            account_id=kp.xdr_account_id(),
-            balance=sx.Int64(1_234_567_890),
-            seq_num=sx.SequenceNumber(sx.Int64(2**33 + 7)),
-            num_sub_entries=sx.Uint32(3),
-            inflation_dest=Keypair.random().xdr_account_id(),
-            flags=sx.Uint32(0),
-            home_domain=sx.String32(home),
-            thresholds=sx.Thresholds(b"\x01\x00\x00\x00"),
-            signers=[
-                sx.Signer(
-                    sx.SignerKey(
-                        sx.SignerKeyType.SIGNER_KEY_TYPE_ED25519,
-                        ed25519=sx.Uint256(Keypair.random().raw_public_key()),
-                    ),
-                    sx.Uint32(1),
-                )
-                for _ in range(signers)
-            ],
-            ext=ext,
-        )
-        return sx.LedgerEntryData(sx.LedgerEntryType.ACCOUNT, account=acc).to_xdr()
-
-    def test_plain_account(self) -> None:
-        state = chain.parse_account_entry(
-            self._entry(sx.AccountEntryExt(0), signers=2, home=b"ex.org")
-        )
-        assert (state.sequence, state.balance) == (2**33 + 7, 1_234_567_890)
-        assert state.min_balance == (2 + 3) * chain.BASE_RESERVE
-
-    def test_liabilities_and_sponsorships_change_the_reserve(self) -> None:
-        v2 = sx.AccountEntryExtensionV2(
-            num_sponsored=sx.Uint32(1),
-            num_sponsoring=sx.Uint32(4),
-            signer_sponsoring_i_ds=[],
-            ext=sx.AccountEntryExtensionV2Ext(0),
-        )
-        v1 = sx.AccountEntryExtensionV1(
-            liabilities=sx.Liabilities(buying=sx.Int64(5), selling=sx.Int64(777)),
-            ext=sx.AccountEntryExtensionV1Ext(2, v2=v2),
-        )
-        state = chain.parse_account_entry(self._entry(sx.AccountEntryExt(1, v1=v1)))
-        assert state.min_balance == (2 + 3 + 4 - 1) * chain.BASE_RESERVE + 777
-
-    def test_other_entry_type_is_refused(self) -> None:
-        with pytest.raises(DecodeError):
-            chain.parse_account_entry(chain.counter_key_b64(CONTRACT_ID))

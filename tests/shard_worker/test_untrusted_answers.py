@@ -12,13 +12,12 @@ import pytest
 from stellar_sdk import Keypair, scval
 from stellar_sdk import xdr as sx
 
-from shard_worker import chain
 from shard_worker.errors import RpcMalformedError
 from shard_worker.journal import JournalEntry
 from shard_worker.keeper import Keeper, SourceAccount
-from shard_worker.keys import Signer
 from shard_worker.spec import SecretRef, WorkerSpec
-from sorotask.contract import task_ledger_key
+from sorotask_core import contract
+from sorotask_core.signing import Signer
 from tests.shard_worker.test_strict_xdr import (
     address_entry,
     contract_fn_invocation,
@@ -27,6 +26,7 @@ from tests.shard_worker.test_strict_xdr import (
     source_entry,
 )
 from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import task_ledger_key
 
 TASK = 5
 
@@ -63,9 +63,9 @@ def make_keeper(kp: Keypair, rpc: FakeRpc) -> Keeper:
     )
     keeper = Keeper(spec, NullReporter(), asyncio.Event())  # type: ignore[arg-type]
     keeper.keeper = Signer.from_secret(kp.secret)
-    keeper.keeper_address = chain.sc_address_bytes(kp.public_key)
-    keeper.contract_address = chain.sc_address_bytes(CONTRACT_ID)
-    keeper.task_keys = chain.TaskKeys(CONTRACT_ID)
+    keeper.keeper_address = contract.sc_address_bytes(kp.public_key)
+    keeper.contract_address = contract.sc_address_bytes(CONTRACT_ID)
+    keeper.task_keys = contract.TaskKeys(CONTRACT_ID)
     keeper.rpc = rpc  # type: ignore[assignment]
     return keeper
 

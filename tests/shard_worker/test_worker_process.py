@@ -16,7 +16,7 @@ import yaml
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 
 ROOT = Path(__file__).resolve().parents[2]

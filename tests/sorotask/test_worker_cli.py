@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from stellar_sdk import Keypair
 
-from sorotask.exitcodes import ExitCode
 from sorotask.worker_cli import build_parser, main
+from sorotask_core.exitcodes import ExitCode
 from sorotask_core.settings import WORKER
 
 BASE = ["--rpc-url", "http://127.0.0.1:1/", "--network-passphrase", "p", "--contract-id", "C1"]

@@ -8,7 +8,7 @@ from typing import Any
 from stellar_sdk import Address, Keypair, StrKey, scval
 from stellar_sdk import xdr as sx
 
-from sorotask.contract import TaskConfig, encode_task_config, task_key_scval
+from tests.support.reference_contract import TaskConfig, encode_task_config, task_key_scval
 
 CONTRACT_ID = StrKey.encode_contract(b"\x07" * 32)
 TARGET_ID = StrKey.encode_contract(b"\x09" * 32)

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from shard_worker.spec import CycleStats, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 
 def _public_key(spec: WorkerSpec) -> str:

@@ -22,6 +22,3 @@ class ExitCode(IntEnum):
     ORPHANED = 79
     #: The supervisor stopped because shards failed (restart budget exhausted).
     SHARDS_FAILED = 80
-
-
-NO_RESTART_CODES = frozenset({ExitCode.OK, ExitCode.CONFIG, ExitCode.ORPHANED})

@@ -1,12 +1,14 @@
-"""The SoroTask contract's storage layout and value encodings (one place for both sides).
+"""The SoroTask contract's storage layout on stellar-sdk: the reference for the fast code.
 
 Keys and values follow the Rust contract (see SOROBAN_FACTS.md):
 ``DataKey::Task(id)`` is ``ScVec[ScSymbol("Task"), ScU64(id)]`` and ``DataKey::Counter`` is
 ``ScVec[ScSymbol("Counter")]``, both in persistent contract storage. ``TaskConfig`` is an
 ``ScMap`` with ``ScSymbol`` keys sorted by field name.
 
-This module builds XDR with stellar-sdk and is used by the devnet (to store tasks) and by
-tests. The keeper's hot path uses the fast byte-level decoder in ``shard_worker`` instead.
+Everything here is built with stellar-sdk's generated XDR classes and written independently of
+``sorotask_core`` on purpose: tests compare the bottom layer's byte-level decoder and encoders
+(``sorotask_core.contract``, ``sorotask_core.taskconfig``) with it, and use it to build the
+transactions a stock client would send.
 """
 
 from __future__ import annotations

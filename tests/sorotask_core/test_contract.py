@@ -1,4 +1,5 @@
-"""The fast TaskConfig decoder against XDR built by stellar-sdk (sorotask.contract)."""
+"""The contract layout: its ledger keys and the fast TaskConfig decoder, against stellar-sdk
+(``tests/support/reference_contract.py``)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,85 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stellar_sdk import Keypair, scval
+from stellar_sdk import Keypair, StrKey, scval
 from stellar_sdk import xdr as sx
 
-from shard_worker.chain import sc_address_bytes
-from shard_worker.decode import (
-    DecodeError,
+from sorotask_core import contract
+from sorotask_core.contract import (
+    TaskKeys,
     decode_counter_entry,
     decode_task_entry,
     decode_task_entry_b64,
     decode_task_scval_b64,
+    sc_address_bytes,
 )
-from sorotask.contract import decode_task_config, encode_task_config
+from sorotask_core.xdr import DecodeError
 from tests.support.ledger_entries import CONTRACT_ID, TARGET_ID, counter_b64, entry_b64, task_config
+from tests.support.reference_contract import (
+    TASK_FIELDS,
+    contract_data_key,
+    counter_ledger_key,
+    decode_task_config,
+    encode_task_config,
+    task_ledger_key,
+    task_ledger_key_b64,
+)
+
+
+class TestLayout:
+    def test_task_fields_are_sorted_and_equal_the_reference(self) -> None:
+        assert contract.TASK_FIELDS == TASK_FIELDS == tuple(sorted(TASK_FIELDS))
+
+    def test_error_codes_and_storage_keys_equal_the_reference(self) -> None:
+        from tests.support import reference_contract as ref
+
+        for name in ("INVALID_INTERVAL", "UNAUTHORIZED", "INSUFFICIENT_BALANCE", "NOT_INITIALIZED"):
+            assert getattr(contract, "ERR_" + name) == getattr(ref, "ERR_" + name)
+        assert ref.counter_key_scval().to_xdr_bytes() == contract.COUNTER_KEY_SCVAL
+        assert ref.token_key_scval().to_xdr_bytes() == contract.TOKEN_KEY_SCVAL
+        assert contract.task_key_scval(2**64 - 1) == ref.task_key_scval(2**64 - 1).to_xdr_bytes()
+
+
+class TestTaskKeys:
+    def test_template_keys_equal_sdk_keys(self) -> None:
+        keys = TaskKeys(CONTRACT_ID)
+        for task_id in (0, 1, 7, 255, 65_536, 10**12, 2**64 - 1):
+            assert keys.key_b64(task_id) == task_ledger_key_b64(CONTRACT_ID, task_id)
+            assert keys.key_bytes(task_id) == task_ledger_key(CONTRACT_ID, task_id).to_xdr_bytes()
+
+
+class TestLedgerKeys:
+    def test_instance_and_counter_keys_equal_the_sdk(self) -> None:
+        instance = sx.SCVal(type=sx.SCValType.SCV_LEDGER_KEY_CONTRACT_INSTANCE)
+        assert (
+            contract.instance_key_b64(CONTRACT_ID)
+            == contract_data_key(CONTRACT_ID, instance).to_xdr()
+        )
+        assert contract.counter_key_b64(CONTRACT_ID) == counter_ledger_key(CONTRACT_ID).to_xdr()
+
+    def test_task_id_is_read_back_from_a_key_and_foreign_keys_are_refused(self) -> None:
+        keys = TaskKeys(CONTRACT_ID)
+        for task_id in (0, 1, 7, 2**32, 2**64 - 1):
+            assert keys.task_id(keys.key_b64(task_id)) == task_id
+        assert keys.task_id(contract.counter_key_b64(CONTRACT_ID)) is None
+        other = TaskKeys(StrKey.encode_contract(b"\x01" * 32))
+        assert keys.task_id(other.key_b64(5)) is None
+
+    def test_sc_address_bytes_equal_the_sdk(self) -> None:
+        pub = Keypair.random().public_key
+        for addr in (pub, CONTRACT_ID):
+            sdk = scval.to_address(addr).address.to_xdr_bytes()  # type: ignore[union-attr]
+            assert sc_address_bytes(addr) == sdk
+            assert contract.address_strkey(sdk) == addr
+
+    def test_other_addresses_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="account or a C"):
+            sc_address_bytes("MA" + "A" * 67)
+        muxed = b"\0\0\0\x02" + bytes(40)
+        with pytest.raises(DecodeError, match="type 2"):
+            contract.address_strkey(muxed)
+        assert contract.is_valid_contract_id(CONTRACT_ID)
+        assert not contract.is_valid_contract_id(Keypair.random().public_key)
 
 
 class TestDecodeTaskEntry:

@@ -1,7 +1,8 @@
 """An httpx implementation of stellar-sdk's ``BaseAsyncClient``.
 
-For tools and tests that want ``SorobanServerAsync(client=HttpxAsyncClient())``; it imports
-stellar-sdk, so the keeper (and the worker process) never imports this module.
+For tests that drive the devnet and the keeper's RPC client through a stock stellar-sdk client:
+``SorobanServerAsync(client=HttpxAsyncClient())``. Only tests use it (it imports stellar-sdk,
+which the worker process never does), so it lives with them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Stellar keys without stellar-sdk: strkey encoding and ed25519 signing with PyNaCl.
+"""Stellar strkeys without stellar-sdk: encode, decode and validate.
 
 A strkey is base32 (RFC 4648, no padding) of ``version byte || payload || CRC16-XModem``
-(the checksum little-endian). The keeper only handles 32-byte payloads: account ids
+(the checksum little-endian). The project only handles 32-byte payloads: account ids
 (``G...``), secret seeds (``S...``) and contract ids (``C...``).
 """
 
@@ -10,13 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from nacl.signing import SigningKey
-
 __all__ = [
     "VERSION_ACCOUNT",
     "VERSION_CONTRACT",
     "VERSION_SEED",
-    "Signer",
     "StrKeyError",
     "decode_strkey",
     "encode_strkey",
@@ -70,35 +67,3 @@ def is_valid_strkey(version: int, text: str) -> bool:
     except StrKeyError:
         return False
     return True
-
-
-class Signer:
-    """An ed25519 keypair from an ``S...`` seed: signs payloads, names its ``G...`` key.
-
-    ``repr`` never shows the seed.
-    """
-
-    __slots__ = ("_key", "public_key", "raw_public_key")
-
-    def __init__(self, seed: bytes) -> None:
-        if len(seed) != 32:
-            raise StrKeyError("ed25519 seed must be 32 bytes")
-        self._key = SigningKey(seed)
-        self.raw_public_key: bytes = bytes(self._key.verify_key)
-        self.public_key: str = encode_strkey(VERSION_ACCOUNT, self.raw_public_key)
-
-    @classmethod
-    def from_secret(cls, secret: str) -> Signer:
-        return cls(decode_strkey(VERSION_SEED, secret))
-
-    @property
-    def hint(self) -> bytes:
-        """The signature hint: the public key's last 4 bytes."""
-        return self.raw_public_key[-4:]
-
-    def sign(self, data: bytes) -> bytes:
-        """The 64-byte ed25519 signature of ``data``."""
-        return self._key.sign(data).signature
-
-    def __repr__(self) -> str:
-        return f"Signer({self.public_key})"
