@@ -9,17 +9,15 @@ from typing import Any
 
 from stellar_sdk import StrKey
 
-from devnet import xdrfast
+from devnet import archival, replica, xdrfast
+from devnet.control_net import METHODS as NET_METHODS
 from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
-from devnet.sorotask_contract import (
-    RESOLVERS,
-    TARGETS,
-    _encoder,
-    counter_entry_b64,
-    counter_key_b64,
-)
+from devnet.sorotask_contract import RESOLVERS, TARGETS
+from devnet.storage import counter_entry_b64, task_encoder
+from sorotask_core.contract import counter_key_b64
+from sorotask_core.xdr import SCV_I128, pack_u32, scv_symbol
 
 MAX_SEED = 2_000_000
 U64_MAX = 2**64 - 1
@@ -66,7 +64,7 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
         raise ControlParamError("creator must be a G... account address")
 
     cid = node.contract_id
-    enc = _encoder(cid)
+    enc = task_encoder(cid)
     parts = enc.parts(
         creator=creator,
         target=TARGETS[target_name],
@@ -95,9 +93,7 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 
 
 #: ``ScSymbol("gas_balance")`` followed by the ``SCV_I128`` tag, as TaskConfig's map stores it
-_GAS_FIELD = (
-    (15).to_bytes(4, "big") + (11).to_bytes(4, "big") + b"gas_balance\x00" + (10).to_bytes(4, "big")
-)
+_GAS_FIELD = scv_symbol(b"gas_balance") + pack_u32(SCV_I128)
 
 
 def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +106,7 @@ def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     delta = _int(params, "gas_delta", 1, -(2**64), 2**64)
     if last - first >= MAX_SEED:
         raise ControlParamError(f"at most {MAX_SEED} tasks at once")
-    enc = _encoder(node.contract_id)
+    enc = task_encoder(node.contract_id)
     ledger = node.ledger
     seq = ledger.sequence
     b64 = xdrfast.b64
@@ -174,6 +170,7 @@ def stats(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     out["ledger"] = node.ledger.sequence
     out["entries"] = len(node.ledger.entries)
     out["executions"] = len(node.executions)
+    out["surge"] = node.surge.to_json()
     return out
 
 
@@ -190,6 +187,22 @@ def fund(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     return {"created": created}
 
 
+def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """End the TTL of chosen entries (see :func:`devnet.archival.expire_entries`)."""
+    try:
+        return archival.expire_entries(node, params)
+    except archival.ExpireParamError as exc:
+        raise ControlParamError(str(exc)) from exc
+
+
+def set_lag(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Make the replica that answers lag (``node`` is that replica: see devnet/replica.py)."""
+    try:
+        return replica.set_lag(node, params)  # type: ignore[arg-type]
+    except replica.LagParamError as exc:
+        raise ControlParamError(str(exc)) from exc
+
+
 METHODS = {
     "devnet_seedTasks": seed_tasks,
     "devnet_touchTasks": touch_tasks,
@@ -198,4 +211,7 @@ METHODS = {
     "devnet_closeLedger": close_ledger,
     "devnet_stats": stats,
     "devnet_fund": fund,
+    "devnet_expireEntries": expire_entries,
+    "devnet_setLag": set_lag,
 }
+METHODS.update(NET_METHODS)

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from stellar_sdk import xdr as sx
@@ -22,8 +22,10 @@ BASE_FEE = 100
 BASE_RESERVE = 5_000_000
 #: persistent entries written by the devnet live this many ledgers (about 4 months at 5 s)
 DEFAULT_TTL_LEDGERS = 2_000_000
-#: stellar-rpc's default retention window (one day of 5 s ledgers)
-RETENTION_LEDGERS = 17_280
+#: ledgers of history kept (getHealth's ledgerRetentionWindow): one hour of 5 s ledgers, far
+#: below stellar-rpc's 120,960 (v28 default) or 17,280 (older default, some providers) so tests
+#: can outlive it; ``sorotask devnet --retention-ledgers`` changes it
+RETENTION_LEDGERS = 720
 FIRST_LEDGER = 1000
 
 _U32 = struct.Struct(">I")
@@ -55,11 +57,23 @@ class LedgerInfo:
 class LedgerState:
     """The ledger: closed-ledger headers, entries and their TTLs."""
 
-    def __init__(self, ledger_seconds: int, start_time: int | None = None) -> None:
+    def __init__(
+        self,
+        ledger_seconds: int,
+        start_time: int | None = None,
+        *,
+        retention: int = RETENTION_LEDGERS,
+        max_lag: int = 0,
+    ) -> None:
         self.ledger_seconds = ledger_seconds
         self.entries: dict[str, Entry] = {}
         self.history: OrderedDict[int, LedgerInfo] = OrderedDict()
-        self.retention = RETENTION_LEDGERS
+        self.retention = retention
+        #: how many ledgers back entries can be read (:meth:`entry_at`); 0 keeps no undo log
+        self.max_lag = max_lag
+        #: (ledger of the change, key, the entry before it or None) for the last max_lag ledgers
+        self._undo: deque[tuple[int, str, Entry | None]] = deque()
+        self._undo_by_key: dict[str, list[tuple[int, Entry | None]]] = {}
         start = int(time.time()) if start_time is None else start_time
         self._prev_hash = b"\x00" * 32
         self.latest = self._make_ledger(FIRST_LEDGER, start)
@@ -89,6 +103,7 @@ class LedgerState:
         self.history[seq] = info
         while len(self.history) > self.retention:
             self.history.popitem(last=False)
+        self._prune_undo()
         return info
 
     def _make_ledger(self, seq: int, close_time: int) -> LedgerInfo:
@@ -165,6 +180,8 @@ class LedgerState:
         the entry's TTL unless ``live_until`` is given."""
         seq = self.sequence if ledger is None else ledger
         old = self.entries.get(key_b64)
+        if self.max_lag:
+            self._record(key_b64, old)
         if old is not None:
             old.data_b64 = data_b64
             old.last_modified = seq
@@ -178,7 +195,43 @@ class LedgerState:
         return entry
 
     def delete(self, key_b64: str) -> None:
-        self.entries.pop(key_b64, None)
+        old = self.entries.pop(key_b64, None)
+        if self.max_lag and old is not None:
+            self._record(key_b64, old)
+
+    def set_live_until(self, key_b64: str, live_until: int) -> None:
+        """Change an existing entry's TTL (``devnet_expireEntries``)."""
+        entry = self.entries[key_b64]
+        if self.max_lag:
+            self._record(key_b64, entry)
+        entry.live_until = live_until
+
+    # history of entries (lagging replicas) -------------------------------------------------
+    def _record(self, key_b64: str, old: Entry | None) -> None:
+        """Remember ``old`` as the value before a change that shows in the next ledger."""
+        snapshot = None if old is None else Entry(old.data_b64, old.last_modified, old.live_until)
+        seq = self.sequence + 1
+        self._undo.append((seq, key_b64, snapshot))
+        self._undo_by_key.setdefault(key_b64, []).append((seq, snapshot))
+
+    def _prune_undo(self) -> None:
+        horizon = self.sequence - self.max_lag
+        undo = self._undo
+        while undo and undo[0][0] <= horizon:
+            _seq, key, _old = undo.popleft()
+            changes = self._undo_by_key[key]
+            del changes[0]
+            if not changes:
+                del self._undo_by_key[key]
+
+    def entry_at(self, key_b64: str, seq: int) -> Entry | None:
+        """The entry as it was when ledger ``seq`` closed (``seq`` at most ``max_lag`` ledgers
+        back; entries written by control methods outside ledger closes, e.g. seeded tasks,
+        have no history and show their current value)."""
+        for changed_in, old in self._undo_by_key.get(key_b64, ()):
+            if changed_in > seq:
+                return old
+        return self.entries.get(key_b64)
 
 
 def ledger_entry_b64(entry: Entry) -> str:

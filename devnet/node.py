@@ -7,27 +7,30 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 from stellar_sdk import Keypair, Network, parse_transaction_envelope_from_xdr
 
+from devnet import admission
 from devnet.accounts import Accounts
 from devnet.events import EventStore
 from devnet.faults import Faults
-from devnet.ledger import LedgerState
+from devnet.ledger import RETENTION_LEDGERS, LedgerState
+from devnet.overload import Limiter
 from devnet.sorotask_contract import SOROTASK_ID, install_contracts
+from devnet.surge import Surge, inclusion_bid
 from devnet.transactions import (
     ParsedTx,
     TryAgainLater,
     TxRecord,
     TxRejected,
     apply_transaction,
+    check_bounds,
     error_result_b64,
     parse_envelope,
-    validate_for_submit,
 )
 
 NETWORK_PASSPHRASE = "SoroTask Devnet ; September 2025"  # noqa: S105 - not a secret
@@ -86,11 +89,22 @@ class Execution:
 
 
 class Devnet:
-    def __init__(self, *, ledger_seconds: int = 5, passphrase: str = NETWORK_PASSPHRASE) -> None:
+    def __init__(
+        self,
+        *,
+        ledger_seconds: int = 5,
+        passphrase: str = NETWORK_PASSPHRASE,
+        retention: int = RETENTION_LEDGERS,
+        max_lag: int = 0,
+        close_every: float | None = None,
+        ledger_capacity: int | None = None,
+    ) -> None:
+        """``retention``: ledgers of history (transactions, events, headers) kept;
+        ``max_lag``: how many ledgers back a replica can be made to answer from."""
         self.passphrase = passphrase
         self.network_id = Network(passphrase).network_id()
         self.contract_id = SOROTASK_ID
-        self.ledger = LedgerState(ledger_seconds)
+        self.ledger = LedgerState(ledger_seconds, retention=retention, max_lag=max_lag)
         self.accounts = Accounts(self.ledger)
         self.pending: OrderedDict[str, ParsedTx] = OrderedDict()
         self.pending_by_source: dict[str, str] = {}
@@ -100,12 +114,17 @@ class Devnet:
         self.events = EventStore()
         self.stats = Stats()
         self.faults = Faults()
+        self.limits = Limiter()
+        self.clock = admission.LedgerClock(ledger_seconds, close_every)
+        self.surge = Surge(ledger_capacity)
         install_contracts(self.ledger)
         self.accounts.create(CREATOR_KEYPAIR.public_key)
 
     # transactions --------------------------------------------------------------------------
-    def submit(self, envelope_b64: str) -> dict[str, Any]:
-        """sendTransaction. Raises ValueError("invalid_xdr") for undecodable envelopes."""
+    def submit(self, envelope_b64: str, faults: Faults | None = None) -> dict[str, Any]:
+        """sendTransaction (``faults``: the answering replica's, default the node's). Raises
+        ValueError("invalid_xdr") for undecodable envelopes."""
+        faults = self.faults if faults is None else faults
         base = {
             "latestLedger": self.ledger.sequence,
             "latestLedgerCloseTime": str(self.ledger.close_time),
@@ -115,10 +134,10 @@ class Devnet:
         except TxRejected as rej:
             self.stats.tx_rejected += 1
             return self._error(envelope_b64, rej, base)
-        if ptx.hash_hex in self.pending:
-            return {"status": "DUPLICATE", "hash": ptx.hash_hex, **base}
         try:
-            validate_for_submit(self, ptx)
+            plan = admission.admit(self, ptx)
+        except admission.Duplicate:
+            return {"status": "DUPLICATE", "hash": ptx.hash_hex, **base}
         except TryAgainLater:
             return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
         except TxRejected as rej:
@@ -129,15 +148,30 @@ class Devnet:
                 "errorResultXdr": error_result_b64(rej.code, rej.fee_charged),
                 **base,
             }
-        if self.faults.applies("sendTransaction"):
-            if Faults.roll(self.faults.try_again_later_rate):
-                return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
-            if Faults.roll(self.faults.never_apply_rate):
-                self.stats.tx_dropped += 1
-                return {"status": "PENDING", "hash": ptx.hash_hex, **base}
+        if faults.hit("try_again_later_rate", "sendTransaction"):
+            return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
+        if faults.hit("never_apply_rate", "sendTransaction"):
+            self.stats.tx_dropped += 1
+            return {"status": "PENDING", "hash": ptx.hash_hex, **base}
+        if plan.evict == "load":
+            self.surge.load_queued -= 1
+            self.surge.evicted(self.surge.load_fee)
+        elif plan.evict is not None:
+            evicted = self._drop_pending(plan.evict)
+            self.surge.evicted(inclusion_bid(evicted))
         self.pending[ptx.hash_hex] = ptx
         self.pending_by_source[ptx.source] = ptx.hash_hex
         return {"status": "PENDING", "hash": ptx.hash_hex, **base}
+
+    def _drop_pending(self, tx_hash: str) -> ParsedTx:
+        """Remove a queued transaction (it stays NOT_FOUND) and ban its hash."""
+        ptx = self.pending.pop(tx_hash)
+        if self.pending_by_source.get(ptx.source) == tx_hash:
+            del self.pending_by_source[ptx.source]
+        self.surge.forget(tx_hash)
+        self.surge.ban(tx_hash)
+        self.stats.tx_dropped += 1
+        return ptx
 
     def _error(self, envelope_b64: str, rej: TxRejected, base: dict[str, Any]) -> dict[str, Any]:
         try:  # fee-bump and v0 envelopes have their own hash rules: let the SDK apply them
@@ -152,15 +186,27 @@ class Devnet:
         }
 
     def close_ledger(self) -> int:
-        """Close one ledger: apply every queued transaction in submission order."""
+        """Close one ledger: apply what surge pricing lets in, in submission order."""
         seq, close_time = self.ledger.next_ledger()
-        pending = list(self.pending.values())
-        self.pending.clear()
-        self.pending_by_source.clear()
+        valid = []
+        for ptx in list(self.pending.values()):
+            if self._still_valid(ptx, seq, close_time):
+                valid.append(ptx)
+            else:  # core drops (and bans) what became invalid
+                self._drop_pending(ptx.hash_hex)
+        included, inclusion_fee, load_in = self.surge.select(valid)
+        chosen = {p.hash_hex for p in included}
+        left = [p for p in valid if p.hash_hex not in chosen]
+        for ptx in included:
+            del self.pending[ptx.hash_hex]
+            if self.pending_by_source.get(ptx.source) == ptx.hash_hex:
+                del self.pending_by_source[ptx.source]
+            self.surge.forget(ptx.hash_hex)
         order = 0
-        for ptx in pending:
+        charged: Counter[int] = Counter({inclusion_fee: load_in} if load_in else {})
+        for ptx in included:
             try:
-                record = apply_transaction(self, ptx, seq, close_time, order + 1)
+                record = apply_transaction(self, ptx, seq, close_time, order + 1, inclusion_fee)
             except Exception:
                 logger.exception("applying {} failed", ptx.hash_hex)
                 record = None
@@ -168,10 +214,14 @@ class Devnet:
                 self.stats.tx_dropped += 1
                 continue
             order += 1
+            charged[min(inclusion_fee, inclusion_bid(ptx))] += 1
             self.txs[record.hash_hex] = record
+        for ptx in self.surge.closed(charged, left):
+            self._drop_pending(ptx.hash_hex)
         while len(self.txs) > MAX_TX_RECORDS:
             self.txs.popitem(last=False)
         self.ledger.close()
+        self.clock.closed()
         oldest = self.ledger.oldest.sequence
         self.events.prune(oldest)
         while self.txs:
@@ -180,6 +230,16 @@ class Devnet:
                 break
             self.txs.popitem(last=False)
         return order
+
+    def _still_valid(self, ptx: ParsedTx, seq: int, close_time: int) -> bool:
+        acct = self.accounts.get(ptx.source)
+        if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
+            return False
+        try:
+            check_bounds(ptx.tx, seq, close_time)
+        except TxRejected:
+            return False
+        return True
 
     def record_execution(
         self,

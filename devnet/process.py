@@ -5,6 +5,11 @@ with DevnetProcess(tasks=10, close_every=0.5) as dn:
     dn.rpc("getLatestLedger")
     dn.seed_tasks(count=5, interval=60)
     dn.friendbot(keypair.public_key)
+
+with DevnetProcess(replicas=3) as dn:  # one chain, three ports
+    dn.info.rpc_urls  # one URL per replica; dn.info.rpc_url is the first
+    dn.set_lag(4, replica=2)  # replica 2 answers as of 4 ledgers ago
+    dn.set_faults(error_rate=1.0, replica=1)  # only replica 1 fails
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class DevnetInfo:
     network_passphrase: str
     contract_id: str
     friendbot_url: str
+    #: one URL per replica (``--replicas``); the first is ``rpc_url``
+    rpc_urls: tuple[str, ...] = ()
 
 
 class DevnetProcess:
@@ -61,10 +68,12 @@ class DevnetProcess:
         log_level: str = "INFO",
         log_path: str | os.PathLike[str] | None = None,
         new_session: bool = False,
+        replicas: int = 1,
     ) -> None:
         """``new_session``: run the devnet in its own session, so a Ctrl-C in the terminal
         reaches only its owner, which stops it when it is done (the supervisor's demo drains
-        its workers first). The devnet always exits when its owner dies."""
+        its workers first). The devnet always exits when its owner dies. ``replicas``: serve
+        the chain on that many ports (``info.rpc_urls``)."""
         self.args = [
             sys.executable,
             "-m",
@@ -82,6 +91,7 @@ class DevnetProcess:
             "--log-level",
             log_level,
             "--exit-with-parent",
+            *(("--replicas", str(replicas)) if replicas != 1 else ()),
             *extra_args,
         ]
         self.new_session = new_session
@@ -137,6 +147,7 @@ class DevnetProcess:
                 network_passphrase=data["network_passphrase"],
                 contract_id=data["contract_id"],
                 friendbot_url=data["friendbot_url"],
+                rpc_urls=tuple(data.get("rpc_urls") or (data["rpc_url"],)),
             )
         except BaseException:
             self.stop()
@@ -212,8 +223,9 @@ class DevnetProcess:
         self.stop()
 
     # JSON-RPC ----------------------------------------------------------------------------
-    def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """Call one method; returns ``result`` or raises :class:`DevnetRpcError`."""
+    def rpc(self, method: str, params: dict[str, Any] | None = None, *, replica: int = 0) -> Any:
+        """Call one method (on replica ``replica``); returns ``result`` or raises
+        :class:`DevnetRpcError`."""
         if self._client is None:
             raise DevnetError("devnet is not running")
         self._next_id += 1
@@ -221,7 +233,7 @@ class DevnetProcess:
         if params is not None:
             body["params"] = params
         resp = self._client.post(
-            self.info.rpc_url,
+            self.info.rpc_urls[replica],
             content=orjson.dumps(body),
             headers={"content-type": "application/json"},
         )
@@ -250,8 +262,16 @@ class DevnetProcess:
     def close_ledger(self, count: int = 1) -> dict[str, Any]:
         return self.rpc("devnet_closeLedger", {"count": count})
 
-    def set_faults(self, **faults: Any) -> dict[str, Any]:
-        return self.rpc("devnet_setFaults", faults)
+    def set_faults(self, *, replica: int = 0, **faults: Any) -> dict[str, Any]:
+        return self.rpc("devnet_setFaults", faults, replica=replica)
+
+    def set_lag(self, ledgers: int, *, replica: int = 0) -> dict[str, Any]:
+        """devnet_setLag: replica ``replica`` answers as of ``ledgers`` ledgers ago."""
+        return self.rpc("devnet_setLag", {"ledgers": ledgers}, replica=replica)
+
+    def expire_entries(self, **params: Any) -> dict[str, Any]:
+        """devnet_expireEntries: task_ids / first_id..last_id / keys."""
+        return self.rpc("devnet_expireEntries", params)
 
     def stats(self) -> dict[str, Any]:
         return self.rpc("devnet_stats", {})

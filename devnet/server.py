@@ -16,16 +16,17 @@ from stellar_sdk import xdr as sx
 
 from devnet import control, events
 from devnet.accounts import AccountError
-from devnet.faults import Faults
+from devnet.archival import is_archived, is_temporary
 from devnet.ledger import PROTOCOL_VERSION
 from devnet.node import Devnet
+from devnet.overload import Overloaded, exceeded_limit, queue_full
+from devnet.replica import Replica
 from devnet.simulate import simulate
 
 MAX_BODY_BYTES = 512 * 1024
 MAX_KEYS = 200
-#: stellar-rpc's in-flight limits per method and overall
-LIMITS = {"simulateTransaction": 100, "sendTransaction": 500}
-GLOBAL_LIMIT = 5000
+#: jrpc2's HTTP bridge answers an unparsable body with HTTP 500 and this text (plus a newline)
+PARSE_FAILURE_TEXT = "[-32700] invalid request value\n"
 VERSION = "23.0.0-sorotask-devnet"
 
 PARSE_ERROR = -32700
@@ -47,19 +48,23 @@ def _params_error(message: str) -> RpcError:
 
 
 class RpcServer:
+    """One endpoint: ``node`` is a replica of the chain (its own faults and lag); only the
+    server with ``closes_ledgers`` runs the ledger-close timer."""
+
     def __init__(
         self,
-        node: Devnet,
+        node: Replica,
         *,
         close_every: float = 5.0,
         base_latency_ms: float = 0.0,
+        closes_ledgers: bool = True,
     ) -> None:
         self.node = node
+        self.closes_ledgers = closes_ledgers
         self.close_every = close_every
         self.base_latency_ms = base_latency_ms
         self.friendbot_url = ""
-        self.in_flight: dict[str, int] = {}
-        self.in_flight_total = 0
+        node.clock.close_every = close_every
         self._closer: asyncio.Task[None] | None = None
         self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getHealth": self.get_health,
@@ -81,8 +86,9 @@ class RpcServer:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/", self.handle_rpc)
         app.router.add_route("*", "/friendbot", self.handle_friendbot)
-        app.on_startup.append(self._start_closer)
-        app.on_cleanup.append(self._stop_closer)
+        if self.closes_ledgers:
+            app.on_startup.append(self._start_closer)
+            app.on_cleanup.append(self._stop_closer)
         return app
 
     async def _start_closer(self, _app: web.Application) -> None:
@@ -130,6 +136,16 @@ class RpcServer:
         return web.json_response(body, dumps=lambda o: orjson.dumps(o).decode())
 
     async def handle_rpc(self, request: web.Request) -> web.StreamResponse:
+        limits = self.node.limits
+        if limits.http_in_flight >= limits.http_limit:  # stellar-rpc's HTTP backlog limiter
+            return web.Response(status=503)
+        limits.http_in_flight += 1
+        try:
+            return await self._handle_rpc(request)
+        finally:
+            limits.http_in_flight -= 1
+
+    async def _handle_rpc(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return web.Response(status=405, text="405 method not allowed\n")
         # like stellar-rpc's JSON-RPC bridge: only application/json (charset utf-8, if given)
@@ -142,38 +158,40 @@ class RpcServer:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return self._json(_error_obj(None, PARSE_ERROR, "parse error"))
-        if isinstance(payload, list):
-            if not payload:
-                return self._json(_error_obj(None, INVALID_REQUEST, "empty batch"))
-            items = payload
-        else:
-            items = [payload]
+            return web.Response(status=500, text=PARSE_FAILURE_TEXT)
+        items = payload if isinstance(payload, list) else [payload]
+        if not items:
+            return web.Response(status=204)  # an empty batch: no calls, no answers
+        faults = self.node.faults
         names = [i.get("method") for i in items if isinstance(i, dict)]
-        faulted = [m for m in names if isinstance(m, str) and self.node.faults.applies(m)]
+        faulted = [m for m in names if isinstance(m, str) and faults.applies(m)]
         delay = self.base_latency_ms / 1000.0
         if faulted:
-            delay += self.node.faults.delay_s()
+            delay += faults.delay_s()
         if delay:
             await asyncio.sleep(delay)
-        if faulted:
-            faults = self.node.faults
-            if Faults.roll(faults.drop_rate):
+        for method in dict.fromkeys(faulted):  # each method of a batch rolls once
+            if faults.hit("drop_rate", method):
                 if request.transport is not None:
                     request.transport.close()
                 raise asyncio.CancelledError  # nothing to answer on a closed connection
-            if Faults.roll(faults.http_503_rate):
+            if faults.hit("http_503_rate", method):
                 return web.Response(status=503)
-        if self.in_flight_total >= GLOBAL_LIMIT:
-            return web.Response(status=503)
+            if faults.hit("http_429_rate", method):
+                retry = f"{faults.retry_after_s:g}"
+                return web.Response(
+                    status=429, text="429 Too Many Requests\n", headers={"Retry-After": retry}
+                )
         responses = [await self._call(item) for item in items]
+        if any(faults.hit("drop_answer_rate", m) for m in dict.fromkeys(faulted)):
+            if request.transport is not None:  # done, but the answer is lost on the way
+                request.transport.close()
+            raise asyncio.CancelledError
         out = [r for r in responses if r is not None]
-        if isinstance(payload, list):
-            if not out:
-                return web.Response(status=204)
-            return self._json(out)
         if not out:
             return web.Response(status=204)
+        if isinstance(payload, list):
+            return self._json(out)
         return self._json(out[0])
 
     def _json(self, obj: Any) -> web.Response:
@@ -196,34 +214,30 @@ class RpcServer:
         self.node.stats.calls[method] += 1
         fn = self.methods.get(method)
         if fn is None:
-            return (
-                None
-                if notification
-                else _error_obj(req_id, METHOD_NOT_FOUND, f'no such method "{method}"')
-            )
+            if notification:
+                return None
+            return _error_obj(req_id, METHOD_NOT_FOUND, "method not found", data=method)
         params = item.get("params")
         if params is None:
             params = {}
         if not isinstance(params, dict):
             return _error_obj(req_id, INVALID_PARAMS, "invalid parameters")
         faults = self.node.faults
-        if faults.applies(method) and Faults.roll(faults.error_rate):
+        if faults.hit("error_rate", method):
             return _error_obj(req_id, INTERNAL_ERROR, "internal error (injected fault)")
-        limit = LIMITS.get(method)
-        if limit is not None and self.in_flight.get(method, 0) >= limit:
-            return _error_obj(req_id, INTERNAL_ERROR, "too many requests in flight")
-        self.in_flight[method] = self.in_flight.get(method, 0) + 1
-        self.in_flight_total += 1
         try:
-            result = fn(params)
+            if faults.hit("queue_full_rate", method):
+                raise queue_full(method, self.node.limits.limit(method).queue)
+            if faults.hit("timeout_rate", method):
+                raise exceeded_limit()
+            result = await self.node.limits.run(method, lambda: fn(params))
+        except Overloaded as exc:
+            return None if notification else _error_obj(req_id, exc.code, exc.message)
         except RpcError as exc:
             return None if notification else _error_obj(req_id, exc.code, exc.message)
         except Exception as exc:
             logger.exception("{} failed", method)
             return None if notification else _error_obj(req_id, INTERNAL_ERROR, str(exc))
-        finally:
-            self.in_flight[method] -= 1
-            self.in_flight_total -= 1
         if notification:
             return None
         return {"jsonrpc": "2.0", "id": req_id, "result": result}
@@ -239,15 +253,11 @@ class RpcServer:
         return call
 
     def get_health(self, _params: dict[str, Any]) -> dict[str, Any]:
-        ledger = self.node.ledger
-        oldest = ledger.oldest
+        view = self.node.view()
         return {
             "status": "healthy",
-            "latestLedger": ledger.sequence,
-            "latestLedgerCloseTime": ledger.close_time,
-            "oldestLedger": oldest.sequence,
-            "oldestLedgerCloseTime": oldest.close_time,
-            "ledgerRetentionWindow": ledger.retention,
+            **view.ledger_range(),
+            "ledgerRetentionWindow": view.retention,
         }
 
     def get_network(self, _params: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +278,7 @@ class RpcServer:
         }
 
     def get_latest_ledger(self, _params: dict[str, Any]) -> dict[str, Any]:
-        info = self.node.ledger.latest
+        info = self.node.view().latest
         return {
             "id": info.hash_hex,
             "protocolVersion": PROTOCOL_VERSION,
@@ -284,61 +294,38 @@ class RpcServer:
             raise _params_error("invalid parameters: keys must be a list of base64 strings")
         if len(keys) > MAX_KEYS:
             raise _params_error(f"key count ({len(keys)}) exceeds maximum supported ({MAX_KEYS})")
-        store = self.node.ledger.entries
+        view = self.node.view()
+        seq = view.sequence
         out = []
         for i, key in enumerate(keys):
-            entry = store.get(key)
+            entry = view.entry(key)
             if entry is None:
                 canonical = _canonical_key(key)
                 if canonical is None:
                     raise _params_error(f"cannot unmarshal key value {key} at index {i}")
                 if canonical == "ttl":
                     raise _params_error("ledger ttl entries cannot be queried directly")
-                entry = store.get(canonical)
-                if entry is None:
-                    continue
-                key = canonical
+                if view.entry(canonical) is not None:  # core answers with the canonical key
+                    raise RpcError(INTERNAL_ERROR, "mismatching key in result")
+                continue
+            live_until = entry.live_until
+            if live_until is not None and is_archived(entry, seq):
+                if is_temporary(key):
+                    continue  # an expired temporary entry is gone
+                live_until = 0  # an archived persistent entry (core reports no TTL)
             item: dict[str, Any] = {
                 "key": key,
                 "xdr": entry.data_b64,
                 "lastModifiedLedgerSeq": entry.last_modified,
             }
-            if entry.live_until is not None:
-                item["liveUntilLedgerSeq"] = entry.live_until
+            if live_until is not None:
+                item["liveUntilLedgerSeq"] = live_until
             item["extXdr"] = "AAAAAA=="
             out.append(item)
-        return {"entries": out, "latestLedger": self.node.ledger.sequence}
+        return {"entries": out, "latestLedger": seq}
 
     def get_fee_stats(self, _params: dict[str, Any]) -> dict[str, Any]:
-        def dist(count: int) -> dict[str, Any]:
-            d = dict.fromkeys(
-                (
-                    "max",
-                    "min",
-                    "mode",
-                    "p10",
-                    "p20",
-                    "p30",
-                    "p40",
-                    "p50",
-                    "p60",
-                    "p70",
-                    "p80",
-                    "p90",
-                    "p95",
-                    "p99",
-                ),
-                "100",
-            )
-            d["transactionCount"] = str(count)
-            d["ledgerCount"] = 50
-            return d
-
-        return {
-            "sorobanInclusionFee": dist(self.node.stats.tx_applied + self.node.stats.tx_failed),
-            "inclusionFee": dist(0),
-            "latestLedger": self.node.ledger.sequence,
-        }
+        return self.node.surge.fee_stats(self.node.ledger.sequence)
 
     def simulate_transaction(self, params: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(params.get("transaction"), str):
@@ -366,14 +353,23 @@ class RpcServer:
             bytes.fromhex(h)
         except ValueError as exc:
             raise _params_error(f"incorrect hash: {exc}") from exc
-        base = self.node.ledger_range()
-        rec = self.node.txs.get(h.lower())
-        if rec is None:
-            return {"status": "NOT_FOUND", "txHash": h, **base}
+        view = self.node.view()
+        base = view.ledger_range()
+        rec = view.transaction(h.lower())
+        if rec is None:  # stellar-rpc sends the zero values of the fields it found nothing for
+            return {
+                **base,
+                "status": "NOT_FOUND",
+                "txHash": h,
+                "applicationOrder": 0,
+                "feeBump": False,
+                "ledger": 0,
+                "createdAt": "0",
+            }
         return {**base, **record_to_json(rec)}
 
     def get_events(self, params: dict[str, Any]) -> dict[str, Any]:
-        rng = self.node.ledger_range()
+        rng = self.node.view().ledger_range()
         try:
             found, cursor = events.query(
                 self.node.events,
@@ -383,6 +379,8 @@ class RpcServer:
             )
         except events.EventParamError as exc:
             raise _params_error(str(exc)) from exc
+        except events.EventRangeError as exc:
+            raise RpcError(INVALID_REQUEST, str(exc)) from exc
         return {"events": found, "cursor": cursor, **rng}
 
 
@@ -397,5 +395,8 @@ def _canonical_key(key: str) -> str | None:
     return lk.to_xdr()
 
 
-def _error_obj(req_id: Any, code: int, message: str) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+def _error_obj(req_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": req_id, "error": error}

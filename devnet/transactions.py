@@ -1,11 +1,9 @@
-"""sendTransaction validation, the pending queue, and applying transactions at ledger close.
+"""Parsing and checking transactions, and applying them at ledger close.
 
-Validation follows stellar-core's order where a client can tell the difference: DUPLICATE for a
-hash already queued, then envelope shape, time bounds, source account, one pending transaction
-per source account (TRY_AGAIN_LATER), sequence number (txBAD_SEQ), signatures (txBAD_AUTH),
-fees (txINSUFFICIENT_FEE) and balance (txINSUFFICIENT_BALANCE). An accepted transaction is
-applied when the next ledger closes: its fee is charged and its sequence number consumed
-whether the invocation succeeds or fails.
+sendTransaction's checks, in stellar-core's order, are in devnet/admission.py; the queue and
+surge pricing in devnet/surge.py. An accepted transaction is applied when a ledger that includes
+it closes: its fee is charged and its sequence number consumed whether the invocation succeeds or
+fails.
 """
 
 from __future__ import annotations
@@ -19,15 +17,10 @@ from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import BadSignatureError
 
 from devnet import fees, xdrfast
+from devnet.archival import restorable
+from devnet.host import AuthContext, Footprint, Host, HostError
 from devnet.ledger import BASE_FEE
-from devnet.sorotask_contract import (
-    FAILED,
-    SOROTASK_ID,
-    AuthContext,
-    Footprint,
-    Host,
-    HostError,
-)
+from devnet.sorotask_contract import CONTRACTS, FAILED, SOROTASK_ID
 
 if TYPE_CHECKING:
     from devnet.node import Devnet
@@ -209,45 +202,30 @@ def error_result_b64(code: sx.TransactionResultCode, fee_charged: int) -> str:
     ).to_xdr()
 
 
-def validate_for_submit(node: Devnet, ptx: ParsedTx) -> None:
-    """Everything sendTransaction checks after DUPLICATE; raises :class:`TxRejected`."""
-    next_seq, next_close = node.ledger.next_ledger()
-    check_bounds(ptx.tx, next_seq, next_close)
-    acct = node.accounts.get(ptx.source)
-    if acct is None:
-        raise TxRejected(TRC.txNO_ACCOUNT)
-    if ptx.op_source != ptx.source and node.accounts.get(ptx.op_source) is None:
-        raise TxRejected(TRC.txNO_ACCOUNT)
-    if ptx.source in node.pending_by_source:
-        raise TryAgainLater
-    if ptx.seq_num != acct.seq_num + 1:
-        raise TxRejected(TRC.txBAD_SEQ)
-    check_signatures(ptx)
-    if ptx.resource_fee < 0 or ptx.fee - ptx.resource_fee < BASE_FEE:
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
-    if ptx.resource_fee < declared_min_resource_fee(ptx.soroban_data):
-        raise TxRejected(TRC.txINSUFFICIENT_FEE)
-    if acct.balance < ptx.fee:
-        raise TxRejected(TRC.txINSUFFICIENT_BALANCE)
-
-
 class TryAgainLater(Exception):
     pass
 
 
-def footprint_of(data: sx.SorobanTransactionData) -> Footprint:
+def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = None) -> Footprint:
     fp = data.resources.footprint
     return Footprint(
         read_only={k.to_xdr() for k in fp.read_only},
         read_write={k.to_xdr() for k in fp.read_write},
+        restore=restore or set(),
     )
 
 
 def apply_transaction(
-    node: Devnet, ptx: ParsedTx, ledger_seq: int, close_time: int, order: int
+    node: Devnet,
+    ptx: ParsedTx,
+    ledger_seq: int,
+    close_time: int,
+    order: int,
+    inclusion_fee: int = BASE_FEE,
 ) -> TxRecord | None:
-    """Apply one queued transaction in ledger ``ledger_seq``. Returns None when the transaction
-    is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
+    """Apply one queued transaction in ledger ``ledger_seq``, charging ``inclusion_fee`` (the
+    ledger's surge price, at most the bid) plus the declared resource fee. Returns None when the
+    transaction is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
     acct = node.accounts.get(ptx.source)
     if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
         return None
@@ -255,10 +233,11 @@ def apply_transaction(
         check_bounds(ptx.tx, ledger_seq, close_time)
     except TxRejected:
         return None
-    fee = BASE_FEE + ptx.resource_fee
+    fee = min(inclusion_fee, ptx.fee - ptx.resource_fee) + ptx.resource_fee
     node.accounts.charge(acct, fee, ptx.seq_num)
     node.stats.fee(ptx.source, fee)
 
+    restore, unmarked = restorable(node.ledger.get, ptx.soroban_data, ledger_seq)
     host = Host(
         node.ledger,
         ledger_seq=ledger_seq,
@@ -266,11 +245,14 @@ def apply_transaction(
         auth=AuthContext(
             source_account=ptx.op_source, network_id=node.network_id, entries=ptx.auth
         ),
-        footprint=footprint_of(ptx.soroban_data),
+        contracts=CONTRACTS,
+        footprint=footprint_of(ptx.soroban_data, restore),
     )
     retval: sx.SCVal | None = None
     error: HostError | None = None
     try:
+        if unmarked:  # core fails it before the host runs (INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED)
+            raise HostError("Storage", "MissingValue", "footprint entry is archived")
         out = host.call(ptx.contract_id, ptx.function, ptx.args)
         retval = out if isinstance(out, sx.SCVal) else sx.SCVal.from_xdr_bytes(out)
     except HostError as exc:
@@ -292,7 +274,9 @@ def apply_transaction(
     else:
         events = []
         op_result = sx.InvokeHostFunctionResult(
-            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
+            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED
+            if unmarked
+            else sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
         )
         code = TRC.txFAILED
     result = sx.TransactionResult(

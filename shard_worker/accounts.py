@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from shard_worker import chain
 from shard_worker.errors import FatalConfigError, RpcMalformedError
-from shard_worker.keys import Signer
 from shard_worker.rpc import RpcClient, get_ledger_entries
 from shard_worker.secrets import load_keypair
 from shard_worker.spec import WorkerSpec
+from sorotask_core.signing import Signer
 
 __all__ = ["SourceAccount", "SourceAccounts", "load_account", "load_source_accounts"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from loguru import logger
 
-from shard_worker import chain, txxdr
 from shard_worker.errors import FatalConfigError
-from shard_worker.keys import Signer
 from shard_worker.spec import Reporter, WorkerSpec
+from sorotask_core import contract
+from sorotask_core.signing import Signer, network_id
 
 __all__ = ["TOTALS", "Counters", "Events", "Identity", "Tally", "check_contract_id"]
 
@@ -88,7 +88,7 @@ class Events:
 
 def check_contract_id(spec: WorkerSpec) -> None:
     """Raise a :class:`FatalConfigError` unless ``spec.contract_id`` is a contract address."""
-    if not chain.is_valid_contract_id(spec.contract_id):
+    if not contract.is_valid_contract_id(spec.contract_id):
         raise FatalConfigError(
             f"contract id {spec.contract_id!r} is not a valid contract address (C...)"
         )
@@ -103,15 +103,15 @@ class Identity:
     keeper_address: bytes
     #: the contract's ``SCAddress`` XDR
     contract_address: bytes
-    task_keys: chain.TaskKeys
+    task_keys: contract.TaskKeys
     network_id: bytes
 
     @classmethod
     def of(cls, spec: WorkerSpec, keeper: Signer) -> Identity:
         return cls(
             keeper=keeper,
-            keeper_address=chain.sc_address_bytes(keeper.public_key),
-            contract_address=chain.sc_address_bytes(spec.contract_id),
-            task_keys=chain.TaskKeys(spec.contract_id),
-            network_id=txxdr.network_id(spec.network_passphrase),
+            keeper_address=contract.sc_address_bytes(keeper.public_key),
+            contract_address=contract.sc_address_bytes(spec.contract_id),
+            task_keys=contract.TaskKeys(spec.contract_id),
+            network_id=network_id(spec.network_passphrase),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shard_worker.decode import TaskInfo
+from sorotask_core.contract import TaskInfo
 
 __all__ = ["MAX_BACKOFF_LEDGERS", "SKIP_REASONS", "Holds", "skip_reason"]
 
@@ -25,7 +25,7 @@ SKIP_REASONS = (
 def skip_reason(info: TaskInfo, ledger_time: int, keeper_address: bytes) -> str | None:
     """None when the task is due for ``keeper_address`` at ``ledger_time``; else the reason.
 
-    ``keeper_address`` is the keeper's raw ``SCAddress`` XDR (see ``chain.sc_address_bytes``).
+    ``keeper_address`` is the keeper's raw ``SCAddress`` XDR (``contract.sc_address_bytes``).
     Due means ``gas_balance > 0`` and ``ledger_time >= last_run + interval``; a non-empty
     whitelist must contain the keeper (the contract would answer Error(Contract, #2)).
     """

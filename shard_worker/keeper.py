@@ -48,7 +48,7 @@ from shard_worker.preflight import preflight
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 __all__ = ["Keeper", "run_keeper"]
 

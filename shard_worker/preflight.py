@@ -9,13 +9,13 @@ from typing import Any
 
 from loguru import logger
 
-from shard_worker import chain
 from shard_worker.accounts import SourceAccounts
 from shard_worker.context import Events
 from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict, get_ledger_entries
 from shard_worker.spec import WorkerSpec
+from sorotask_core import contract
 
 __all__ = ["STARTUP_BACKOFF", "check_config", "preflight"]
 
@@ -35,7 +35,7 @@ async def check_config(rpc: RpcClient, spec: WorkerSpec, accounts: SourceAccount
             f"the shard is configured for {spec.network_passphrase!r}; fix "
             "network_passphrase or rpc_url"
         )
-    found = await get_ledger_entries(rpc, [chain.instance_key_b64(spec.contract_id)])
+    found = await get_ledger_entries(rpc, [contract.instance_key_b64(spec.contract_id)])
     if not found:
         raise FatalConfigError(
             f"contract {spec.contract_id} not found on network {passphrase!r} at "

@@ -16,18 +16,19 @@ from typing import Any
 
 from shard_worker import chain
 from shard_worker.context import Events
-from shard_worker.decode import (
-    DecodeError,
-    TaskInfo,
-    decode_counter_entry,
-    decode_task_entry_b64,
-    decode_task_scval_b64,
-)
 from shard_worker.due import Holds, skip_reason
 from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.ledger import Latest
 from shard_worker.rpc import RpcClient, expect_dict, expect_list, get_ledger_entries
 from shard_worker.spec import CycleStats, WorkerSpec
+from sorotask_core import contract
+from sorotask_core.contract import (
+    TaskInfo,
+    decode_counter_entry,
+    decode_task_entry_b64,
+    decode_task_scval_b64,
+)
+from sorotask_core.xdr import DecodeError
 
 __all__ = ["MAX_KEYS_PER_CALL", "MAX_READ_ERROR_EVENTS", "ReadPass", "Reader"]
 
@@ -79,7 +80,7 @@ class Reader:
         rpc: RpcClient,
         events: Events,
         *,
-        task_keys: chain.TaskKeys,
+        task_keys: contract.TaskKeys,
         keeper_address: bytes,
         holds: Holds,
         get_task: chain.GetTaskTemplate | None = None,
@@ -107,7 +108,7 @@ class Reader:
 
     async def read_counter(self) -> int:
         """The contract's ``Counter`` (the highest task id registered); 0 when absent."""
-        key = chain.counter_key_b64(self.spec.contract_id)
+        key = contract.counter_key_b64(self.spec.contract_id)
         entries = await get_ledger_entries(self.rpc, [key])
         if not entries:
             return 0

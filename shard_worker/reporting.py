@@ -7,25 +7,14 @@ from typing import Any
 from loguru import logger
 
 from shard_worker.spec import CycleStats
+from sorotask_core import stats as stats_registry
 
 __all__ = ["LoggingReporter", "format_cycle"]
 
 
 def format_cycle(stats: CycleStats) -> str:
-    skipped = ", ".join(f"{k}={v}" for k, v in sorted(stats.skipped.items())) or "none"
-    calls = sum(stats.rpc_calls.values())
-    errors = sum(stats.rpc_errors.values())
-    text = (
-        f"cycle {stats.cycle} ledger {stats.ledger} ({stats.duration_s * 1000:.0f} ms): "
-        f"checked {stats.checked}, due {stats.due}, executed {stats.executed}, "
-        f"failed {stats.failed}, not sent {stats.not_sent_by_simulation}, "
-        f"read errors {stats.read_errors}, decoded {stats.decoded}, in flight {stats.in_flight}, "
-        f"queue {stats.queue_depth}, fees {stats.fees_spent}, rpc {calls} calls/{errors} errors, "
-        f"skipped: {skipped}"
-    )
-    if stats.cycle_error:
-        text += f"; cycle error: {stats.cycle_error}"
-    return text
+    """One line for the log: the fields that ``sorotask_core.stats`` gives log words."""
+    return stats_registry.format_cycle(stats)
 
 
 class LoggingReporter:

@@ -10,7 +10,7 @@
 
 httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in): the
 default aiohttp transport keeps it out of the worker process. stellar-sdk is never imported
-here (:mod:`shard_worker.sdk_client` has an httpx ``BaseAsyncClient`` for code that wants
+here (the tests' ``tests/support/sdk_client.py`` has an httpx ``BaseAsyncClient`` for
 ``SorobanServerAsync``).
 """
 

@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 
 from shard_worker.errors import SecretError
-from shard_worker.keys import VERSION_SEED, Signer, StrKeyError, is_valid_strkey
 from shard_worker.spec import SecretRef
+from sorotask_core.signing import Signer
+from sorotask_core.strkey import VERSION_SEED, StrKeyError, is_valid_strkey
 
 __all__ = ["load_keypair", "read_secret"]
 

@@ -19,9 +19,10 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-from shard_worker import txxdr
+from shard_worker import strict_xdr
 from shard_worker.errors import RpcMalformedError
 from shard_worker.rpc import as_int
+from sorotask_core.xdr import scv_address, scv_u64
 
 __all__ = ["Expected", "Refusal", "Simulation", "check_simulation"]
 
@@ -50,7 +51,7 @@ class Simulation:
     """A simulation answer that passed the check."""
 
     transaction_data: bytes
-    data: txxdr.SorobanData
+    data: strict_xdr.SorobanData
     min_resource_fee: int
     auth: list[bytes]
     latest_ledger: int | None
@@ -84,7 +85,7 @@ def _check(sim: dict[str, Any], want: Expected) -> Simulation:
         raise _Refused("transactionData missing or not a string")
     try:
         tx_data = binascii.a2b_base64(raw_data, strict_mode=True)
-        data = txxdr.parse_soroban_data(tx_data)
+        data = strict_xdr.parse_soroban_data(tx_data)
     except (binascii.Error, ValueError) as exc:  # DecodeError is a ValueError
         raise _Refused(f"transactionData: {exc}") from None
     if data.resource_fee < 0:
@@ -109,7 +110,7 @@ def _check(sim: dict[str, Any], want: Expected) -> Simulation:
         retval = result.get("xdr")
         if not isinstance(retval, str):
             raise ValueError("result xdr is not a string")
-        txxdr.parse_scval(binascii.a2b_base64(retval, strict_mode=True))
+        strict_xdr.parse_scval(binascii.a2b_base64(retval, strict_mode=True))
     except (binascii.Error, ValueError) as exc:
         raise _Refused(f"result: {exc}") from None
     auth = _check_auth(result.get("auth"), want)
@@ -131,25 +132,25 @@ def _check_auth(raw_auth: Any, want: Expected) -> list[bytes]:
         raise _Refused("auth is not a list")
     if want.recorded and len(raw_auth) != 1:
         raise _Refused(f"{len(raw_auth)} auth entries, expected the keeper's one")
-    want_args = (txxdr.scv_address(want.keeper_address), txxdr.scv_u64(want.task_id))
+    want_args = (scv_address(want.keeper_address), scv_u64(want.task_id))
     auth: list[bytes] = []
     for item in raw_auth:
         try:
             if not isinstance(item, str):
                 raise ValueError("auth entry is not a string")
             entry_bytes = binascii.a2b_base64(item, strict_mode=True)
-            entry = txxdr.parse_auth_entry(entry_bytes)
+            entry = strict_xdr.parse_auth_entry(entry_bytes)
         except (binascii.Error, ValueError) as exc:
             raise _Refused(f"auth: {exc}") from None
         if (
-            entry.function_type != txxdr.AUTH_FN_CONTRACT
+            entry.function_type != strict_xdr.AUTH_FN_CONTRACT
             or entry.contract != want.contract_address
             or entry.function != b"execute"
             or entry.args != want_args
             or entry.sub_invocations
         ):
             raise _Refused("auth entry authorizes something other than this execute")
-        if entry.credentials == txxdr.SOROBAN_CREDENTIALS_ADDRESS:
+        if entry.credentials == strict_xdr.SOROBAN_CREDENTIALS_ADDRESS:
             if entry.address != want.keeper_address:
                 raise _Refused("auth entry is for an address other than the keeper")
         elif not want.keeper_is_source:

@@ -10,8 +10,13 @@ the secrets themselves; the worker reads them in its own process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from typing import Any, Literal, Protocol
+
+from sorotask_core.settings import WORKER
+from sorotask_core.stats import CYCLE_FIELDS
+
+_W = WORKER.defaults()
 
 ReadMode = Literal["ledger_entries", "simulate"]
 
@@ -41,29 +46,24 @@ class WorkerSpec:
     task_ids: tuple[int, ...] | None = None
     #: extra source accounts (channel accounts) for more than one transaction per ledger
     channel_secrets: tuple[SecretRef, ...] = ()
-    poll_interval_s: float = 5.0
-    read_mode: ReadMode = "ledger_entries"
-    max_concurrent_reads: int = 10
-    max_concurrent_executions: int = 3
-    rpc_timeout_s: float = 10.0
-    #: seconds added to the ledger close time for each transaction's max time bound
-    tx_timeout_s: int = 30
-    #: upper bound on waiting for in-flight transactions when asked to stop
-    stop_grace_s: float = 20.0
-    #: directory for the crash-safe in-flight journal (None: no journal)
-    state_dir: str | None = None
-    #: base fee (stroops) offered as inclusion fee per transaction
-    base_fee: int = 100
+    # the worker settings: each is declared once (type, default, bounds, doc) in
+    # sorotask_core.settings.WORKER; tests/sorotask_core/test_settings.py checks these fields
+    poll_interval_s: float = _W["poll_interval_s"]
+    read_mode: ReadMode = _W["read_mode"]
+    max_concurrent_reads: int = _W["max_concurrent_reads"]
+    max_concurrent_executions: int = _W["max_concurrent_executions"]
+    rpc_timeout_s: float = _W["rpc_timeout_s"]
+    tx_timeout_s: int = _W["tx_timeout_s"]
+    stop_grace_s: float = _W["stop_grace_s"]
+    state_dir: str | None = _W["state_dir"]
+    base_fee: int = _W["base_fee"]
     #: archived task entries (liveUntilLedgerSeq < latest ledger): protocol 23 restores them
     #: automatically inside a simulated invocation, so by default they are executed like any
     #: other due task (the restore is paid in the resource fee); False skips them ("archived")
-    execute_archived: bool = True
-    #: each source account must have at least this many stroops above its reserve at start
-    min_fee_balance: int = 10_000_000
-    #: getTransaction poll period while confirming
-    confirm_poll_s: float = 0.25
-    #: HTTP client for JSON-RPC: "aiohttp" (default; ~5x less CPU per large answer) or "httpx"
-    http_client: str = "aiohttp"
+    execute_archived: bool = _W["execute_archived"]
+    min_fee_balance: int = _W["min_fee_balance"]
+    confirm_poll_s: float = _W["confirm_poll_s"]
+    http_client: str = _W["http_client"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,43 +82,22 @@ class WorkerSpec:
         return cls(**d)
 
 
-@dataclass(slots=True)
-class CycleStats:
-    """One poll cycle's statistics (the seed's metrics list, plus what a sharded keeper needs)."""
+def _cycle_stats_to_dict(self: Any) -> dict[str, Any]:
+    return asdict(self)
 
-    shard: str
-    cycle: int
-    ledger: int
-    ledger_time: int
-    started_at: float
-    duration_s: float
-    checked: int = 0
-    due: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
-    read_errors: int = 0
-    executed: int = 0
-    failed: int = 0
-    not_sent_by_simulation: int = 0
-    in_flight: int = 0
-    queue_depth: int = 0
-    mean_execution_s: float = 0.0
-    fees_spent: int = 0
-    decoded: int = 0  # entries decoded this cycle (changed since last cycle)
-    rpc_calls: dict[str, int] = field(default_factory=dict)  # method -> calls
-    rpc_errors: dict[str, int] = field(default_factory=dict)  # method -> errors
-    rpc_latency_s: dict[str, float] = field(default_factory=dict)  # method -> mean latency
-    cycle_error: str | None = None
-    #: CPU seconds the worker process used during the cycle
-    cpu_s: float = 0.0
-    #: task entries seen archived this cycle (executed or skipped per ``execute_archived``)
-    archived: int = 0
-    #: False when the ledger had not advanced since the previous cycle (no reads were done)
-    new_ledger: bool = True
-    #: transactions rejected by sendTransaction (ERROR) or expired unapplied
-    tx_errors: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: One poll cycle's statistics: a dataclass with one attribute per field declared in
+#: :data:`sorotask_core.stats.CYCLE_FIELDS` (the keeper counts with ``stats.executed += 1``).
+CycleStats = make_dataclass(
+    "CycleStats",
+    [f.dataclass_field() for f in CYCLE_FIELDS],
+    slots=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "One poll cycle's statistics (fields: sorotask_core.stats.CYCLE_FIELDS).",
+        "to_dict": _cycle_stats_to_dict,
+    },
+)
 
 
 class Reporter(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 #: subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -25,14 +25,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "status": ("supervisor.cli", "status_main", "show the shards of a running supervisor"),
     "logs": ("supervisor.cli", "logs_main", "tail one shard's log"),
-    "worker": ("shard_worker.cli", "main", "run one shard's keeper in the foreground"),
+    "ctl": (
+        "supervisor.ctl",
+        "ctl_main",
+        "control a running supervisor: status, restart/stop/start SHARD, reload",
+    ),
+    "worker": ("sorotask.worker_cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (
-        "sorotask.chaos",
+        "sorotask.chaos.cli",
         "main",
         "kill workers and break the RPC; report how it recovered",
     ),
-    "bench": ("sorotask.bench", "main", "benchmark the keeper against the seed design"),
+    "bench": ("sorotask.bench.cli", "main", "benchmark the keeper against the seed design"),
 }
 
 

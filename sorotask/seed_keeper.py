@@ -2,7 +2,8 @@
 
 KEEPER_ARCHITECTURE.md: one process; every cycle ``getLatestLedger``, then for every task id a
 ``simulateTransaction`` of ``get_task(id)`` with at most ``MAX_CONCURRENT_READS`` (10) in flight,
-each result decoded into a full ``TaskConfig`` and checked for ``gas_balance > 0`` and
+each result decoded into a full ``TaskConfig`` (stellar-sdk's generic ``scval.to_native``, as
+the seed's ``scValToNative``) and checked for ``gas_balance > 0`` and
 ``timestamp >= last_run + interval``. Nothing here is tuned: it is the yardstick that
 ``sorotask bench`` measures our design against, side by side on the same devnet.
 """
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 import httpx
 from stellar_sdk import Account, Keypair, TransactionBuilder, scval
 from stellar_sdk import xdr as sx
-
-from sorotask.contract import decode_task_config
 
 
 @dataclass(slots=True)
@@ -86,10 +85,12 @@ class SeedKeeper:
         )
         if result.get("error"):
             raise RuntimeError(result["error"])
-        val = sx.SCVal.from_xdr(result["results"][0]["xdr"])
-        if val.type == sx.SCValType.SCV_VOID:
+        task = scval.to_native(sx.SCVal.from_xdr(result["results"][0]["xdr"]))
+        if task is None:
             return None
-        return decode_task_config(val).is_due(now)
+        if not isinstance(task, dict):
+            raise ValueError("get_task did not answer a TaskConfig map")
+        return task["gas_balance"] > 0 and now >= task["last_run"] + task["interval"]
 
     async def poll_cycle(self, task_ids: Sequence[int]) -> SeedCycleResult:
         t0, c0 = time.perf_counter(), time.process_time()

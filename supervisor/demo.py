@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 
 DEMO_STATUS_PORT = 9100
 DEMO_CHANNELS = 2
@@ -57,8 +57,8 @@ def run_demo(
     from stellar_sdk import Keypair
 
     from devnet.process import DevnetProcess
-    from supervisor.cli import run_plan
     from supervisor.config import ConfigError, load_config
+    from supervisor.runner import run_plan
 
     def _terminate(signum: int, _frame: object) -> None:
         raise SystemExit(0)  # unwinds the with-block: the devnet is stopped, files removed

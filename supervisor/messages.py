@@ -8,12 +8,11 @@ their JSON types, and the size (at most :data:`MAX_MESSAGE_BYTES`).
 supervisor -> worker
     ``spec {spec, entry}``  the shard's WorkerSpec (``entry`` = "module:function" keeper)
     ``stop {}``             drain in-flight transactions and exit 0
-    ``reload {spec}``       reserved (the supervisor restarts changed shards instead)
 worker -> supervisor
     ``started {pid}``       the worker process is up and has its spec (readiness)
     ``hello {pid, keeper_public_key, channel_public_keys}``  the keeper started
     ``heartbeat {}``        liveness (at least every second)
-    ``cycle {stats}``       one poll cycle's CycleStats
+    ``cycle {stats}``       one poll cycle's CycleStats (fields: ``sorotask_core.stats``)
     ``event {kind, data}``  a task outcome
     ``fatal {code, message}``  a fatal error; the worker exits with ``code`` next
     ``goodbye {final}``     final statistics before a clean exit
@@ -21,22 +20,21 @@ worker -> supervisor
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from sorotask_core.stats import CYCLE_FIELDS, problem
+
 VERSION = 1
 MAX_MESSAGE_BYTES = 1 << 20
-
-_NUM = (int, float)
 
 #: type -> {field: accepted python types after JSON decoding}
 TO_WORKER: dict[str, dict[str, tuple[type, ...]]] = {
     "spec": {"spec": (dict,), "entry": (str,)},
     "stop": {},
-    "reload": {"spec": (dict,)},
 }
 FROM_WORKER: dict[str, dict[str, tuple[type, ...]]] = {
     "started": {"pid": (int,)},
@@ -47,24 +45,6 @@ FROM_WORKER: dict[str, dict[str, tuple[type, ...]]] = {
     "fatal": {"code": (int,), "message": (str,)},
     "goodbye": {"final": (dict,)},
 }
-
-#: CycleStats fields the supervisor aggregates, with their types
-CYCLE_INT_FIELDS = (
-    "cycle",
-    "ledger",
-    "checked",
-    "due",
-    "read_errors",
-    "executed",
-    "failed",
-    "not_sent_by_simulation",
-    "in_flight",
-    "queue_depth",
-    "fees_spent",
-)
-CYCLE_NUM_FIELDS = ("duration_s", "mean_execution_s")
-CYCLE_DICT_INT_FIELDS = ("skipped", "rpc_calls", "rpc_errors")
-CYCLE_DICT_NUM_FIELDS = ("rpc_latency_s",)
 
 
 class ProtocolError(ValueError):
@@ -126,41 +106,40 @@ def _decode(data: bytes, schema: dict[str, dict[str, tuple[type, ...]]]) -> Mess
 
 
 def _check_cycle_stats(stats: dict[str, Any]) -> None:
-    def bad(name: str) -> ProtocolError:
-        return ProtocolError(f"cycle: stats.{name} is missing or has the wrong type")
+    """Every field declared in ``sorotask_core.stats`` that is present has a valid value (a
+    missing one means its default; unknown keys are ignored)."""
+    for f in CYCLE_FIELDS:
+        if f.name in stats:
+            why = problem(f, stats[f.name])
+            if why is not None:
+                raise ProtocolError(f"cycle: stats.{f.name} {why}")
 
-    for name in CYCLE_INT_FIELDS:
-        v = stats.get(name, 0)
-        if not _is_type(v, (int,)) or v < 0:
-            raise bad(name)
-    for name in CYCLE_NUM_FIELDS:
-        v = stats.get(name, 0.0)
-        if not _is_type(v, _NUM) or not math.isfinite(v) or v < 0:
-            raise bad(name)
-    for name in CYCLE_DICT_INT_FIELDS + CYCLE_DICT_NUM_FIELDS:
-        d = stats.get(name, {})
-        if not isinstance(d, dict):
-            raise bad(name)
-        for k, v in d.items():
-            ok = _is_type(v, (int,) if name in CYCLE_DICT_INT_FIELDS else _NUM)
-            if not isinstance(k, str) or not ok or v < 0:
-                raise bad(f"{name}[{k!r}]")
-    if not isinstance(stats.get("shard", ""), str):
-        raise bad("shard")
-    err = stats.get("cycle_error")
-    if err is not None and not isinstance(err, str):
-        raise bad("cycle_error")
+
+def _check_pid(msg: Message) -> None:
+    if msg["pid"] <= 0:
+        raise ProtocolError(f"{msg.type}: bad pid")
+
+
+def _check_hello(msg: Message) -> None:
+    if not all(isinstance(k, str) for k in msg["channel_public_keys"]):
+        raise ProtocolError("hello: channel_public_keys must be strings")
+    _check_pid(msg)
+
+
+#: checks beyond the field types, by message type
+CONTENT_CHECKS: dict[str, Callable[[Message], None]] = {
+    "started": _check_pid,
+    "hello": _check_hello,
+    "cycle": lambda msg: _check_cycle_stats(msg["stats"]),
+}
 
 
 def decode_from_worker(data: bytes) -> Message:
     """Validate a worker's message; raises ProtocolError."""
     msg = _decode(data, FROM_WORKER)
-    if msg.type == "hello" and not all(isinstance(k, str) for k in msg["channel_public_keys"]):
-        raise ProtocolError("hello: channel_public_keys must be strings")
-    if msg.type == "cycle":
-        _check_cycle_stats(msg["stats"])
-    if msg.type in ("started", "hello") and msg["pid"] <= 0:
-        raise ProtocolError(f"{msg.type}: bad pid")
+    check = CONTENT_CHECKS.get(msg.type)
+    if check is not None:
+        check(msg)
     return msg
 
 

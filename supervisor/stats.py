@@ -1,22 +1,15 @@
-"""Aggregation of per-cycle statistics, per shard and in total (the seed's metrics list)."""
+"""Aggregation of per-cycle statistics, per shard and in total (the fields of
+``sorotask_core.stats``), and the run summary."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-#: counters summed over cycles
-SUM_FIELDS = (
-    "checked",
-    "due",
-    "read_errors",
-    "executed",
-    "failed",
-    "not_sent_by_simulation",
-    "fees_spent",
-)
-SUMMARY_FIELDS = ("cycles", "checked", "due", "executed", "failed", "restarts")
+from sorotask_core.stats import COUNTER, SUMMARY, TOTALLED
+
+#: the summary's columns (``--summary-json``, the summary table, the progress line)
+SUMMARY_FIELDS = ("cycles", *SUMMARY, "restarts")
 #: a worker cannot grow the supervisor's memory without bound through label names
 MAX_LABELS = 64
 MAX_LABEL_LEN = 64
@@ -32,42 +25,66 @@ def bounded_update(counter: Counter[str], values: dict[str, int]) -> None:
         counter[k] += value
 
 
-@dataclass(slots=True)
-class ShardTotals:
-    """Everything a shard reported, summed over its cycles (and across its worker restarts)."""
+def _bounded_set(values: dict[str, float], latest: dict[str, Any]) -> None:
+    """Keep the latest value per label, at most MAX_LABELS short labels (the rest dropped)."""
+    for key, value in latest.items():
+        k = str(key)[:MAX_LABEL_LEN]
+        if k in values or len(values) < MAX_LABELS:
+            values[k] = float(value)
 
-    cycles: int = 0
-    checked: int = 0
-    due: int = 0
-    read_errors: int = 0
-    executed: int = 0
-    failed: int = 0
-    not_sent_by_simulation: int = 0
-    fees_spent: int = 0
-    cycle_errors: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    rpc_calls: Counter[str] = field(default_factory=Counter)
-    rpc_errors: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    cycle_seconds_total: float = 0.0
-    last_cycle_duration_s: float = 0.0
-    max_cycle_duration_s: float = 0.0
-    execution_seconds_total: float = 0.0  # mean_execution_s * executed, summed
-    in_flight: int = 0
-    queue_depth: int = 0
-    last_ledger: int = 0
-    rpc_latency_s: dict[str, float] = field(default_factory=dict)  # last reported mean
+
+class ShardTotals:
+    """Everything a shard reported, summed over its cycles (and across its worker restarts).
+
+    One attribute per counter and gauge of ``sorotask_core.stats.CYCLE_FIELDS`` (a labelled one
+    is a Counter or dict), plus what the supervisor derives itself: ``cycles``,
+    ``cycle_errors``, the cycle durations, the execution time, the latest ledger and the task
+    ``events`` counted from event messages.
+    """
+
+    __slots__ = (
+        "cycle_errors",
+        "cycle_seconds_total",
+        "cycles",
+        "events",
+        "execution_seconds_total",
+        "last_cycle_duration_s",
+        "last_ledger",
+        "max_cycle_duration_s",
+        *(f.name for f in TOTALLED),
+    )
+
+    def __init__(self) -> None:
+        self.cycles = 0
+        self.cycle_errors = 0
+        self.events: Counter[str] = Counter()
+        self.cycle_seconds_total = 0.0
+        self.last_cycle_duration_s = 0.0
+        self.max_cycle_duration_s = 0.0
+        self.execution_seconds_total = 0.0  # mean_execution_s * executed, summed
+        self.last_ledger = 0
+        for f in TOTALLED:
+            if f.labelled:
+                setattr(self, f.name, Counter() if f.kind == COUNTER else {})
+            else:
+                setattr(self, f.name, f.make_default())
 
     def add_cycle(self, stats: dict[str, Any]) -> None:
         """Add one validated ``cycle`` message's stats."""
         self.cycles += 1
-        for name in SUM_FIELDS:
-            setattr(self, name, getattr(self, name) + int(stats.get(name, 0)))
+        for f in TOTALLED:
+            value = stats.get(f.name, f.make_default())
+            if not f.labelled:
+                if f.kind == COUNTER:
+                    setattr(self, f.name, getattr(self, f.name) + f.type(value))
+                else:  # a gauge: the latest level
+                    setattr(self, f.name, f.type(value))
+            elif f.kind == COUNTER:
+                bounded_update(getattr(self, f.name), value)
+            else:
+                _bounded_set(getattr(self, f.name), value)
         if stats.get("cycle_error"):
             self.cycle_errors += 1
-        bounded_update(self.skipped, stats.get("skipped", {}))
-        bounded_update(self.rpc_calls, stats.get("rpc_calls", {}))
-        bounded_update(self.rpc_errors, stats.get("rpc_errors", {}))
         duration = float(stats.get("duration_s", 0.0))
         self.cycle_seconds_total += duration
         self.last_cycle_duration_s = duration
@@ -75,29 +92,34 @@ class ShardTotals:
         self.execution_seconds_total += float(stats.get("mean_execution_s", 0.0)) * int(
             stats.get("executed", 0)
         )
-        self.in_flight = int(stats.get("in_flight", 0))
-        self.queue_depth = int(stats.get("queue_depth", 0))
         self.last_ledger = max(self.last_ledger, int(stats.get("ledger", 0)))
-        for key, value in stats.get("rpc_latency_s", {}).items():
-            k = str(key)[:MAX_LABEL_LEN]
-            if k in self.rpc_latency_s or len(self.rpc_latency_s) < MAX_LABELS:
-                self.rpc_latency_s[k] = float(value)
 
     def add(self, other: ShardTotals) -> None:
-        """Sum another shard's totals into this one (for the overall total)."""
+        """Sum another shard's totals into this one (for the overall total).
+
+        Counters and unlabelled gauges (levels: in flight, queue depth) add up; a labelled
+        gauge (the mean latency by method) does not, and stays out of the overall total.
+        """
         self.cycles += other.cycles
-        for name in (*SUM_FIELDS, "cycle_errors"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.skipped.update(other.skipped)
-        self.rpc_calls.update(other.rpc_calls)
-        self.rpc_errors.update(other.rpc_errors)
+        self.cycle_errors += other.cycle_errors
+        for f in TOTALLED:
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if not f.labelled:
+                setattr(self, f.name, mine + theirs)
+            elif f.kind == COUNTER:
+                mine.update(theirs)
         self.events.update(other.events)
         self.cycle_seconds_total += other.cycle_seconds_total
         self.max_cycle_duration_s = max(self.max_cycle_duration_s, other.max_cycle_duration_s)
         self.execution_seconds_total += other.execution_seconds_total
-        self.in_flight += other.in_flight
-        self.queue_depth += other.queue_depth
         self.last_ledger = max(self.last_ledger, other.last_ledger)
+
+    def copy(self) -> ShardTotals:
+        out = ShardTotals()
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(out, name, value.copy() if isinstance(value, dict) else value)
+        return out
 
     @property
     def mean_cycle_duration_s(self) -> float:
@@ -105,38 +127,33 @@ class ShardTotals:
 
     @property
     def mean_execution_s(self) -> float:
-        return self.execution_seconds_total / self.executed if self.executed else 0.0
+        executed: int = self.executed
+        return self.execution_seconds_total / executed if executed else 0.0
 
     @property
     def success_rate(self) -> float | None:
-        done = self.executed + self.failed
+        done: int = self.executed + self.failed
         return self.executed / done if done else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "cycles": self.cycles,
-            "checked": self.checked,
-            "due": self.due,
-            "skipped": dict(self.skipped),
-            "read_errors": self.read_errors,
-            "executed": self.executed,
-            "failed": self.failed,
-            "not_sent_by_simulation": self.not_sent_by_simulation,
-            "success_rate": self.success_rate,
-            "fees_spent": self.fees_spent,
-            "cycle_errors": self.cycle_errors,
-            "mean_cycle_duration_s": round(self.mean_cycle_duration_s, 6),
-            "last_cycle_duration_s": round(self.last_cycle_duration_s, 6),
-            "max_cycle_duration_s": round(self.max_cycle_duration_s, 6),
-            "mean_execution_s": round(self.mean_execution_s, 6),
-            "in_flight": self.in_flight,
-            "queue_depth": self.queue_depth,
-            "last_ledger": self.last_ledger,
-            "rpc_calls": dict(self.rpc_calls),
-            "rpc_errors": dict(self.rpc_errors),
-            "rpc_latency_s": {k: round(v, 6) for k, v in self.rpc_latency_s.items()},
-            "events": dict(self.events),
-        }
+        """The ``totals`` object of ``/status``."""
+        doc: dict[str, Any] = {"cycles": self.cycles}
+        for f in TOTALLED:
+            value = getattr(self, f.name)
+            if f.labelled:
+                value = {k: round(v, 6) if f.type is float else v for k, v in value.items()}
+            doc[f.name] = value
+        doc.update(
+            success_rate=self.success_rate,
+            cycle_errors=self.cycle_errors,
+            mean_cycle_duration_s=round(self.mean_cycle_duration_s, 6),
+            last_cycle_duration_s=round(self.last_cycle_duration_s, 6),
+            max_cycle_duration_s=round(self.max_cycle_duration_s, 6),
+            mean_execution_s=round(self.mean_execution_s, 6),
+            last_ledger=self.last_ledger,
+            events=dict(self.events),
+        )
+        return doc
 
 
 def summary(shards: dict[str, tuple[ShardTotals, int]]) -> dict[str, Any]:
@@ -144,14 +161,8 @@ def summary(shards: dict[str, tuple[ShardTotals, int]]) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(SUMMARY_FIELDS, 0)
     out["shards"] = {}
     for name, (t, restarts) in shards.items():
-        row = {
-            "cycles": t.cycles,
-            "checked": t.checked,
-            "due": t.due,
-            "executed": t.executed,
-            "failed": t.failed,
-            "restarts": restarts,
-        }
+        row = {k: getattr(t, k) for k in SUMMARY_FIELDS[:-1]}
+        row["restarts"] = restarts
         out["shards"][name] = row
         for k in SUMMARY_FIELDS:
             out[k] += row[k]

@@ -38,7 +38,7 @@ from loguru import logger
 
 from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import CycleStats, WorkerSpec
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor import messages
 from supervisor.logsetup import LogSettings, configure, redact
 
@@ -122,9 +122,6 @@ class PipeReporter:
         except (OSError, ValueError):
             self.broken = True
             self._on_broken()
-
-    def started(self, pid: int) -> None:
-        self._send("started", pid=pid)
 
     def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None:
         if self.log is not None:
@@ -219,8 +216,6 @@ async def _run(
                 if msg.type == "stop":
                     logger.info("stop requested by the supervisor")
                     stop.set()
-                elif msg.type == "reload":
-                    logger.info("reload message ignored: the supervisor restarts changed shards")
                 else:
                     logger.warning("unexpected {} message from the supervisor", msg.type)
         except (EOFError, OSError):

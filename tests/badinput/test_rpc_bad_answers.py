@@ -21,11 +21,12 @@ import orjson
 import pytest
 from aiohttp import web
 from stellar_sdk import TransactionEnvelope
-from sw_helpers import Keys, RecordingReporter, make_spec, serve_rpc_proxy
 
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
+from tests.support.keeper import Keys, RecordingReporter, make_spec
+from tests.support.rpc_proxy import serve_rpc_proxy
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 import yaml
 from stellar_sdk import Keypair
 
-from sorotask.exitcodes import ExitCode
+from sorotask_core.exitcodes import ExitCode
 from supervisor.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +164,31 @@ class TestSystemdUnit:
         }.items():
             assert svc[key] == [value], key
 
+    def test_is_type_notify_with_a_watchdog_the_supervisor_feeds(self) -> None:
+        """The supervisor speaks sd_notify (supervisor/sdnotify.py, run against a fake
+        NOTIFY_SOCKET in tests/supervisor/test_sdnotify.py): the unit asks for it, from the
+        main PID only."""
+        svc = systemd_unit(DEPLOY / "systemd" / "sorotask.service")["Service"]
+        assert svc["Type"] == ["notify"]
+        assert svc["NotifyAccess"] == ["main"]
+        watchdog = seconds(svc["WatchdogSec"][0])
+        assert 10 <= watchdog <= 120  # pings every WatchdogSec/2 from a loop that wakes each second
+        assert svc["Restart"] == ["on-failure"]  # an expired watchdog is a failure: restarted
+
+    def test_passes_systemd_analyze_verify(self, tmp_path: Path) -> None:
+        """systemd's own parser knows every key (a misspelt WatchdogSec would be ignored)."""
+        tool = shutil.which("systemd-analyze")
+        if tool is None:
+            pytest.skip("systemd-analyze is not installed")
+        text = (DEPLOY / "systemd" / "sorotask.service").read_text()
+        # the installed path does not exist here; verify checks that ExecStart is executable
+        unit = tmp_path / "sorotask.service"
+        unit.write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", text))
+        res = subprocess.run(
+            [tool, "verify", str(unit)], capture_output=True, text=True, timeout=60
+        )
+        assert res.returncode == 0 and res.stderr.strip() == "", res.stdout + res.stderr
+
     def test_secrets_come_through_load_credential_for_every_example_shard(self) -> None:
         svc = systemd_unit(DEPLOY / "systemd" / "sorotask.service")["Service"]
         creds = {v.split(":", 1)[0] for v in svc["LoadCredential"]}
@@ -243,7 +269,8 @@ class TestGrafanaDashboard:
         env = {
             **os.environ,
             "DASH_KEY": key.secret,
-            "SOROTASK_TEST_KEEPER": "supervisor.testing_keepers:fake_keeper",
+            "SOROTASK_TEST_KEEPER": "tests.support.stand_ins:fake_keeper",
+            "PYTHONPATH": str(ROOT),  # the stand-ins live in the test tree
         }
         proc = subprocess.Popen(
             [

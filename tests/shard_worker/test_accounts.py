@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from stellar_sdk import Keypair
 from stellar_sdk import xdr as sx
-from sw_helpers import CONTRACT_ID, FakeRpc
 
 from shard_worker import chain
 from shard_worker.accounts import (
@@ -21,8 +20,10 @@ from shard_worker.accounts import (
     load_source_accounts,
 )
 from shard_worker.errors import FatalConfigError, RpcMalformedError, SecretError
-from shard_worker.keys import Signer
 from shard_worker.spec import SecretRef, WorkerSpec
+from sorotask_core.signing import Signer
+from tests.support.fake_rpc import FakeRpc
+from tests.support.ledger_entries import CONTRACT_ID
 
 PASSPHRASE = "Test SDF Network ; September 2015"
 

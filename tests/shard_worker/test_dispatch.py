@@ -10,14 +10,14 @@ from typing import Any
 
 from stellar_sdk import Keypair
 from stellar_sdk import xdr as sx
-from sw_helpers import FakeRpc
-from test_executor import make_executor, tx_result
 
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.dispatch import Dispatcher
 from shard_worker.executor import Executor
 from shard_worker.journal import Journal, JournalEntry
-from shard_worker.keys import Signer
+from sorotask_core.signing import Signer
+from tests.shard_worker.test_executor import make_executor, tx_result
+from tests.support.fake_rpc import FakeRpc
 
 
 class RecordingExecutor(Executor):

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 from stellar_sdk import Keypair
 from stellar_sdk import xdr as sx
-from sw_helpers import CONTRACT_ID, FakeRpc, NullReporter
-from test_simcheck import TASK, UNUSABLE, genuine, spoil
-from test_sw_strict_xdr import every_ledger_key_kind, soroban_data
 
 from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts
@@ -22,10 +19,14 @@ from shard_worker.due import Holds
 from shard_worker.errors import RpcMalformedError, RpcTransportError
 from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal, JournalEntry
-from shard_worker.keys import Signer
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.spec import SecretRef, WorkerSpec
-from sorotask.contract import task_ledger_key
+from sorotask_core.signing import Signer
+from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
+from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
+from tests.support.fake_rpc import FakeRpc, NullReporter
+from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import task_ledger_key
 
 
 def make_executor(kp: Keypair, rpc: FakeRpc, **spec_kw: Any) -> Executor:

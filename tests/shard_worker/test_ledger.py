@@ -7,11 +7,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from sw_helpers import FakeRpc
 
 from shard_worker.context import Tally
 from shard_worker.errors import RpcMalformedError
 from shard_worker.ledger import Latest, LedgerClock
+from tests.support.fake_rpc import FakeRpc
 
 
 def latest(seq: int, close: int) -> dict[str, Any]:

@@ -9,23 +9,24 @@ import dataclasses
 from typing import Any
 
 from stellar_sdk import Keypair, scval
-from sw_helpers import CONTRACT_ID, FakeRpc, NullReporter, counter_b64, entry_b64, task_config
 
-from shard_worker import chain
 from shard_worker.context import Events
 from shard_worker.due import Holds
 from shard_worker.errors import RpcTransportError
 from shard_worker.ledger import Latest
 from shard_worker.reader import MAX_KEYS_PER_CALL, MAX_READ_ERROR_EVENTS, Reader, ReadPass
 from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
-from sorotask.contract import encode_task_config, task_ledger_key_b64
+from sorotask_core import contract
+from tests.support.fake_rpc import FakeRpc, NullReporter
+from tests.support.ledger_entries import CONTRACT_ID, counter_b64, entry_b64, task_config
+from tests.support.reference_contract import encode_task_config, task_ledger_key_b64
 
 KEEPER = Keypair.random().public_key
 CREATOR = Keypair.random().public_key
 NOW = Latest(1_000, 10_000)
 
 
-class CountingKeys(chain.TaskKeys):
+class CountingKeys(contract.TaskKeys):
     def __init__(self, contract_id: str) -> None:
         super().__init__(contract_id)
         self.encoded: list[int] = []
@@ -50,7 +51,7 @@ def make_reader(rpc: FakeRpc | None = None, **spec_kw: Any) -> tuple[Reader, Cou
         rpc,  # type: ignore[arg-type]
         Events(NullReporter()),  # type: ignore[arg-type]
         task_keys=keys,
-        keeper_address=chain.sc_address_bytes(KEEPER),
+        keeper_address=contract.sc_address_bytes(KEEPER),
         holds=Holds(),
     )
     return reader, keys

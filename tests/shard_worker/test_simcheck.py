@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 from stellar_sdk import Keypair, scval
 from stellar_sdk import xdr as sx
-from sw_helpers import CONTRACT_ID
-from test_sw_strict_xdr import (
+
+from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
+from sorotask_core import contract
+from tests.shard_worker.test_strict_xdr import (
     address_entry,
     contract_fn_invocation,
     every_ledger_key_kind,
     soroban_data,
     source_entry,
 )
-
-from shard_worker import chain
-from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
-from sorotask.contract import task_ledger_key
+from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import task_ledger_key
 
 TASK = 5
 
@@ -141,8 +141,8 @@ def expected(kp: Keypair, *, is_keeper: bool = True, recorded: bool = True) -> E
     return Expected(
         task_id=TASK,
         task_key=task_ledger_key(CONTRACT_ID, TASK).to_xdr_bytes(),
-        keeper_address=chain.sc_address_bytes(kp.public_key),
-        contract_address=chain.sc_address_bytes(CONTRACT_ID),
+        keeper_address=contract.sc_address_bytes(kp.public_key),
+        contract_address=contract.sc_address_bytes(CONTRACT_ID),
         keeper_is_source=is_keeper,
         recorded=recorded,
         base_fee=100,

@@ -1,0 +1,49 @@
+"""What a benchmark run is parametrised by, and its workload: which tasks are due."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+NOT_DUE_INTERVAL = 10**15  # seconds: never due during a bench (ledger time is ~1.8e9)
+
+
+@dataclass(slots=True)
+class BenchParams:
+    tasks: int = 10_000
+    shards: int = 4
+    latency_ms: float = 50.0
+    due_fraction: float = 0.01
+    cycles: int = 10
+    source_accounts: int = 1
+    due_interval_ledgers: int = 3
+    seed_sample: int = 1000
+    close_every: float = 1.0
+    ledger_seconds: int = 5
+    poll_interval_s: float = 1.0
+    max_concurrent_reads: int = 10
+    timeout_s: float = 600.0
+
+
+def seed_calls(p: BenchParams) -> tuple[list[dict[str, Any]], int]:
+    """The ``devnet_seedTasks`` calls for N tasks in blocks of 50, a fraction F of each block
+    due (recurring), so the due tasks are spread evenly over the id space and so over the
+    shards; and how many tasks are due."""
+    block = 50
+    due_interval = p.due_interval_ledgers * p.ledger_seconds
+    calls: list[dict[str, Any]] = []
+    due_total = 0
+    carry = 0.0
+    remaining = p.tasks
+    while remaining > 0:
+        n = min(block, remaining)
+        carry += n * p.due_fraction
+        due = min(n, int(carry))
+        carry -= due
+        due_total += due
+        if due:
+            calls.append({"count": due, "interval": due_interval, "last_run": 0})
+        if n - due:
+            calls.append({"count": n - due, "interval": NOT_DUE_INTERVAL, "last_run": 0})
+        remaining -= n
+    return calls, due_total

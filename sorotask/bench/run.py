@@ -1,0 +1,211 @@
+"""One benchmark run: the devnet seeded, the seed design measured, our supervisor run for the
+measured cycles (watching ``/status``), then every figure computed by
+:mod:`sorotask.bench.figures`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sorotask.bench.figures import execution_figures, result_figures
+from sorotask.bench.params import BenchParams, seed_calls
+from sorotask.toolkit import (
+    StatusWatcher,
+    network_section,
+    provision_split_secrets,
+    seed_tasks,
+    split_section,
+    start_supervisor,
+    temporary_secrets,
+    terminate,
+    wait_status_url,
+    write_yaml,
+)
+
+
+def measure_seed_design(dn: Any, p: BenchParams) -> dict[str, Any]:
+    """Two cycles of the seed design over an evenly spaced sample; the second one counts."""
+    from sorotask.seed_keeper import SeedKeeper
+
+    sample = min(p.tasks, p.seed_sample)
+    step = p.tasks / sample
+    ids = sorted({1 + int(i * step) for i in range(sample)})
+
+    async def go() -> list[Any]:
+        keeper = SeedKeeper(
+            dn.info.rpc_url,
+            dn.info.network_passphrase,
+            dn.info.contract_id,
+            max_concurrent_reads=10,
+        )
+        try:
+            return [await keeper.poll_cycle(ids) for _ in range(2)]
+        finally:
+            await keeper.close()
+
+    results = asyncio.run(go())
+    last = results[-1]
+    scale = p.tasks / len(ids)
+    return {
+        "sample_tasks": len(ids),
+        "sample_cycle_s": round(last.duration_s, 4),
+        "sample_checked": last.checked,
+        "sample_read_errors": last.read_errors,
+        "cycle_s": round(last.duration_s * scale, 3),
+        "cycle_s_is_extrapolated": scale != 1.0,
+        "cpu_s_per_1k": round(last.cpu_s / (len(ids) / 1000.0), 4),
+        "rpc_requests_per_cycle": round(last.rpc_calls * scale),
+    }
+
+
+def bench_config(p: BenchParams, info: Any, tmp: Path, secrets_dir: Path) -> dict[str, Any]:
+    return {
+        "network": network_section(info),
+        "worker": {
+            "poll_interval_s": p.poll_interval_s,
+            "read_mode": "ledger_entries",
+            "max_concurrent_reads": p.max_concurrent_reads,
+            "max_concurrent_executions": p.source_accounts,
+        },
+        "supervisor": {
+            "status_address": "127.0.0.1:0",
+            "log_dir": str(tmp / "logs"),
+            "state_dir": str(tmp / "state"),
+            "log_level": "WARNING",
+            "heartbeat_timeout_s": 30,
+        },
+        "split": split_section(p.tasks, p.shards, secrets_dir, p.source_accounts - 1),
+    }
+
+
+@dataclass(slots=True)
+class _ShardCycles:
+    read: list[dict[str, Any]] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)
+
+
+class CycleWatcher:
+    """Collects every read cycle and RSS sample of every shard from ``/status`` (polled every
+    50 ms while waiting)."""
+
+    def __init__(self, url: str) -> None:
+        self.status = StatusWatcher(url)
+        self.status.on_doc.append(self._collect)
+        self.shards: dict[str, _ShardCycles] = {}
+        self.rss: dict[str, list[int]] = {}
+
+    def _collect(self, doc: dict[str, Any], _now: float) -> None:
+        for s in doc["shards"]:
+            rec = self.shards.setdefault(s["name"], _ShardCycles())
+            if s.get("rss_bytes"):
+                self.rss.setdefault(s["name"], []).append(int(s["rss_bytes"]))
+            cyc = s.get("last_cycle")
+            if not cyc or cyc.get("cycle") in rec.seen:
+                continue
+            rec.seen.add(cyc["cycle"])
+            if cyc.get("new_ledger", True) and not cyc.get("cycle_error") and cyc.get("checked"):
+                rec.read.append(cyc)
+
+    def wait(self, pred: Callable[[], bool], timeout: float, proc: Any) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"supervisor exited early with code {proc.returncode}")
+            self.status.poll_once()
+            if pred():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def rounds_at_least(self, shards: int, n: int) -> Callable[[], bool]:
+        return lambda: (
+            len(self.shards) == shards and all(len(s.read) >= n for s in self.shards.values())
+        )
+
+    def close(self) -> None:
+        self.status.stop()
+
+
+def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
+    """Our supervisor on the devnet: ``p.cycles`` measured rounds after one warm-up round,
+    then one round after every task entry changed."""
+    out_path = tmp / "supervisor.out"
+    with temporary_secrets(tmp) as secrets_dir:
+        provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
+        cfg = write_yaml(tmp / "bench.yaml", bench_config(p, dn.info, tmp, secrets_dir))
+        proc = start_supervisor(cfg, out_path, cwd=tmp)
+        watcher: CycleWatcher | None = None
+        warmup = 1
+        try:
+            watcher = CycleWatcher(wait_status_url(proc, out_path, 60))
+            # the devnet's byte counter at the start and end of the measured rounds
+            watcher.wait(watcher.rounds_at_least(p.shards, warmup), p.timeout_s, proc)
+            stats_before = dn.stats()
+            ok = watcher.wait(
+                watcher.rounds_at_least(p.shards, warmup + p.cycles), p.timeout_s, proc
+            )
+            stats_after = dn.stats()
+            measured = {n: s.read[warmup : warmup + p.cycles] for n, s in watcher.shards.items()}
+            # one cycle in which every entry changed
+            dn.rpc("devnet_touchTasks", {"first_id": 1, "last_id": p.tasks, "gas_delta": 1})
+            before = {n: len(s.read) for n, s in watcher.shards.items()}
+            shards = watcher.shards
+            watcher.wait(
+                lambda: all(len(s.read) > before[n] for n, s in shards.items()),
+                min(120.0, p.timeout_s),
+                proc,
+            )
+            changed = {
+                n: next((c for c in s.read[before[n] :] if c.get("decoded", 0) > 0), None)
+                for n, s in watcher.shards.items()
+            }
+        finally:
+            terminate(proc, 60)
+            if watcher is not None:
+                watcher.close()
+    if not ok:
+        raise RuntimeError(
+            f"timed out after {p.timeout_s:.0f}s waiting for {p.cycles} cycles per shard; "
+            f"see {out_path}"
+        )
+    return {
+        "measured": measured,
+        "changed": changed,
+        "rss": watcher.rss,
+        "stats_before": stats_before,
+        "stats_after": stats_after,
+    }
+
+
+def run_bench(p: BenchParams) -> dict[str, Any]:
+    """Run one benchmark and return every figure (see :mod:`sorotask.bench`)."""
+    import tempfile
+
+    from devnet.process import DevnetProcess
+
+    with (
+        tempfile.TemporaryDirectory(prefix="sorotask-bench-") as tmpname,
+        DevnetProcess(
+            tasks=0,
+            close_every=p.close_every,
+            ledger_seconds=p.ledger_seconds,
+            extra_args=("--latency-ms", str(p.latency_ms)),
+        ) as dn,
+    ):
+        tmp = Path(tmpname)
+        t_seed = time.perf_counter()
+        calls, due_tasks = seed_calls(p)
+        # one JSON-RPC batch per 1000 seed calls: the injected latency is paid once per batch
+        seed_tasks(dn.info.rpc_url, calls, per_request=1000)
+        seeding_s = time.perf_counter() - t_seed
+        seed = measure_seed_design(dn, p)
+        latest = dn.rpc("getLatestLedger", {})
+        seq0, t0 = int(latest["sequence"]), int(latest["closeTime"])
+        ours = run_ours(dn, p, tmp)
+        ceiling = p.shards * p.source_accounts
+        ex = execution_figures(dn.executions(), p, seq0, t0, ceiling, due_tasks)
+    return result_figures(p, ours, ex, seed, seeding_s)

@@ -1,0 +1,255 @@
+"""deploy/prometheus/: the alert rules pass Prometheus's own checks and unit tests (promtool), and
+a real Prometheus scraping a real supervisor takes a rule to the firing state."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from stellar_sdk import Keypair
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM_DIR = ROOT / "deploy" / "prometheus"
+RULES = PROM_DIR / "sorotask.rules.yaml"
+RULE_TESTS = sorted(PROM_DIR.glob("*.test.yaml"))
+#: series the rules use that no supervisor serves yet (added with the worker-side service level)
+NOT_SERVED_YET = {"sorotask_execution_delay_ledgers_bucket"}
+STAND_INS = "tests.support.stand_ins"
+
+
+def _tool(name: str) -> str:
+    """Path of a Prometheus tool: skipped where it is missing, except in CI (CI=true) where
+    ``.ci/run`` installs Debian's ``prometheus`` package, so a missing tool is a failure."""
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} is not installed (CI installs Debian's prometheus package)")
+        pytest.skip(f"{name} is not installed (apt-get install prometheus)")
+    return found
+
+
+def _run(argv: list[str], cwd: Path = PROM_DIR) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def _wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _free_port() -> int:
+    """Prometheus cannot listen on port 0: take a port the kernel just handed out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(sorotask_[a-z_]+)\b", expr))
+
+
+def _rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(RULES.read_text())
+    return [r for g in doc["groups"] for r in g["rules"]]
+
+
+class TestRulesWithPromtool:
+    def test_rule_files_and_the_example_config_pass_promtool_check(self) -> None:
+        promtool = _tool("promtool")
+        res = _run([promtool, "check", "rules", str(RULES)])
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"SUCCESS: {len(_rules())} rules found" in res.stdout
+        res = _run([promtool, "check", "config", "prometheus.example.yml"])
+        assert res.returncode == 0, res.stdout + res.stderr
+
+    def test_unit_tests_beside_the_rules_pass(self) -> None:
+        promtool = _tool("promtool")
+        assert RULE_TESTS, "no deploy/prometheus/*.test.yaml"
+        res = _run([promtool, "test", "rules", *(p.name for p in RULE_TESTS)])
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "FAILED" not in res.stdout + res.stderr
+
+    def test_every_alert_is_unit_tested_firing(self) -> None:
+        """Each alert name appears in some test's exp_alerts with at least one alert expected."""
+        tested: set[str] = set()
+        for path in RULE_TESTS:
+            for case in yaml.safe_load(path.read_text())["tests"]:
+                for t in case.get("alert_rule_test", []):
+                    if t.get("exp_alerts"):
+                        tested.add(t["alertname"])
+        alerts = {r["alert"] for r in _rules() if "alert" in r}
+        assert alerts - tested == set()
+
+    def test_deploy_readme_lists_every_alert_and_the_test_command(self) -> None:
+        text = (ROOT / "deploy" / "README.md").read_text()
+        listed = set(re.findall(r"^\| `(Sorotask\w+)` \|", text, re.M))
+        assert listed == {r["alert"] for r in _rules() if "alert" in r}
+        for doc in (text, (ROOT / "README.md").read_text()):
+            assert "promtool test rules deploy/prometheus/*.test.yaml" in doc
+
+    def test_the_unit_tests_catch_a_broken_rule(self, tmp_path: Path) -> None:
+        """Mutated thresholds make promtool's unit tests fail (they test the rules, not nothing)."""
+        promtool = _tool("promtool")
+        text = RULES.read_text()
+        for old, new in [
+            ('expr: sorotask_shard_state{state="failed"} == 1', "expr: sorotask_shard_state == 1"),
+            ("delta(sorotask_last_ledger[5m]) >= 50", "delta(sorotask_last_ledger[5m]) >= 0"),
+            ("> 0.05\n", "> 0.001\n"),
+        ]:
+            assert old in text, old
+            (tmp_path / RULES.name).write_text(text.replace(old, new, 1))
+            for p in RULE_TESTS:
+                shutil.copy(p, tmp_path / p.name)
+            res = _run([promtool, "test", "rules", *(p.name for p in RULE_TESTS)], cwd=tmp_path)
+            assert res.returncode != 0, f"unit tests still pass with {new!r}"
+
+
+def _supervisor_config(tmp_path: Path) -> Path:
+    cfg = {
+        "network": {
+            "rpc_url": "http://127.0.0.1:1",
+            "network_passphrase": "Test SDF Network ; September 2015",
+            "contract_id": "CAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABSC4",
+        },
+        "worker": {"poll_interval_s": 0.5},
+        "supervisor": {
+            "status_address": "127.0.0.1:0",
+            "log_dir": str(tmp_path / "logs"),
+            "state_dir": str(tmp_path / "state"),
+            "shutdown_grace_s": 5,
+            "restart": {"max_restarts": 2, "window_s": 60, "backoff_base_s": 0.1},
+        },
+        "shards": [
+            {"name": "good", "range": [1, 100], "secret_env": "PROM_KEY_GOOD"},
+            {"name": "bad", "range": [101, 200], "secret_env": "PROM_KEY_BAD"},
+        ],
+    }
+    path = tmp_path / "sorotask.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], log: Path, **kw: Any) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw
+        )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+class TestARealPrometheus:
+    def test_scrapes_a_supervisor_and_fires_shard_failed(self, tmp_path: Path) -> None:
+        """Shard `bad` crashes on every start (a stand-in keeper), so the supervisor marks it
+        failed after its restart budget; Prometheus, scraping every second and evaluating the
+        project's rule file every second, must report SorotaskShardFailed firing for it, and
+        nothing for the healthy shard."""
+        prometheus = _tool("prometheus")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "PROM_KEY_GOOD": Keypair.random().secret,
+            "PROM_KEY_BAD": Keypair.random().secret,
+            "SOROTASK_TEST_KEEPER": f"{STAND_INS}:fake_keeper;bad={STAND_INS}:crash_keeper",
+        }
+        config = _supervisor_config(tmp_path)
+        sup_log = tmp_path / "supervisor.out"
+        argv = [sys.executable, "-m", "sorotask.cli", "run", "--config", str(config)]
+        with _process([*argv, "--duration", "120"], sup_log, env=env, cwd=tmp_path) as sup:
+
+            def status_url() -> str | None:
+                assert sup.poll() is None, sup_log.read_text()[-3000:]
+                m = re.search(r"^sorotask: status at (http://\S+)$", sup_log.read_text(), re.M)
+                return m.group(1) if m else None
+
+            target = _wait_for(status_url, 30, "the supervisor's status URL").split("//", 1)[1]
+            port = _free_port()
+            prom_cfg = {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(RULES)],
+                "scrape_configs": [
+                    {"job_name": "sorotask", "static_configs": [{"targets": [target]}]}
+                ],
+            }
+            (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prom_cfg))
+            prom_argv = [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ]
+            api = f"http://127.0.0.1:{port}/api/v1"
+            with _process(prom_argv, tmp_path / "prometheus.out", cwd=tmp_path) as prom:
+
+                def alerts() -> list[dict[str, Any]] | None:
+                    assert prom.poll() is None, (tmp_path / "prometheus.out").read_text()[-3000:]
+                    doc = _get_json(f"{api}/alerts")
+                    return None if doc is None else doc["data"]["alerts"]
+
+                def failed_firing() -> list[dict[str, Any]]:
+                    return [
+                        a
+                        for a in alerts() or []
+                        if a["labels"]["alertname"] == "SorotaskShardFailed"
+                        and a["state"] == "firing"
+                    ]
+
+                firing = _wait_for(failed_firing, 60, "SorotaskShardFailed firing", 0.5)
+                assert [a["labels"]["shard"] for a in firing] == ["bad"]
+                assert firing[0]["labels"]["job"] == "sorotask"
+                assert firing[0]["labels"]["severity"] == "critical"
+                assert firing[0]["annotations"]["summary"] == (
+                    f"SoroTask shard bad failed on {target}"
+                )
+
+                # the supervisor really says so, and the scrape itself is healthy
+                with urllib.request.urlopen(f"http://{target}/status", timeout=5) as r:
+                    states = {s["name"]: s["state"] for s in json.loads(r.read())["shards"]}
+                assert states == {"good": "running", "bad": "failed"}
+                up = _get_json(f"{api}/query?query=up")
+                assert [s["value"][1] for s in up["data"]["result"]] == ["1"]
+
+                # every series the rules read is one this supervisor serves (those planned aside)
+                names = set(_get_json(f"{api}/label/__name__/values")["data"])
+                wanted = set().union(*(_metric_names(r["expr"]) for r in _rules()))
+                wanted -= NOT_SERVED_YET
+                assert wanted <= names, sorted(wanted - names)
+                assert sup.poll() is None

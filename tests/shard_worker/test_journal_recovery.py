@@ -1,0 +1,176 @@
+"""The send/confirm window: a keeper killed right after sendTransaction must not lead its
+successor to send a second execute for the same task (checked in devnet_executions).
+
+The devnet closes ledgers only when told to, so the killed keeper's transaction stays
+pending while the successor starts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devnet.process import DevnetProcess
+from shard_worker.journal import Journal
+from shard_worker.keeper import run_keeper
+from shard_worker.spec import SecretRef
+from sorotask_core.exitcodes import ExitCode
+from tests.support.devnet import DevnetOptions
+from tests.support.keeper import Keys, RecordingReporter, make_spec
+
+LONG = 10**7
+
+
+@pytest.fixture(scope="module")
+def devnet_options() -> DevnetOptions:  # this module's devnet: manual ledger closes
+    return DevnetOptions(close_every=3600)
+
+
+def wait_for(cond: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_cli_keeper(
+    dn: DevnetProcess, keeper: SecretRef, channel: SecretRef, task_id: int, state: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sorotask.cli",
+            "worker",
+            "--name",
+            "shard-j",
+            "--rpc-url",
+            dn.info.rpc_url,
+            "--network-passphrase",
+            dn.info.network_passphrase,
+            "--contract-id",
+            dn.info.contract_id,
+            "--secret-env",
+            str(keeper.env),
+            "--channel-secret-env",
+            str(channel.env),
+            "--range",
+            f"{task_id}:{task_id}",
+            "--poll-interval",
+            "0.2",
+            "--state-dir",
+            str(state),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_after_send(dn: DevnetProcess, proc: subprocess.Popen[bytes], pending_before: int) -> None:
+    try:
+        sent = wait_for(lambda: dn.stats()["pending"] > pending_before, 20)
+        assert sent, "the first keeper never sent its transaction"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+async def successor(dn: DevnetProcess, spec_kw: dict, pending_expected: int) -> RecordingReporter:
+    """Start a keeper, let it run its first cycles on the unchanged ledger, then close
+    ledgers one by one so the killed keeper's transaction applies."""
+    rep = RecordingReporter()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_keeper(make_spec(dn, **spec_kw), rep, stop))
+    await asyncio.to_thread(wait_for, lambda: bool(rep.cycles), 10)
+    await asyncio.sleep(1.0)  # several polls at the same ledger
+    assert await asyncio.to_thread(lambda: dn.stats()["pending"]) == pending_expected
+    for _ in range(4):
+        await asyncio.to_thread(dn.close_ledger)
+        await asyncio.sleep(0.6)
+    stop.set()
+    assert await asyncio.wait_for(task, 15) == ExitCode.OK
+    return rep
+
+
+class TestInFlightJournal:
+    def test_successor_resolves_the_journal_instead_of_sending_again(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        _, keeper = keys.new()
+        _, chan_a = keys.new()
+        _, chan_b = keys.new()
+        task_id, _ = devnet.seed_tasks(count=1, interval=LONG)
+        pending = devnet.stats()["pending"]
+        proc = start_cli_keeper(devnet, keeper, chan_a, task_id, tmp_path)
+        kill_after_send(devnet, proc, pending)
+        journaled = Journal(tmp_path, "shard-j").load()
+        assert [e.task_id for e in journaled] == [task_id]
+
+        rep = asyncio.run(
+            successor(
+                devnet,
+                {
+                    "secret": keeper,
+                    "channel_secrets": (chan_b,),
+                    "range_first": task_id,
+                    "range_last": task_id,
+                    "state_dir": str(tmp_path),
+                    "name": "shard-j",
+                },
+                pending_expected=pending + 1,
+            )
+        )
+        execs = devnet.executions([task_id])
+        assert [e["effect"] for e in execs] == ["executed"]
+        assert execs[0]["tx_hash"] == journaled[0].hash
+        assert any(c.skipped.get("in_flight") for c in rep.cycles)
+        assert Journal(tmp_path, "shard-j").load() == []
+        assert rep.goodbyes[0]["executed"] == 1  # the journaled one, confirmed by the successor
+
+    def test_without_the_journal_the_window_wastes_a_transaction(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        """Control: the same kill, a successor with an empty state dir sends a duplicate."""
+        _, keeper = keys.new()
+        _, chan_a = keys.new()
+        _, chan_b = keys.new()
+        task_id, _ = devnet.seed_tasks(count=1, interval=LONG)
+        pending = devnet.stats()["pending"]
+        proc = start_cli_keeper(devnet, keeper, chan_a, task_id, tmp_path / "killed")
+        kill_after_send(devnet, proc, pending)
+        fresh = tmp_path / "fresh"
+        rep = RecordingReporter()
+
+        async def go() -> None:
+            stop = asyncio.Event()
+            spec = make_spec(
+                devnet,
+                keeper,
+                channel_secrets=(chan_b,),
+                range_first=task_id,
+                range_last=task_id,
+                state_dir=str(fresh),
+            )
+            task = asyncio.create_task(run_keeper(spec, rep, stop))
+            ok = await asyncio.to_thread(
+                wait_for, lambda: devnet.stats()["pending"] > pending + 1, 10
+            )
+            assert ok
+            for _ in range(3):
+                await asyncio.to_thread(devnet.close_ledger)
+                await asyncio.sleep(0.5)
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+        asyncio.run(go())
+        effects = sorted(e["effect"] for e in devnet.executions([task_id]))
+        assert effects == ["executed", "noop_not_due"]
