@@ -45,10 +45,12 @@ from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal
 from shard_worker.ledger import LedgerClock
 from shard_worker.preflight import preflight
+from shard_worker.pricing import Pricer, fee_config
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
+from sorotask_core.stats import FEE_BUCKETS, bucket_of
 
 __all__ = ["Keeper", "run_keeper"]
 
@@ -93,6 +95,7 @@ def _fatal(events: Events, message: str) -> int:
 async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: Journal) -> int:
     try:
         check_contract_id(spec)
+        fee_config(spec)
         sources = load_source_accounts(spec)
     except FatalConfigError as exc:
         return _fatal(events, str(exc))
@@ -147,7 +150,18 @@ class Keeper:
         self.journal = journal
         self.tally = Tally()
         self.holds = Holds()
-        self.accounts = SourceAccounts(sources, rpc)
+        self.accounts = SourceAccounts(
+            sources,
+            rpc,
+            min_fee_balance=spec.min_fee_balance,
+            balance_refresh_ledgers=spec.balance_refresh_ledgers,
+            log=self.log,
+            on_transition=lambda t: events.event(
+                "source_account",
+                {"account": t.public_key, "in_pool": t.in_pool, "reason": t.reason},
+            ),
+        )
+        self.pricer = Pricer(spec, rpc, events, self.tally)
         self.clock = LedgerClock(rpc, self.tally, self.log)
         get_task = None
         if spec.read_mode == "simulate":
@@ -182,7 +196,9 @@ class Keeper:
             holds=self.holds,
             clock=self.clock,
             tally=self.tally,
+            pricer=self.pricer,
         )
+        self.submitter.on_charge = self.accounts.charged
         self.dispatcher = Dispatcher(
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
@@ -261,6 +277,16 @@ class Keeper:
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
+        for reason, n in c.fee_skips.items():
+            stats.skipped[reason] = stats.skipped.get(reason, 0) + n
+        stats.escalations = c.escalations
+        for fee in c.fees_charged:
+            le = bucket_of(FEE_BUCKETS, fee)
+            stats.fee_charged[le] = stats.fee_charged.get(le, 0) + 1
+        stats.inclusion_fee = self.pricer.offered
+        stats.source_balance = self.accounts.book.balances()
+        stats.accounts_out_of_pool = len(self.accounts.book.out_of_pool())
+        stats.paused = self.accounts.paused
         self.tally.totals["read_errors"] += stats.read_errors
 
     async def _cycle(self, stats: CycleStats) -> None:
@@ -290,6 +316,11 @@ class Keeper:
             stats.new_ledger = False
             stats.cycle_error = f"ledger went backwards ({newest} -> {latest.sequence})"
             return
+        try:
+            await self.accounts.refresh_balances(latest.sequence)
+        except RpcError as exc:  # the next ledger tries again; the reads go on
+            self.log.warning("source account balances not read: {}", exc)
+        await self.pricer.refresh(latest.sequence)
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)

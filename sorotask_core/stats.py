@@ -22,7 +22,10 @@ Kinds:
     duration, the mean execution time, the latest ledger, the cycles with an error.)
 
 A labelled field (``label`` set) is a ``{label value: number}`` dict, e.g. skipped by reason.
-Every number is at least 0.
+Every number is at least 0. A histogram (``buckets`` set) is a labelled counter whose label is
+the bucket's upper bound ``le`` (each observation counted in its own bucket only, ``+Inf``
+above the last); /metrics exports it as a Prometheus histogram, its sum from the counter named
+by ``sum_of``.
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ class StatField:
     nullable: bool = False
     #: the default when not ``required``
     default: Any = UNSET
+    #: a histogram's bucket upper bounds (label ``le``)
+    buckets: tuple[int, ...] = ()
+    #: the counter holding a histogram's sum
+    sum_of: str | None = None
 
     @property
     def labelled(self) -> bool:
@@ -109,6 +116,27 @@ class StatField:
 
 def _f(name: str, kind: Kind, type_: type, help_: str, **extra: Any) -> StatField:
     return StatField(name, kind, type_, help_, **extra)
+
+
+#: the fee-charged histogram's buckets (stroops)
+FEE_BUCKETS: tuple[int, ...] = (
+    1_000,
+    10_000,
+    30_000,
+    100_000,
+    300_000,
+    1_000_000,
+    3_000_000,
+    10_000_000,
+)
+
+
+def bucket_of(buckets: tuple[int, ...], value: float) -> str:
+    """The ``le`` label of the bucket ``value`` falls in."""
+    for b in buckets:
+        if value <= b:
+            return str(b)
+    return "+Inf"
 
 
 # fmt: off
@@ -154,6 +182,19 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        default=True),
     _f("tx_errors", CYCLE, int,
        "Transactions rejected by sendTransaction (ERROR) or expired unapplied"),
+    _f("fee_charged", COUNTER, int, "Fee charged per applied transaction (stroops)",
+       label="le", metric="fee_charged_stroops", buckets=FEE_BUCKETS, sum_of="fees_spent"),
+    _f("escalations", COUNTER, int,
+       "Resends with a higher inclusion fee after txINSUFFICIENT_FEE or expiry",
+       log="escalations"),
+    _f("inclusion_fee", GAUGE, int, "Inclusion fee offered by the latest transaction sent",
+       metric="inclusion_fee_offered_stroops"),
+    _f("source_balance", GAUGE, int, "Balance of each source account (stroops)",
+       label="account", metric="source_balance_stroops"),
+    _f("accounts_out_of_pool", GAUGE, int,
+       "Source accounts below min_fee_balance (out of the pool)", log="accounts out"),
+    _f("paused", CYCLE, str, "Why the shard sends nothing (paused: low balance), if it does not",
+       nullable=True, log="paused"),
 )
 # fmt: on
 

@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from sorotask_core.stats import COUNTER, METRIC_PREFIX, OUTCOMES, TOTALLED
 from supervisor.registry import Registry, ShardView, Snapshot, State
@@ -47,6 +52,8 @@ def shard_document(s: ShardView, now: float) -> dict[str, Any]:
         "uptime_s": round(now - s.spawned_at, 3) if s.alive else None,
         "failed_reason": s.failed_reason,
         "last_exit_code": s.last_exit_code,
+        # the worker says why it sends nothing (e.g. "paused: low balance")
+        "paused": (s.last_cycle or {}).get("paused") if s.alive else None,
         "replacement_ms": {k: round(v, 2) for k, v in s.replacement.items()},
         "host": s.plan.host,
     }
@@ -159,10 +166,29 @@ SHARD_COUNTERS: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
 )  # fmt: skip
 
 
+def _histogram(f: Any, shards: list[dict[str, Any]]) -> Metric:
+    """A histogram field's family: its per-bucket counts made cumulative, the sum from
+    ``f.sum_of``."""
+    h = HistogramMetricFamily(f.metric_name, f.help, labels=["shard"])
+    for s in shards:
+        counts = s["totals"][f.name]
+        running = 0
+        buckets: list[tuple[str, float]] = []
+        for b in f.buckets:
+            running += counts.get(str(b), 0)
+            buckets.append((str(b), running))
+        buckets.append(("+Inf", running + counts.get("+Inf", 0)))
+        h.add_metric([s["name"]], buckets, float(s["totals"][f.sum_of]))
+    return h
+
+
 def metric_families(status: dict[str, Any]) -> Iterator[Metric]:
     """Every ``sorotask_*`` family, one series per shard, from a ``/status`` document."""
     shards = status["shards"]
     for f in TOTALLED:
+        if f.buckets:
+            yield _histogram(f, shards)
+            continue
         family = CounterMetricFamily if f.kind == COUNTER else GaugeMetricFamily
         labels = ["shard", f.label] if f.label else ["shard"]
         m = family(f.metric_name, f.help, labels=labels)
