@@ -34,6 +34,19 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--close-every", type=float, default=d.close_every)
     ap.add_argument("--poll-interval", type=float, default=d.poll_interval_s)
     ap.add_argument("--timeout", type=float, default=d.timeout_s)
+    ap.add_argument(
+        "--fee-strategy",
+        choices=("stats", "fixed"),
+        default=d.fee_strategy,
+        help="the keepers' fee_strategy (fixed: base_fee 100)",
+    )
+    ap.add_argument(
+        "--competing-fee",
+        type=int,
+        default=None,
+        metavar="F",
+        help="surge: competing load bidding F stroops a transaction, demand above capacity",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     problems = [
@@ -50,6 +63,8 @@ def main(argv: list[str]) -> int:
     ]
     if not 0.0 <= a.due_fraction <= 1.0:
         problems.append("--due-fraction must be within 0..1")
+    if a.competing_fee is not None and a.competing_fee < 100:
+        problems.append("--competing-fee must be >= 100")
     if problems:
         print("sorotask bench: " + "; ".join(problems), file=sys.stderr)
         return ExitCode.USAGE
@@ -65,6 +80,8 @@ def main(argv: list[str]) -> int:
         close_every=a.close_every,
         poll_interval_s=a.poll_interval,
         timeout_s=a.timeout,
+        fee_strategy=a.fee_strategy,
+        competing_fee=a.competing_fee,
     )
     with contextlib.suppress(KeyboardInterrupt):
         result = run_bench(params)

@@ -23,6 +23,17 @@ class BenchParams:
     poll_interval_s: float = 1.0
     max_concurrent_reads: int = 10
     timeout_s: float = 600.0
+    #: the keepers' ``fee_strategy`` (``stats`` or ``fixed`` at ``base_fee`` 100)
+    fee_strategy: str = "stats"
+    #: competing load's inclusion fee per operation; None: no surge. With it the ledger holds
+    #: ``SURGE_CAPACITY`` x the ceiling and the load sends ``SURGE_LOAD`` x the ceiling a
+    #: ledger, so demand is above capacity
+    competing_fee: int | None = None
+
+
+#: a surge's ledger capacity and competing load, in multiples of the execution ceiling
+SURGE_CAPACITY = 2
+SURGE_LOAD = 4
 
 
 def seed_calls(p: BenchParams) -> tuple[list[dict[str, Any]], int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sorotask.bench.figures import execution_figures, result_figures
-from sorotask.bench.params import BenchParams, seed_calls
+from sorotask.bench.params import SURGE_CAPACITY, SURGE_LOAD, BenchParams, seed_calls
 from sorotask.toolkit import (
     StatusWatcher,
     network_section,
@@ -70,6 +70,7 @@ def bench_config(p: BenchParams, info: Any, tmp: Path, secrets_dir: Path) -> dic
             "read_mode": "ledger_entries",
             "max_concurrent_reads": p.max_concurrent_reads,
             "max_concurrent_executions": p.source_accounts,
+            "fee_strategy": p.fee_strategy,
         },
         "supervisor": {
             "status_address": "127.0.0.1:0",
@@ -203,9 +204,50 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
         seed_tasks(dn.info.rpc_url, calls, per_request=1000)
         seeding_s = time.perf_counter() - t_seed
         seed = measure_seed_design(dn, p)
+        ceiling = p.shards * p.source_accounts
+        surge = start_surge(dn, p, ceiling)
         latest = dn.rpc("getLatestLedger", {})
         seq0, t0 = int(latest["sequence"]), int(latest["closeTime"])
         ours = run_ours(dn, p, tmp)
-        ceiling = p.shards * p.source_accounts
-        ex = execution_figures(dn.executions(), p, seq0, t0, ceiling, due_tasks)
+        execs = dn.executions()
+        ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks)
+        if surge is not None:
+            ex.update(surge_figures(execs, ours, ceiling, surge))
     return result_figures(p, ours, ex, seed, seeding_s)
+
+
+def start_surge(dn: Any, p: BenchParams, ceiling: int) -> dict[str, Any] | None:
+    """With ``--competing-fee F``: a ledger capacity below demand and a competing load at F,
+    until getFeeStats shows F (so a keeper reading it knows the price from its start)."""
+    if p.competing_fee is None:
+        return None
+    capacity, load = SURGE_CAPACITY * ceiling, SURGE_LOAD * ceiling
+    dn.rpc("devnet_setCapacity", {"capacity": capacity})
+    dn.rpc("devnet_setLoad", {"count": load, "fee": p.competing_fee})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        fees = dn.rpc("getFeeStats", {})["sorobanInclusionFee"]
+        if int(fees["transactionCount"]) and int(fees["p10"]) >= p.competing_fee:
+            break
+        time.sleep(0.2)
+    return {"capacity": capacity, "load_per_ledger": load, "competing_fee": p.competing_fee}
+
+
+def surge_figures(
+    execs: list[dict[str, Any]], ours: dict[str, Any], ceiling: int, surge: dict[str, Any]
+) -> dict[str, Any]:
+    """Under a surge the utilisation counts every ledger of the measured rounds (a strategy
+    that lands nothing scores 0, not "no figure")."""
+    lo = int(ours["stats_before"]["ledger"])
+    hi = int(ours["stats_after"]["ledger"])
+    landed = [e for e in execs if lo < e["ledger"] <= hi and e["effect"] == "executed"]
+    ledgers = max(1, hi - lo)
+    after = ours["stats_after"]["fees"]
+    before = ours["stats_before"]["fees"]
+    fees = sum(after.values()) - sum(before.values())
+    return {
+        "surge": {**surge, "measured_ledgers": ledgers},
+        "executions_per_ledger": round(len(landed) / ledgers, 3),
+        "ceiling_utilisation": round(len(landed) / (ledgers * ceiling), 3),
+        "fee_per_execution_stroops": round(fees / len(landed)) if landed else None,
+    }

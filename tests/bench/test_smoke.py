@@ -112,3 +112,34 @@ class TestBenchJson:
     def test_measures_rss_of_every_worker(self, report: dict) -> None:
         assert set(report["ours"]["rss_bytes_per_worker"]) == {"shard-1", "shard-2"}
         assert all(v > 10 * 2**20 for v in report["ours"]["rss_bytes_per_worker"].values())
+
+
+def _bench_json(*args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-m", "sorotask.cli", "bench", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing() -> None:
+    """``--fee-strategy`` / ``--competing-fee``: the same surge for both strategies."""
+    common = (
+        "--tasks", "400", "--shards", "1", "--source-accounts", "2", "--due-fraction", "0.2",
+        "--cycles", "8", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
+    )  # fmt: skip
+    stats = _bench_json(*common, "--fee-strategy", "stats")
+    fixed = _bench_json(*common, "--fee-strategy", "fixed")
+    for doc, strategy in ((stats, "stats"), (fixed, "fixed")):
+        assert doc["params"]["fee_strategy"] == strategy
+        assert doc["params"]["competing_fee"] == 2000
+        assert (
+            doc["ours"]["surge"]["capacity"] == 4 and doc["ours"]["surge"]["load_per_ledger"] == 8
+        )
+        assert doc["ours"]["wasted_transactions"] == 0
+    assert stats["ours"]["ceiling_utilisation"] >= 0.9
+    assert fixed["ours"]["ceiling_utilisation"] == 0.0
+    assert stats["ours"]["fee_per_execution_stroops"] > 2000

@@ -142,6 +142,7 @@ class TestSurge:
         ledgers = sorted(e["ledger"] for e in ours)
         span = ledgers[-1] - ledgers[0] + 1
         utilisation = n / span
+        print(f"stats keeper: {n} executions in {span} ledgers ({utilisation:.0%} of its ceiling)")
         assert utilisation >= 0.9, (utilisation, ledgers)
         assert executed_once(devnet, fixed_ids) == []
         assert total(f_rep, "executed") == 0 and total(f_rep, "tx_errors") > 0
