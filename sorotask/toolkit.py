@@ -39,9 +39,9 @@ def write_secret(path: Path, secret: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary_secrets(parent: Path | None = None) -> Iterator[Path]:
+def temporary_secrets(parent: Path | None = None, prefix: str = "secrets-") -> Iterator[Path]:
     """A private (0700) directory for secret files, removed with everything in it at exit."""
-    path = Path(tempfile.mkdtemp(prefix="secrets-", dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         os.chmod(path, 0o700)
         yield path
@@ -73,9 +73,10 @@ def seed_tasks(rpc_url: str, calls: list[dict[str, Any]], per_request: int = 200
     devnet_batch(rpc_url, "devnet_seedTasks", calls, per_request)
 
 
-def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: int) -> None:
+def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: int) -> list[str]:
     """Make, fund (one ``devnet_fund`` call) and write a keeper key per shard and ``channels``
-    channel keys per shard, named as :func:`split_section` expects."""
+    channel keys per shard, named as :func:`split_section` (and :func:`secret_files`) expect.
+    Returns the keepers' public keys (G...), shard by shard."""
     from stellar_sdk import Keypair
 
     per_shard = 1 + channels
@@ -86,7 +87,16 @@ def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: i
         for c in range(channels):
             kp = keys[i * per_shard + 1 + c]
             write_secret(secrets_dir / f"keeper-{i + 1}-ch-{c + 1}.secret", kp.secret)
+    public = [keys[i * per_shard].public_key for i in range(shards)]
     del keys
+    return public
+
+
+def secret_files(secrets_dir: Path, index: int, channels: int) -> tuple[Path, list[Path]]:
+    """Shard ``index``'s (1-based) keeper and channel secret files, as
+    :func:`provision_split_secrets` writes them."""
+    keeper = secrets_dir / f"keeper-{index}.secret"
+    return keeper, [secrets_dir / f"keeper-{index}-ch-{c + 1}.secret" for c in range(channels)]
 
 
 # ------------------------------------------------------------------------------ YAML config

@@ -17,7 +17,6 @@ Modules:
     sdnotify        systemd notifications (READY, WATCHDOG, STOPPING)
     logsetup        loguru files per shard, rotation, JSON lines, redaction
     logtail         ``sorotask logs``
-    demo            ``sorotask run`` without a config (embedded devnet)
     cli             ``sorotask run | check-config | status | logs``
 
 The stand-in keepers of the test hook ``SOROTASK_TEST_KEEPER`` live in the tests

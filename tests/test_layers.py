@@ -34,12 +34,7 @@ NEVER_IMPORTS = {
     "shard_worker": {"stellar_sdk", "pydantic"},
 }
 #: arrows the rules allow by name, each with its reason
-ALLOWED = {
-    ("supervisor.demo", "devnet.process"): (
-        "`sorotask run` without a config starts an embedded devnet (issue 10 allows the demo; "
-        "it could move up to sorotask/)"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 #: what the worker process imports first (supervisor.worker_process.PRELOAD, and
 #: ``sorotask worker`` which runs one keeper in the foreground)
 WORKER_ROOTS = ("supervisor.worker_process", "shard_worker.keeper", "shard_worker.cli")
