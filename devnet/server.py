@@ -17,6 +17,7 @@ from stellar_sdk import xdr as sx
 from devnet import control, events
 from devnet.accounts import AccountError
 from devnet.archival import is_archived, is_temporary
+from devnet.control_params import ControlParamError
 from devnet.ledger import PROTOCOL_VERSION
 from devnet.node import Devnet
 from devnet.overload import Overloaded, exceeded_limit, queue_full
@@ -247,7 +248,7 @@ class RpcServer:
         def call(params: dict[str, Any]) -> Any:
             try:
                 return fn(self.node, params)
-            except control.ControlParamError as exc:
+            except ControlParamError as exc:
                 raise _params_error(str(exc)) from exc
 
         return call

@@ -10,22 +10,58 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from stellar_sdk import Keypair, StrKey
 from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import BadSignatureError
 
 from devnet import fees, xdrfast
+from devnet.accounts import Accounts
 from devnet.archival import restorable
+from devnet.events import EventStore
 from devnet.host import AuthContext, Footprint, Host, HostError
-from devnet.ledger import BASE_FEE
+from devnet.ledger import BASE_FEE, LedgerState
 from devnet.sorotask_contract import CONTRACTS, FAILED, SOROTASK_ID
-
-if TYPE_CHECKING:
-    from devnet.node import Devnet
+from sorotask_core.contract import FN_EXECUTE
 
 TRC = sx.TransactionResultCode
+
+
+class TxCounters(Protocol):
+    """The node's counters that applying a transaction adds to."""
+
+    tx_applied: int
+    tx_failed: int
+
+    def fee(self, account: str, amount: int) -> None: ...
+
+
+class Chain(Protocol):
+    """What applying a transaction needs of the node (``devnet.node.Devnet`` passes itself):
+    the ledger and accounts it changes, the events it records, its counters and executions."""
+
+    @property
+    def network_id(self) -> bytes: ...
+    @property
+    def ledger(self) -> LedgerState: ...
+    @property
+    def accounts(self) -> Accounts: ...
+    @property
+    def events(self) -> EventStore: ...
+    @property
+    def stats(self) -> TxCounters: ...
+
+    def record_execution(
+        self,
+        *,
+        task_id: int | None,
+        ledger: int,
+        timestamp: int,
+        keeper: str | None,
+        tx_hash: str,
+        effect: str,
+    ) -> None: ...
 
 
 class TxRejected(Exception):
@@ -216,7 +252,7 @@ def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = Non
 
 
 def apply_transaction(
-    node: Devnet,
+    node: Chain,
     ptx: ParsedTx,
     ledger_seq: int,
     close_time: int,
@@ -333,7 +369,7 @@ def apply_transaction(
             node.events.add(ledger_seq, close_time, order, 0, i, ptx.hash_hex, ev)
     else:
         node.stats.tx_failed += 1
-    if ptx.contract_id == SOROTASK_ID and ptx.function == "execute":
+    if ptx.contract_id == SOROTASK_ID and ptx.function == FN_EXECUTE:
         effect = host.effect or FAILED
         if error is not None and effect not in ("unauthorized",):
             effect = FAILED
