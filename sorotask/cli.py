@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "status": ("supervisor.cli", "status_main", "show the shards of a running supervisor"),
     "logs": ("supervisor.cli", "logs_main", "tail one shard's log"),
+    "ctl": (
+        "supervisor.ctl",
+        "ctl_main",
+        "control a running supervisor: status, restart/stop/start SHARD, reload",
+    ),
     "worker": ("sorotask.worker_cli", "main", "run one shard's keeper in the foreground"),
     "devnet": ("devnet.cli", "main", "run a local Soroban RPC devnet with the SoroTask contract"),
     "chaos": (

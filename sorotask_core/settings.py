@@ -240,6 +240,12 @@ RESTART = Section("supervisor.restart", doc="restart policy per shard", settings
             doc="+-20 % on every delay"),
     Setting("stable_after_s", float, 30.0, gt=0,
             doc="a worker up this long starts its backoff over"),
+    Setting("failed_cooldown_s", float, 300.0, gt=0, nullable=True,
+            doc="a `failed` shard starts again after this (`failed_retries`); null: only "
+                "`ctl start`, SIGHUP"),
+    Setting("max_rss_mb", float, None, gt=0, nullable=True,
+            doc="a worker above this RSS (MiB) is drained and replaced (`memory_restarts`); "
+                "null: off"),
 ))
 
 SUPERVISOR = Section("supervisor", blocks=("restart",), settings=(

@@ -17,6 +17,11 @@ Modules:
     sdnotify        systemd notifications (READY, WATCHDOG, STOPPING)
     logsetup        loguru files per shard, rotation, JSON lines, redaction
     logtail         ``sorotask logs``
+    control         the control socket (0600, peer uid checked); its thread only queues
+    commands        what each ``sorotask ctl`` command does (run by the main loop)
+    ctl             ``sorotask ctl``, the control client
+    table           the shard table of ``sorotask status`` and ``sorotask ctl status``
+    testhook        ``SOROTASK_TEST_KEEPER``: which stand-in keeper a test's worker runs
     cli             ``sorotask run | check-config | status | logs``
 
 The stand-in keepers of the test hook ``SOROTASK_TEST_KEEPER`` live in the tests

@@ -4,7 +4,8 @@ Main loop: ``multiprocessing.connection.wait`` over every worker pipe, every wor
 self-pipe written by the signal handlers, so messages, deaths, signals and timers are all handled
 in one place, in one thread. A signal handler only enqueues the signal's name; the main loop
 calls ``handle_<name>`` (``handle_term``, ``handle_int``, ``handle_hup``; ``handle_stop`` for
-:meth:`Arbiter.request_stop`).
+:meth:`Arbiter.request_stop`; ``handle_ctl`` for requests from the control socket, which its
+threads only queue: :mod:`supervisor.control`, :mod:`supervisor.commands`).
 
 Per shard (:mod:`supervisor.restarts`): an unexpected exit restarts the worker, the first time
 immediately, then with exponential backoff plus jitter; a worker that stayed up
@@ -39,51 +40,22 @@ from typing import Any
 from loguru import logger
 
 from sorotask_core.exitcodes import ExitCode
+from supervisor import commands
 from supervisor.config import ConfigError, Plan, SupervisorSettings, load_config
+from supervisor.control import ControlError, ControlServer, Request, socket_path
 from supervisor.logsetup import LogSettings
 from supervisor.pool import Pool
 from supervisor.registry import Registry, State
 from supervisor.sdnotify import SdNotify
 from supervisor.status_server import StatusServer
+from supervisor.testhook import TEST_KEEPER_ENV, keeper_entries_from_env
 from supervisor.view import View
 from supervisor.worker_process import DEFAULT_ENTRY, PRELOAD
 from supervisor.workers import Worker
 
-TEST_KEEPER_ENV = "SOROTASK_TEST_KEEPER"
-TEST_KEEPER_MODULE = "tests.support.stand_ins"
 SAMPLE_EVERY_S = 1.0
 #: the signals the supervisor handles, by the name of their ``handle_<name>`` method
 SIGNALS = {signal.SIGTERM: "term", signal.SIGINT: "int", signal.SIGHUP: "hup"}
-
-
-def keeper_entries_from_env(value: str | None) -> dict[str, str]:
-    """Parse the test hook ``SOROTASK_TEST_KEEPER``: ``module:fn`` or ``shard=module:fn;...``.
-
-    It selects a stand-in keeper (see :mod:`tests.support.stand_ins`) for tests and chaos
-    runs; ``*`` means every shard. Unset in production. Only functions of
-    ``tests.support.stand_ins`` can be named: an environment variable must not be a way to
-    make workers import and run arbitrary code (ValueError otherwise).
-    """
-    out: dict[str, str] = {}
-    if not value:
-        return out
-    for part in value.split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" in part:
-            name, _, entry = part.partition("=")
-            name, entry = name.strip(), entry.strip()
-        else:
-            name, entry = "*", part
-        module, _, func = entry.partition(":")
-        if module != TEST_KEEPER_MODULE or not func.isidentifier():
-            raise ValueError(
-                f"{TEST_KEEPER_ENV} may name only {TEST_KEEPER_MODULE}:FUNCTION stand-ins, "
-                f"got {entry!r}"
-            )
-        out[name] = entry
-    return out
 
 
 class Arbiter:
@@ -136,6 +108,10 @@ class Arbiter:
         self._next_progress = time.monotonic() + (self.settings.progress_every_s or 0.0)
         self._deadline: float | None = None
         self._server: StatusServer | None = None
+        self._control: ControlServer | None = None
+        self._requests: deque[Request] = deque()
+        #: what the last reload did, or why it was refused (``sorotask ctl reload`` shows it)
+        self.last_reload = ""
         self.sd = SdNotify.from_environ()  # sd_notify: READY, WATCHDOG, STOPPING (systemd)
 
     def _entry_for(self, name: str) -> str:
@@ -183,6 +159,21 @@ class Arbiter:
     def handle_hup(self) -> None:
         logger.info("SIGHUP: reloading {}", self.config_path)
         self.reload()
+
+    def _submit(self, request: Request) -> None:
+        """Control socket threads: queue a request for the main loop."""
+        self._requests.append(request)
+        self._enqueue("ctl")
+
+    def handle_ctl(self) -> None:
+        while self._requests:
+            request = self._requests.popleft()
+            try:
+                reply = commands.answer(self, request)
+            except Exception as exc:  # a bug must not take the supervisor down
+                logger.exception("control: {} failed", request.command)
+                reply = {"ok": False, "error": f"internal error: {exc}"}
+            request.answer(reply)
 
     # ------------------------------------------------------------------ timers
 
@@ -265,12 +256,14 @@ class Arbiter:
     def reload(self) -> bool:
         """Reload the config file; restart only changed shards. False if the file is invalid."""
         if self.config_path is None:
-            logger.warning("reload: no config file (demo): nothing to reload")
+            self.last_reload = "no config file (demo): nothing to reload"
+            logger.warning("reload: {}", self.last_reload)
             return False
         try:
             plan = load_config(self.config_path, host_index=self.host_index_override)
         except ConfigError as exc:
-            logger.error("reload: config invalid, keeping the running one:\n{}", exc)
+            self.last_reload = f"config invalid, keeping the running one:\n{exc}"
+            logger.error("reload: {}", self.last_reload)
             return False
         for warning in plan.warnings:
             logger.warning("config: {}", warning)
@@ -284,13 +277,11 @@ class Arbiter:
         self.pool.settings = st
         new = {s.name: s for s in plan.local_shards}
         changed, added, removed = self.pool.apply(new)
-        logger.info(
-            "reload: {} changed, {} added, {} removed, {} unchanged",
-            changed,
-            added,
-            removed,
-            len(new) - changed - added,
+        self.last_reload = (
+            f"{changed} changed, {added} added, {removed} removed, "
+            f"{len(new) - changed - added} unchanged"
         )
+        logger.info("reload: {}", self.last_reload)
         return True
 
     # ------------------------------------------------------------------ main loop
@@ -300,12 +291,19 @@ class Arbiter:
         if duration is not None:
             self._deadline = time.monotonic() + duration
         Path(self.settings.log_dir).mkdir(parents=True, exist_ok=True)
+        try:  # first: the socket's umask must be set while this process has one thread
+            self._control = ControlServer(socket_path(self.settings.state_dir), self._submit)
+        except ControlError as exc:
+            logger.error("{}", exc)
+            return ExitCode.CRASH
+        self._control.start()
         addr = self.settings.status_host_port()
         if addr is not None:
             try:
                 self._server = StatusServer(self.view, addr[0], addr[1])
             except OSError as exc:
                 logger.error("cannot listen on {}: {}", self.settings.status_address, exc)
+                self._control.stop()
                 return ExitCode.CRASH
             self._server.start()
             self.status_url = self._server.url
@@ -326,6 +324,9 @@ class Arbiter:
                 self.pool.spawn(w)
             self._loop()
         finally:
+            self._control.stop()
+            while self._requests:
+                self._requests.popleft().answer({"ok": False, "error": "the supervisor exited"})
             self.pool.kill_leftovers()
             if self._server is not None:
                 self._server.stop()
@@ -368,6 +369,7 @@ class Arbiter:
         info = {
             "pid": os.getpid(),
             "status_url": self.status_url,
+            "control_socket": str(self._control.path) if self._control else None,
             "config": self.config_path,
             "started_at": self.started_at,
         }

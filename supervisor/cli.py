@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sorotask_core.exitcodes import ExitCode
+from supervisor.table import status_table
 
 DEFAULT_STATUS_URL = "http://127.0.0.1:9100"
 STATUS_URL_ENV = "SOROTASK_STATUS_URL"
@@ -197,99 +199,59 @@ def _status_url(args: argparse.Namespace) -> str:
     return DEFAULT_STATUS_URL
 
 
-def _fmt_bytes(n: Any) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1048576:.1f}M"
+def _fetch_status(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/status", timeout=5) as resp:  # noqa: S310
+        doc = json.loads(resp.read())
+    if not isinstance(doc, dict):
+        raise ValueError("not a /status document")
+    return doc
 
 
 def status_main(argv: list[str]) -> int:
-    """``sorotask status [--url URL] [--config FILE] [--log-dir DIR] [--json]``."""
+    """``sorotask status [--url URL] [--config FILE] [--log-dir DIR] [--json] [--watch]``."""
     ap = _Parser(prog="sorotask status", description="Show the shards of a running supervisor.")
     ap.add_argument("--url", help=f"status URL (default ${STATUS_URL_ENV} or {DEFAULT_STATUS_URL})")
     ap.add_argument("--config", help="find the status address in this config")
     ap.add_argument("--log-dir", help="find the running supervisor through DIR/supervisor.json")
     ap.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    ap.add_argument("--watch", "-w", action="store_true", help="redraw every --interval seconds")
+    ap.add_argument("--interval", type=float, default=2.0, help="--watch period (default 2 s)")
+    ap.add_argument("--count", type=int, help="--watch: stop after this many redraws")
     args = ap.parse_args(argv)
+    if args.interval <= 0:
+        ap.error("--interval must be > 0")
+    if args.count is not None and args.count < 1:
+        ap.error("--count must be >= 1")
     url = _status_url(args)
-    try:
-        with urllib.request.urlopen(f"{url}/status", timeout=5) as resp:  # noqa: S310
-            doc = json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"sorotask status: no supervisor answering at {url}: {exc}", file=sys.stderr)
-        return ExitCode.CRASH
-    if args.json:
-        print(json.dumps(doc, indent=2))
+    if not args.watch:
+        try:
+            doc = _fetch_status(url)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            print(f"sorotask status: no supervisor answering at {url}: {exc}", file=sys.stderr)
+            return ExitCode.CRASH
+        print(json.dumps(doc, indent=2) if args.json else status_table(doc, url))
         return ExitCode.OK
-    cols = [
-        "shard",
-        "state",
-        "pid",
-        "range",
-        "restarts",
-        "cycles",
-        "checked",
-        "due",
-        "executed",
-        "failed",
-        "rss",
-        "cpu%",
-        "hb_age",
-        "keeper",
-    ]
-    rows = []
-    for s in doc["shards"]:
-        t = s["totals"]
-        last = "open" if s["range"][1] is None else s["range"][1]
-        rows.append(
-            [
-                s["name"],
-                s["state"],
-                str(s["pid"] or "-"),
-                f"{s['range'][0]}..{last}",
-                str(s["restarts"]),
-                str(t["cycles"]),
-                str(t["checked"]),
-                str(t["due"]),
-                str(t["executed"]),
-                str(t["failed"]),
-                _fmt_bytes(s["rss_bytes"]),
-                "-" if s["cpu_percent"] is None else f"{s['cpu_percent']:.0f}",
-                "-" if s["heartbeat_age_s"] is None else f"{s['heartbeat_age_s']:.1f}s",
-                s["keeper"] or "-",
-            ]
-        )
-    t = doc["totals"]
-    rows.append(
-        [
-            "TOTAL",
-            "",
-            "",
-            "",
-            str(t["restarts"]),
-            str(t["cycles"]),
-            str(t["checked"]),
-            str(t["due"]),
-            str(t["executed"]),
-            str(t["failed"]),
-            "",
-            "",
-            "",
-            "",
-        ]
-    )
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    print(
-        f"supervisor pid {doc['supervisor']['pid']} at {url}, up "
-        f"{doc['supervisor']['uptime_s']:.0f}s"
-        + ("  (stopping)" if doc["supervisor"]["stopping"] else "")
-    )
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-    for s in doc["shards"]:
-        if s.get("failed_reason"):
-            print(f"shard {s['name']} FAILED: {s['failed_reason']}")
+    return _watch(url, args.interval, args.count, args.json)
+
+
+def _watch(url: str, interval: float, count: int | None, as_json: bool) -> int:
+    """Redraw the table (the screen is cleared first on a terminal) until Ctrl-C or ``count``."""
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    n = 0
+    try:
+        while count is None or n < count:
+            if n:
+                time.sleep(interval)
+            n += 1
+            stamp = time.strftime("%H:%M:%S")
+            try:
+                doc = _fetch_status(url)
+                text = json.dumps(doc, indent=2) if as_json else status_table(doc, url)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                text = f"no supervisor answering at {url}: {exc}"
+            print(f"{clear}{stamp}  every {interval:g}s (Ctrl-C stops)\n{text}", flush=True)
+    except KeyboardInterrupt:
+        pass
     return ExitCode.OK
 
 

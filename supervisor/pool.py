@@ -3,7 +3,10 @@
 The :class:`~supervisor.arbiter.Arbiter` decides *when* (signals, shutdown, reload, its main
 loop); the :class:`Pool` does it for each shard and applies the per-shard rules: an unexpected
 exit restarts the worker (:mod:`supervisor.restarts`), ``ExitCode.CONFIG`` is never restarted,
-a silent worker is hung and replaced, a worker that breaks the pipe protocol is replaced. What a
+a silent worker is hung and replaced, a worker that breaks the pipe protocol is replaced, a
+``failed`` shard is started again after ``restart.failed_cooldown_s``, a worker above
+``restart.max_rss_mb`` is drained and replaced, and a shard the operator stopped
+(``sorotask ctl stop``, :mod:`supervisor.commands`) stays stopped until ``ctl start``. What a
 worker says goes through :mod:`supervisor.inbox` into the registry. Main thread only.
 """
 
@@ -24,6 +27,7 @@ from supervisor.registry import Registry, State
 from supervisor.workers import Worker, describe_exit
 
 MAX_MESSAGES_PER_WAKE = 2000
+MIB = 1024 * 1024
 
 
 class Pool:
@@ -112,6 +116,27 @@ class Pool:
             sample = w.sample()
             if sample is not None:
                 self.registry.update(w.name, rss_bytes=sample[0], cpu_percent=sample[1])
+                self._guard_memory(w, sample[0])
+
+    def _guard_memory(self, w: Worker, rss: int) -> None:
+        """Drain and replace a worker whose RSS is above ``restart.max_rss_mb``."""
+        limit = self.settings.restart.max_rss_mb
+        if limit is None or rss <= limit * MIB or self.stopping:
+            return
+        if w.stop_requested or w.term_at is not None or w.held or not w.alive:
+            return  # already on its way out
+        w.memory_drain = f"RSS {rss / MIB:.1f} MiB above restart.max_rss_mb {limit:g}"
+        with self.registry.edit(w.name) as rec:
+            rec.memory_restarts += 1
+        logger.warning(
+            "shard {}: worker pid {} uses {:.1f} MiB RSS, above restart.max_rss_mb {:g}: "
+            "draining it and starting a new one",
+            w.name,
+            w.pid,
+            rss / MIB,
+            limit,
+        )
+        self.ask_stop(w, self.settings.shutdown_grace_s)
 
     # ------------------------------------------------------------------ messages
 
@@ -150,16 +175,15 @@ class Pool:
             uptime = now - rec.spawned_at
             fatal = rec.fatal
         how = describe_exit(code)
-        if self.stopping or w.remove_after_stop:
-            logger.info("shard {}: worker stopped ({}) after {:.1f}s", w.name, how, uptime)
+        if self.stopping or w.remove_after_stop or w.held:
+            why = " (sorotask ctl stop: stays stopped until ctl start)" if w.held else ""
+            logger.info("shard {}: worker stopped ({}) after {:.1f}s{}", w.name, how, uptime, why)
             self.registry.update(w.name, state=State.STOPPED)
             if w.remove_after_stop:
                 self._forget(w.name)
             return
         if w.respawn_plan is not None:
-            logger.info(
-                "shard {}: stopped for reload ({}); starting with new settings", w.name, how
-            )
+            logger.info("shard {}: stopped to be replaced ({}); starting a new worker", w.name, how)
             self.registry.update(w.name, plan=w.respawn_plan, death_at=None)
             w.respawn_plan = None
             self.spawn(w)
@@ -167,15 +191,11 @@ class Pool:
         self.registry.update(w.name, death_at=now)
         if code == ExitCode.CONFIG:
             reason = (fatal or {}).get("message") or "configuration error"
-            failed = f"exit code {code} (configuration error): {reason}"
-            self.registry.update(w.name, state=State.FAILED, failed_reason=failed)
-            logger.critical(
-                "SHARD {} FAILED: {} -- not restarted; fix the config and reload (SIGHUP)",
-                w.name,
-                failed,
-            )
+            self._fail(w, f"exit code {code} (configuration error): {reason}", "fix the config")
             return
-        if w.protocol_error:
+        if w.memory_drain is not None:
+            why = f"memory guard: {w.memory_drain}"
+        elif w.protocol_error:
             why = f"protocol violation ({w.protocol_error})"
         elif w.hung:
             why = "hung (no heartbeat)"
@@ -193,9 +213,7 @@ class Pool:
         now = time.monotonic()
         delay = w.budget.next_start(policy, now)
         if delay is None:
-            reason = w.budget.crash_loop(policy, why)
-            self.registry.update(w.name, state=State.FAILED, failed_reason=reason)
-            logger.critical("SHARD {} FAILED: {} -- not restarted", w.name, reason)
+            self._fail(w, w.budget.crash_loop(policy, why), "a crash loop")
             return
         with self.registry.edit(w.name) as rec:
             rec.restarts += 1
@@ -206,6 +224,37 @@ class Pool:
             w.backoff_until = now + delay
             self.registry.update(w.name, state=State.BACKOFF)
             logger.warning("shard {}: restart #{} in {:.2f}s", w.name, restarts, delay)
+
+    def _fail(self, w: Worker, reason: str, hint: str) -> None:
+        """Mark the shard ``failed`` (loudly, every time); schedule its retry after the
+        cooldown."""
+        cooldown = self.settings.restart.failed_cooldown_s
+        w.retry_at = None if cooldown is None else time.monotonic() + cooldown
+        retries = self.registry[w.name].failed_retries
+        when = (
+            f"started again in {cooldown:g}s (restart.failed_cooldown_s)"
+            if cooldown is not None
+            else "not started again until `sorotask ctl start` or SIGHUP"
+        )
+        again = f"; failed again after {retries} retries" if retries else ""
+        # logged first: whoever sees `failed` in /status finds the reason in the log
+        logger.critical("SHARD {} FAILED: {} -- {} ({}){}", w.name, reason, when, hint, again)
+        self.registry.update(w.name, state=State.FAILED, failed_reason=reason)
+
+    def _retry_failed(self, w: Worker) -> None:
+        w.retry_at = None
+        w.budget.reset()
+        with self.registry.edit(w.name) as rec:
+            rec.failed_retries += 1
+            n, reason = rec.failed_retries, rec.failed_reason
+            rec.failed_reason = rec.death_at = None
+        logger.warning(
+            "shard {}: failed ({}); starting it again after restart.failed_cooldown_s (retry #{})",
+            w.name,
+            reason,
+            n,
+        )
+        self.spawn(w)
 
     # ------------------------------------------------------------------ timers
 
@@ -236,6 +285,13 @@ class Pool:
                     self.registry.update(w.name, state=State.STOPPED)
                 else:
                     self.spawn(w)
+            elif (
+                rec.state == State.FAILED
+                and w.retry_at is not None
+                and now >= w.retry_at
+                and not self.stopping
+            ):
+                self._retry_failed(w)
 
     def next_times(self) -> Iterator[float]:
         """When :meth:`check_timers` has something to do next."""
@@ -248,6 +304,8 @@ class Pool:
                     yield last + self.settings.heartbeat_timeout_s + 0.01
             elif w.backoff_until is not None:
                 yield w.backoff_until
+            elif w.retry_at is not None and self.registry[w.name].state == State.FAILED:
+                yield w.retry_at
 
     # ------------------------------------------------------------------ reload
 
@@ -267,6 +325,9 @@ class Pool:
                     self._forget(name)
                 continue
             np, rec = new[name], self.registry[name]
+            if w.held:  # stopped by the operator: it stays stopped, with the new settings
+                self.registry.update(name, plan=np)
+                continue
             entry = self.entry_for(name)
             same = (
                 np.spec == rec.plan.spec
@@ -280,6 +341,7 @@ class Pool:
             changed += 1
             w.entry = entry
             w.budget.reset()
+            w.retry_at = None
             self.registry.update(name, failed_reason=None)
             if w.alive:
                 w.respawn_plan = np

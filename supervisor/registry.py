@@ -48,6 +48,10 @@ class ShardRecord:
     last_cycle: dict[str, Any] | None = None
     last_cycle_at: float | None = None
     restarts: int = 0
+    #: starts of this shard after ``restart.failed_cooldown_s`` in the failed state
+    failed_retries: int = 0
+    #: workers the memory guard drained and replaced (``restart.max_rss_mb``)
+    memory_restarts: int = 0
     failed_reason: str | None = None
     fatal: dict[str, Any] | None = None
     final: dict[str, Any] | None = None
@@ -84,6 +88,7 @@ class ShardRecord:
     def worker_exited(self, code: int | None) -> None:
         self.pid = None
         self.last_exit_code = code
+        self.rss_bytes = self.cpu_percent = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,8 @@ class ShardView:
     last_cycle: dict[str, Any] | None
     last_cycle_at: float | None
     restarts: int
+    failed_retries: int
+    memory_restarts: int
     failed_reason: str | None
     final: dict[str, Any] | None
     last_exit_code: int | None
@@ -140,6 +147,8 @@ class ShardView:
             last_cycle=None if rec.last_cycle is None else dict(rec.last_cycle),
             last_cycle_at=rec.last_cycle_at,
             restarts=rec.restarts,
+            failed_retries=rec.failed_retries,
+            memory_restarts=rec.memory_restarts,
             failed_reason=rec.failed_reason,
             final=None if rec.final is None else dict(rec.final),
             last_exit_code=rec.last_exit_code,

@@ -32,6 +32,8 @@ def shard_document(s: ShardView, now: float) -> dict[str, Any]:
         "pid": s.pid,
         "state": str(s.state),
         "restarts": s.restarts,
+        "failed_retries": s.failed_retries,
+        "memory_restarts": s.memory_restarts,
         "last_cycle": (
             dict(s.last_cycle, age_s=round(now - s.last_cycle_at, 3))
             if s.last_cycle is not None and s.last_cycle_at is not None
@@ -150,7 +152,11 @@ SHARD_COUNTERS: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
     ("cycles", "Poll cycles completed", lambda s: s["totals"]["cycles"]),
     ("cycle_errors", "Cycles that ended in an error", lambda s: s["totals"]["cycle_errors"]),
     ("restarts", "Worker restarts", lambda s: s["restarts"]),
-)
+    ("failed_retries", "Starts of a failed shard after restart.failed_cooldown_s",
+     lambda s: s["failed_retries"]),
+    ("memory_restarts", "Workers drained and replaced above restart.max_rss_mb",
+     lambda s: s["memory_restarts"]),
+)  # fmt: skip
 
 
 def metric_families(status: dict[str, Any]) -> Iterator[Metric]:

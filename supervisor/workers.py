@@ -53,6 +53,12 @@ class Worker:
     respawn_plan: ShardPlan | None = None
     #: a reload removed the shard: forget it once the current worker has stopped
     remove_after_stop: bool = False
+    #: stopped by the operator (``sorotask ctl stop``): not started again until ``ctl start``
+    held: bool = False
+    #: a failed shard is started again at this monotonic time (``restart.failed_cooldown_s``)
+    retry_at: float | None = None
+    #: why the memory guard is draining this worker (it is then replaced, through the backoff)
+    memory_drain: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -81,8 +87,8 @@ class Worker:
         child.close()
         self.proc, self.conn, self.ps = proc, parent, None
         self.stop_requested = self.hung = False
-        self.term_at = self.kill_at = self.backoff_until = None
-        self.protocol_error = None
+        self.term_at = self.kill_at = self.backoff_until = self.retry_at = None
+        self.protocol_error = self.memory_drain = None
         try:
             parent.send_bytes(messages.encode("spec", spec=plan.spec.to_dict(), entry=self.entry))
         except (OSError, messages.ProtocolError) as exc:

@@ -23,6 +23,8 @@ class RestartPolicy:
     backoff_max_s: float = _R["backoff_max_s"]
     jitter: float = _R["jitter"]
     stable_after_s: float = _R["stable_after_s"]
+    failed_cooldown_s: float | None = _R["failed_cooldown_s"]
+    max_rss_mb: float | None = _R["max_rss_mb"]
 
 
 @dataclass(frozen=True, slots=True)

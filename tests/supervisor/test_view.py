@@ -27,12 +27,14 @@ FAMILIES = {
     "sorotask_cycle_duration_seconds": "gauge",
     "sorotask_cycle_errors": "counter",
     "sorotask_cycles": "counter",
+    "sorotask_failed_retries": "counter",
     "sorotask_fees_spent_stroops": "counter",
     "sorotask_heartbeat_age_seconds": "gauge",
     "sorotask_in_flight": "gauge",
     "sorotask_last_cycle_age_seconds": "gauge",
     "sorotask_last_ledger": "gauge",
     "sorotask_mean_execution_seconds": "gauge",
+    "sorotask_memory_restarts": "counter",
     "sorotask_not_sent_by_simulation": "counter",
     "sorotask_queue_depth": "gauge",
     "sorotask_read_errors": "counter",
@@ -54,6 +56,8 @@ SHARD_KEYS = {
     "pid",
     "state",
     "restarts",
+    "failed_retries",
+    "memory_restarts",
     "last_cycle",
     "totals",
     "rss_bytes",
@@ -138,6 +142,7 @@ def running_registry(health_max_cycle_age_s: float | None = None) -> Registry:
         inbox.dispatch(rec, Message("heartbeat", {}), 23.0)
         rec.rss_bytes, rec.cpu_percent = 50_000_000, 3.5
     reg.update("b", state=State.FAILED, failed_reason="crash loop", restarts=5, last_exit_code=1)
+    reg.update("b", failed_retries=2, memory_restarts=1)
     with reg.edit("c") as rec:
         rec.worker_started(1003, 21.0)
         hello = {"pid": 1003, "keeper_public_key": KEY, "channel_public_keys": []}
@@ -170,6 +175,8 @@ class TestStatus:
         assert a["keeper"] == KEY and a["rss_bytes"] == 50_000_000
         assert b["pid"] is None and b["heartbeat_age_s"] is None and b["uptime_s"] is None
         assert b["failed_reason"] == "crash loop" and b["last_exit_code"] == 1
+        assert (b["failed_retries"], b["memory_restarts"]) == (2, 1)
+        assert (a["failed_retries"], a["memory_restarts"]) == (0, 0)
         assert doc["totals"]["restarts"] == 5 and doc["totals"]["cycles"] == 2
         assert doc["totals"]["success_rate"] == 1.0
 
@@ -266,6 +273,8 @@ class TestMetrics:
         assert samples("sorotask_tasks_skipped") == {("a", "not_due"): 194}
         assert samples("sorotask_rpc_latency_seconds") == {("a", "getLedgerEntries"): 0.01}
         assert samples("sorotask_restarts")[("b",)] == 5
+        assert samples("sorotask_failed_retries")[("b",)] == 2
+        assert samples("sorotask_memory_restarts")[("b",)] == 1
         assert samples("sorotask_rss_bytes") == {("a",): 50_000_000.0}  # None is left out
         state = samples("sorotask_shard_state")
         assert state[("a", "running")] == 1.0 and state[("a", "failed")] == 0.0

@@ -67,6 +67,19 @@ async def fake_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> i
     return ExitCode.OK
 
 
+#: what :func:`memory_hog_keeper` holds on to (MiB, written so it is resident)
+HOG_MIB = 64
+
+
+async def memory_hog_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> int:
+    """A fake keeper that holds ``HOG_MIB`` MiB of resident memory (the memory guard's test)."""
+    hog = bytearray(b"\x01") * (HOG_MIB * 1024 * 1024)
+    try:
+        return await fake_keeper(spec, reporter, stop)
+    finally:
+        del hog
+
+
 async def garbage_keeper(spec: WorkerSpec, reporter: Any, stop: asyncio.Event) -> int:
     """Behaves, then writes garbage on the pipe (bypassing the reporter's encoding)."""
     pk = _public_key(spec)
