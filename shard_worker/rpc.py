@@ -1,7 +1,8 @@
 """A small, fast Soroban JSON-RPC client: one pooled ``httpx.AsyncClient`` and orjson.
 
-* per-request timeouts; retries with exponential backoff and jitter on timeouts, connection
-  errors, dropped/truncated responses, HTTP 429 and 5xx (bounded attempts);
+* per-request timeouts; retries with exponential backoff and jitter
+  (:class:`shard_worker.retry.Backoff`) on timeouts, connection errors, dropped/truncated
+  responses, HTTP 429 and 5xx (bounded attempts);
 * JSON-RPC error objects raise :class:`RpcResponseError` carrying the code (only -32603,
   internal error, is retried);
 * anything that is not a well-formed JSON-RPC response raises :class:`RpcMalformedError`;
@@ -15,8 +16,6 @@ here (the tests' ``tests/support/sdk_client.py`` has an httpx ``BaseAsyncClient`
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from shard_worker.errors import (
     RpcResponseError,
     RpcTransportError,
 )
+from shard_worker.retry import Backoff
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +39,7 @@ __all__ = [
     "as_int",
     "expect_dict",
     "expect_list",
+    "get_ledger_entries",
 ]
 
 #: JSON-RPC "internal error": the one JSON-RPC error code worth retrying
@@ -87,8 +88,8 @@ class RpcClient:
         self.url = url
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        #: the wait before each retry of a failed attempt
+        self.backoff = Backoff(backoff_base_s, max_s=backoff_max_s, jitter=0.5)
         self.max_response_bytes = max_response_bytes
         self._own_client = client is None
         self.http = client
@@ -140,10 +141,6 @@ class RpcClient:
         counters.errors += 1
         self.total_errors += 1
 
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return base * random.uniform(0.5, 1.5)
-
     async def call(
         self,
         method: str,
@@ -166,7 +163,7 @@ class RpcClient:
         last_error: RpcError | None = None
         for attempt in range(max_attempts):
             if attempt:
-                await asyncio.sleep(self._backoff(attempt - 1))
+                await self.backoff.wait(attempt - 1)
             counters.calls += 1
             self.total_calls += 1
             started = time.perf_counter()
@@ -331,3 +328,10 @@ def as_int(obj: dict[str, Any], field: str, method: str, default: int | None = N
         except ValueError:
             pass
     raise RpcMalformedError(method, f"{field} is not an integer")
+
+
+async def get_ledger_entries(rpc: RpcClient, keys: list[str]) -> list[dict[str, Any]]:
+    """``getLedgerEntries`` of ``keys`` (at most 200): the entry objects found (maybe none)."""
+    result = expect_dict(await rpc.call("getLedgerEntries", {"keys": keys}), "getLedgerEntries")
+    entries = result.get("entries") or []
+    return [e for e in expect_list(entries, "getLedgerEntries", "entries") if isinstance(e, dict)]

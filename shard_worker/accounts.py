@@ -1,0 +1,154 @@
+"""The shard's source accounts: who may send a transaction now, with which sequence number.
+
+The keeper's own account is a source too: S source accounts = keeper + S-1 channel accounts,
+so a shard lands up to S executions per ledger (one pending transaction per source). Channel
+accounts are tried first; the keeper's account takes what they leave.
+
+Each account's sequence number is tracked locally (the last one used on chain) and reloaded
+from the chain (``getLedgerEntries`` of the account) whenever it may be wrong: at start, after
+a send whose outcome is unknown, a ``txBAD_SEQ`` rejection, or an expired transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from shard_worker import chain
+from shard_worker.errors import FatalConfigError, RpcMalformedError
+from shard_worker.rpc import RpcClient, get_ledger_entries
+from shard_worker.secrets import load_keypair
+from shard_worker.spec import WorkerSpec
+from sorotask_core.signing import Signer
+
+__all__ = ["SourceAccount", "SourceAccounts", "load_account", "load_source_accounts"]
+
+
+@dataclass(slots=True)
+class SourceAccount:
+    """A transaction source with its locally tracked sequence number."""
+
+    keypair: Signer
+    is_keeper: bool
+    #: last sequence number used on chain (the next transaction uses ``sequence + 1``)
+    sequence: int = 0
+    needs_resync: bool = True
+
+    @property
+    def public_key(self) -> str:
+        return self.keypair.public_key
+
+    @property
+    def role(self) -> str:
+        return "keeper" if self.is_keeper else "channel"
+
+    def sent(self, sequence: int, *, accepted: bool) -> None:
+        """A transaction with ``sequence`` may be queued: the number counts as used. Unless
+        the server accepted it (``PENDING``/``DUPLICATE``) the account is reloaded from the
+        chain before its next use."""
+        self.sequence = sequence
+        if not accepted:
+            self.needs_resync = True
+
+    def resync(self) -> None:
+        """The local sequence number may be wrong: reload it before the next use."""
+        self.needs_resync = True
+
+
+def load_source_accounts(spec: WorkerSpec) -> list[SourceAccount]:
+    """The keeper's and the channel accounts' keys (channels first, the keeper last).
+
+    Raises a :class:`FatalConfigError` for a missing or malformed secret and for a channel
+    account that duplicates the keeper or another channel.
+    """
+    keeper = SourceAccount(load_keypair(spec.secret), True)
+    accounts = [keeper]
+    seen = {keeper.public_key}
+    for ref in spec.channel_secrets:
+        kp = load_keypair(ref)
+        if kp.public_key in seen:
+            raise FatalConfigError(
+                f"channel account in {ref.describe()} ({kp.public_key}) duplicates the "
+                "keeper or another channel account: give each source its own key"
+            )
+        seen.add(kp.public_key)
+        accounts.append(SourceAccount(kp, False))
+    return accounts[1:] + accounts[:1]
+
+
+async def load_account(rpc: RpcClient, public_key: str) -> chain.AccountState | None:
+    """The account's sequence number and spendable balance on chain; None if it does not
+    exist. An undecodable answer raises :class:`RpcMalformedError`."""
+    entries = await get_ledger_entries(rpc, [chain.account_key_b64(public_key)])
+    if not entries:
+        return None
+    xdr = entries[0].get("xdr")
+    if not isinstance(xdr, str):
+        raise RpcMalformedError("getLedgerEntries", "account entry without xdr")
+    try:
+        return chain.parse_account_entry(xdr)
+    except Exception as exc:
+        raise RpcMalformedError("getLedgerEntries", f"undecodable account entry: {exc}") from None
+
+
+class SourceAccounts:
+    """The source accounts and the pool of those free to send (one pending transaction each)."""
+
+    def __init__(self, accounts: list[SourceAccount], rpc: RpcClient) -> None:
+        if sum(1 for a in accounts if a.is_keeper) != 1:
+            raise ValueError("exactly one source account is the keeper's")
+        self.all = accounts
+        self.rpc = rpc
+        self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
+
+    # ------------------------------------------------------------------ the pool
+
+    def release(self, acc: SourceAccount) -> None:
+        """``acc`` has no pending transaction (any more): free to send."""
+        self._pool.put_nowait(acc)
+
+    async def acquire(self) -> SourceAccount:
+        """A free source account (waits for one)."""
+        return await self._pool.get()
+
+    @property
+    def free(self) -> int:
+        return self._pool.qsize()
+
+    # ------------------------------------------------------------------ the chain
+
+    async def check(
+        self,
+        acc: SourceAccount,
+        network_passphrase: str,
+        min_fee_balance: int,
+        friendbot: str | None,
+    ) -> None:
+        """Start-up check: ``acc`` exists and can pay fees; takes its sequence number.
+        Raises a :class:`FatalConfigError` saying what to fund."""
+        pub = acc.public_key
+        state = await load_account(self.rpc, pub)
+        if state is None:
+            how = f" (e.g. {friendbot.rstrip('/')}?addr={pub})" if friendbot else ""
+            raise FatalConfigError(
+                f"{acc.role} account {pub} does not exist on network "
+                f"{network_passphrase!r}: fund it{how} and restart the shard"
+            )
+        if state.spendable < min_fee_balance:
+            raise FatalConfigError(
+                f"{acc.role} account {pub} cannot pay fees: {state.spendable / 1e7:.7f} XLM "
+                f"above its reserve, needs at least {min_fee_balance / 1e7:.7f} XLM; "
+                "fund it and restart the shard"
+            )
+        acc.sequence = state.sequence
+        acc.needs_resync = False
+
+    async def ready(self, acc: SourceAccount) -> None:
+        """Reload ``acc``'s sequence number from the chain if it may be wrong."""
+        if not acc.needs_resync:
+            return
+        state = await load_account(self.rpc, acc.public_key)
+        if state is None:
+            raise RpcMalformedError("getLedgerEntries", f"account {acc.public_key} vanished")
+        acc.sequence = state.sequence
+        acc.needs_resync = False

@@ -1,0 +1,206 @@
+"""Which due task runs next, on which source account; what happens to them at stop.
+
+Due tasks wait in one queue (task ids only: a backlog of thousands costs a few bytes each, not
+a coroutine each), replaced by every new ledger's due list, most overdue first.
+``max_concurrent_executions`` worker coroutines take a free source account, then the next
+queued task, and hand both to the :class:`~shard_worker.executor.Executor`.
+
+At start, transactions left in the journal by an earlier run are confirmed first: their tasks
+and source accounts are held until then. On stop, queued executions and those not yet sent are
+dropped at once (nothing was sent for them; they are due again next time); transactions
+already sent get up to ``stop_grace_s`` to reach a final status, then stay in the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from loguru import logger
+
+from shard_worker.accounts import SourceAccount, SourceAccounts
+from shard_worker.context import Events, Tally
+from shard_worker.executor import Executor, Submitter
+from shard_worker.journal import Journal, JournalEntry
+from shard_worker.spec import WorkerSpec
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """The execution queue and the worker coroutines that drain it."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        executor: Executor,
+        submitter: Submitter,
+        accounts: SourceAccounts,
+        journal: Journal,
+        events: Events,
+        tally: Tally,
+    ) -> None:
+        self.spec = spec
+        self.executor = executor
+        self.submitter = submitter
+        self.accounts = accounts
+        self.journal = journal
+        self.events = events
+        self.tally = tally
+        self.in_flight = executor.holds.in_flight
+        self.log = logger.bind(shard=spec.name)
+        #: due task ids waiting for a source account, most overdue first
+        self.queue: collections.deque[int] = collections.deque()
+        self._work = asyncio.Event()
+        #: executor / journal-resolver tasks that have (maybe) sent a transaction
+        self._sent_tasks = submitter.sending
+        #: executors working on a task (simulating, signing, sending or confirming)
+        self._busy: set[asyncio.Task[None]] = set()
+        self._exec_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.submitter.stopping
+
+    def enqueue(self, due: list[int]) -> None:
+        """Make ``due`` (most overdue first) the queue, first-come first-served: tasks still
+        queued from earlier ledgers keep their place (ahead of newly due ones) if they are
+        still due; those no longer due are dropped."""
+        if self.stopping:
+            return
+        old = self.queue
+        if old:
+            due_set = set(due)
+            kept = [t for t in old if t in due_set]
+            kept_set = set(kept)
+            kept.extend(t for t in due if t not in kept_set)
+            due = kept
+        self.queue = collections.deque(due)
+        if due:
+            self._work.set()
+
+    def start(self) -> None:
+        """Hold what the journal holds, then start the worker coroutines."""
+        self._resolve_journal()
+        for n in range(max(1, self.spec.max_concurrent_executions)):
+            task = asyncio.create_task(self._worker(), name=f"{self.spec.name}-executor-{n}")
+            self._exec_tasks.add(task)
+            task.add_done_callback(self._exec_tasks.discard)
+
+    async def next_task(self) -> int | None:
+        """The next queued task not already in flight (waits for one); None once stopping."""
+        while not self.stopping:
+            queue = self.queue
+            while queue:
+                task_id = queue.popleft()
+                if task_id not in self.in_flight:
+                    return task_id
+            self._work.clear()
+            await self._work.wait()
+        return None
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self.stopping:
+            acc = await self.accounts.acquire()
+            try:
+                task_id = await self.next_task()
+                if task_id is None:
+                    return
+                self._busy.add(me)
+                await self.executor.execute(acc, task_id)
+            finally:
+                self._busy.discard(me)
+                self._sent_tasks.discard(me)
+                self.accounts.release(acc)
+
+    # ------------------------------------------------------------------ the journal
+
+    def _resolve_journal(self) -> None:
+        """Hold the tasks and source accounts of journaled transactions until resolved;
+        release the other accounts into the pool."""
+        entries = self.journal.load()
+        if self.journal.corrupt_records:
+            self.events.event(
+                "journal_corrupt",
+                {"records": self.journal.corrupt_records, "path": str(self.journal.path)},
+            )
+        by_source: dict[str, list[JournalEntry]] = {}
+        for entry in entries:
+            by_source.setdefault(entry.source, []).append(entry)
+            self.in_flight.add(entry.task_id)
+        for acc in self.accounts.all:
+            held = by_source.pop(acc.public_key, None)
+            if held is None:
+                self.accounts.release(acc)
+            else:
+                self._track_sent(asyncio.create_task(self._resolve_source(held, acc)))
+        for leftovers in by_source.values():  # a source no longer configured
+            self._track_sent(asyncio.create_task(self._resolve_source(leftovers, None)))
+        if entries:
+            self.log.info("resolving {} journaled transaction(s) before reuse", len(entries))
+            self.events.event(
+                "journal_resolving",
+                {"count": len(entries), "task_ids": sorted(e.task_id for e in entries)[:50]},
+            )
+
+    async def _resolve_source(self, entries: list[JournalEntry], acc: SourceAccount | None) -> None:
+        try:
+            for entry in sorted(entries, key=lambda e: e.sequence):
+                try:
+                    await self.submitter.confirm(entry, acc, time.monotonic())
+                finally:
+                    self.in_flight.discard(entry.task_id)
+        finally:
+            if acc is not None:
+                acc.resync()
+                self.accounts.release(acc)
+
+    def _track_sent(self, task: asyncio.Task[None]) -> None:
+        self._exec_tasks.add(task)
+        self._sent_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
+        task.add_done_callback(self._sent_tasks.discard)
+
+    # ------------------------------------------------------------------ stop
+
+    async def drain(self) -> None:
+        """Stop: drop what was not sent, give sent transactions ``stop_grace_s``."""
+        self.submitter.stopping = True
+        queued = len(self.queue)
+        self.queue.clear()
+        self._work.set()
+        unsent = [t for t in self._exec_tasks if t not in self._sent_tasks]
+        # executors idle or simulating: cancel them (a worker between journaling and
+        # sending is in ``_sent_tasks`` and waited for)
+        preparing = sum(1 for t in unsent if t in self._busy)
+        for task in unsent:
+            task.cancel()
+        if unsent:
+            await asyncio.wait(unsent, timeout=2.0)
+        dropped = queued + preparing
+        sent = set(self._sent_tasks)
+        still: set[asyncio.Task[None]] = set()
+        if sent:
+            _done, still = await asyncio.wait(sent, timeout=max(0.0, self.spec.stop_grace_s))
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=2.0)
+        self.tally.totals["dropped_unsent_at_stop"] = dropped
+        self.tally.totals["sent_unresolved_at_stop"] = len(still)
+        if dropped or sent:
+            self.log.info(
+                "stop: dropped {} execution(s) not yet sent ({} queued, {} preparing); "
+                "waited for {} sent transaction(s)",
+                dropped,
+                queued,
+                preparing,
+                len(sent),
+            )
+        if still:
+            self.log.warning(
+                "{} sent transaction(s) unresolved at stop; they stay in the journal", len(still)
+            )

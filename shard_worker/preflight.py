@@ -1,0 +1,69 @@
+"""Start-up checks (level 4): the right network, the contract there, every source account
+funded. A configuration that cannot work raises :class:`FatalConfigError` (exit 78, no
+restart); an RPC server that is not answering yet is retried until the keeper is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loguru import logger
+
+from shard_worker.accounts import SourceAccounts
+from shard_worker.context import Events
+from shard_worker.errors import FatalConfigError, RpcError, RpcMalformedError
+from shard_worker.retry import Backoff
+from shard_worker.rpc import RpcClient, expect_dict, get_ledger_entries
+from shard_worker.spec import WorkerSpec
+from sorotask_core import contract
+
+__all__ = ["STARTUP_BACKOFF", "check_config", "preflight"]
+
+#: the wait between start-up checks while the RPC server does not answer
+STARTUP_BACKOFF = Backoff(0.5, max_s=5.0)
+
+
+async def check_config(rpc: RpcClient, spec: WorkerSpec, accounts: SourceAccounts) -> None:
+    """One round of checks; takes each source account's sequence number on the way."""
+    net = expect_dict(await rpc.call("getNetwork"), "getNetwork")
+    passphrase = net.get("passphrase")
+    if not isinstance(passphrase, str):
+        raise RpcMalformedError("getNetwork", "passphrase missing")
+    if passphrase != spec.network_passphrase:
+        raise FatalConfigError(
+            f"wrong network: RPC server {spec.rpc_url} serves network {passphrase!r} but "
+            f"the shard is configured for {spec.network_passphrase!r}; fix "
+            "network_passphrase or rpc_url"
+        )
+    found = await get_ledger_entries(rpc, [contract.instance_key_b64(spec.contract_id)])
+    if not found:
+        raise FatalConfigError(
+            f"contract {spec.contract_id} not found on network {passphrase!r} at "
+            f"{spec.rpc_url}: check contract_id (is it deployed on this network?)"
+        )
+    friendbot = net.get("friendbotUrl")
+    fb = friendbot if isinstance(friendbot, str) else None
+    for acc in accounts.all:
+        await accounts.check(acc, spec.network_passphrase, spec.min_fee_balance, fb)
+
+
+async def preflight(
+    rpc: RpcClient,
+    spec: WorkerSpec,
+    accounts: SourceAccounts,
+    events: Events,
+    stop: asyncio.Event,
+    log: Any = logger,
+) -> bool:
+    """:func:`check_config`, retried on RPC failures until ``stop``; False when stopped first."""
+    retry = 0
+    while not stop.is_set():
+        try:
+            await check_config(rpc, spec, accounts)
+            return True
+        except RpcError as exc:
+            log.warning("start-up checks: RPC unavailable ({}); retrying", exc)
+            events.event("rpc_unavailable", {"error": str(exc)})
+            await STARTUP_BACKOFF.wait(retry, stop)
+            retry += 1
+    return False

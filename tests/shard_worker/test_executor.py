@@ -1,0 +1,331 @@
+"""The executor through its public methods, without a devnet (a scripted fake RPC): a
+simulation is checked before anything is built from it (and an unusable one counted), an
+unknown send status is "maybe queued", and every final status is counted once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import pytest
+from stellar_sdk import Keypair
+from stellar_sdk import xdr as sx
+
+from shard_worker import chain
+from shard_worker.accounts import SourceAccount, SourceAccounts
+from shard_worker.context import Events, Identity, Tally
+from shard_worker.due import Holds
+from shard_worker.errors import RpcMalformedError, RpcTransportError
+from shard_worker.executor import Executor, Submitter
+from shard_worker.journal import Journal, JournalEntry
+from shard_worker.ledger import Latest, LedgerClock
+from shard_worker.spec import SecretRef, WorkerSpec
+from sorotask_core.signing import Signer
+from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
+from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
+from tests.support.fake_rpc import FakeRpc, NullReporter
+from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.reference_contract import task_ledger_key
+
+
+def make_executor(kp: Keypair, rpc: FakeRpc, **spec_kw: Any) -> Executor:
+    spec = WorkerSpec(
+        name="t",
+        rpc_url="http://127.0.0.1:1/",
+        network_passphrase="Test SDF Network ; September 2015",
+        contract_id=CONTRACT_ID,
+        secret=SecretRef(env="UNUSED"),
+        **spec_kw,
+    )
+    identity = Identity.of(spec, Signer.from_secret(kp.secret))
+    tally = Tally()
+    events = Events(NullReporter())  # type: ignore[arg-type]
+    holds = Holds()
+    clock = LedgerClock(rpc, tally)  # type: ignore[arg-type]
+    submitter = Submitter(
+        spec,
+        rpc,  # type: ignore[arg-type]
+        events,
+        journal=Journal(None, "t"),
+        holds=holds,
+        clock=clock,
+        tally=tally,
+    )
+    return Executor(
+        spec,
+        rpc,  # type: ignore[arg-type]
+        events,
+        identity=identity,
+        accounts=SourceAccounts([SourceAccount(identity.keeper, True)], rpc),  # type: ignore[arg-type]
+        submitter=submitter,
+        holds=holds,
+        clock=clock,
+        tally=tally,
+    )
+
+
+def events_of(ex: Executor, kind: str) -> list[dict[str, Any]]:
+    reporter = ex.events.reporter
+    assert isinstance(reporter, NullReporter)
+    return reporter.events_of(kind)
+
+
+def check(ex: Executor, sim: dict[str, Any], *, is_keeper: bool = True) -> Any:
+    acc = SourceAccount(ex.identity.keeper, is_keeper)
+    return ex.check_simulation(sim, TASK, acc, recorded=True)
+
+
+def journaled(ex: Executor, kp: Keypair, *, max_time: int = 9_999) -> JournalEntry:
+    entry = JournalEntry(
+        hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=max_time
+    )
+    ex.submitter.journal.add(entry)
+    return entry
+
+
+def tx_result(code: sx.TransactionResultCode, fee: int) -> str:
+    final = code in (sx.TransactionResultCode.txSUCCESS, sx.TransactionResultCode.txFAILED)
+    return sx.TransactionResult(
+        fee_charged=sx.Int64(fee),
+        result=sx.TransactionResultResult(code, results=[] if final else None),
+        ext=sx.TransactionResultExt(0),
+    ).to_xdr()
+
+
+class TestCheckSimulation:
+    def test_genuine_answers_pass_with_their_parts(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({}))
+        sim = genuine(kp)
+        ok = check(ex, sim)
+        assert ok.transaction_data == base64.b64decode(sim["transactionData"])
+        assert ok.data.read_write == (task_ledger_key(CONTRACT_ID, TASK).to_xdr_bytes(),)
+        assert ok.min_resource_fee == 98_765
+        assert ok.auth == [base64.b64decode(sim["results"][0]["auth"][0])]
+        assert ok.latest_ledger == 77
+        check(ex, genuine(kp, source=False), is_keeper=False)  # address credentials
+
+    @pytest.mark.parametrize("name", UNUSABLE)
+    def test_unusable_answers_are_refused_and_counted(self, name: str) -> None:
+        kp = Keypair.random()
+        rpc = FakeRpc({})
+        ex = make_executor(kp, rpc)
+        sim = genuine(kp)
+        is_keeper = spoil(name, sim, kp)
+        with pytest.raises(RpcMalformedError, match="unusable answer"):
+            check(ex, sim, is_keeper=is_keeper)
+        assert rpc.noted == ["simulateTransaction"]
+        assert ex.tally.totals["bad_simulations"] == 1
+
+    def test_every_ledger_key_kind_in_the_footprint_is_accepted(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({}))
+        sim = genuine(kp)
+        keys = every_ledger_key_kind()
+        sim["transactionData"] = b64(soroban_data(keys, [task_ledger_key(CONTRACT_ID, TASK)]))
+        assert len(check(ex, sim).data.read_only) == len(keys)
+
+
+def b64(x: sx.SorobanTransactionData) -> str:
+    return x.to_xdr()
+
+
+class TestSimulate:
+    def _tx(self, ex: Executor, acc: SourceAccount) -> Any:
+        return chain.build_execute_tx(
+            source=acc.public_key,
+            sequence=acc.sequence,
+            keeper=ex.identity.keeper.public_key,
+            contract_id=CONTRACT_ID,
+            task_id=TASK,
+            base_fee=100,
+            max_time=9_999,
+        )
+
+    def test_a_call_that_would_not_write_the_task_is_not_sent_and_backs_off(self) -> None:
+        kp = Keypair.random()
+        sim = genuine(kp)
+        sim["transactionData"] = b64(soroban_data([task_ledger_key(CONTRACT_ID, TASK)], []))
+        ex = make_executor(kp, FakeRpc({"simulateTransaction": [sim]}))
+        acc = SourceAccount(ex.identity.keeper, True)
+        got = asyncio.run(ex.simulate(self._tx(ex, acc), TASK, acc, Latest(70, 5), recorded=True))
+        assert got is None
+        assert ex.tally.cycle.not_sent == 1
+        assert ex.tally.totals["not_sent_by_simulation"] == 1
+        assert ex.holds.backoff[TASK] == (78, 1)  # from the simulation's latest ledger 77
+        assert events_of(ex, "not_sent") == [{"task_id": TASK, "reason": "no_write"}]
+
+    def test_a_failed_simulation_is_a_failure_and_backs_off(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({"simulateTransaction": [{"error": "HostError: boom"}]}))
+        acc = SourceAccount(ex.identity.keeper, True)
+        got = asyncio.run(ex.simulate(self._tx(ex, acc), TASK, acc, Latest(70, 5), recorded=True))
+        assert got is None
+        assert ex.tally.cycle.failed == 1 and ex.tally.totals["failed"] == 1
+        assert ex.holds.backoff[TASK] == (71, 1)
+        assert events_of(ex, "failed")[0]["reason"] == "simulation"
+
+    def test_a_writing_call_passes(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({"simulateTransaction": [genuine(kp)]}))
+        acc = SourceAccount(ex.identity.keeper, True)
+        got = asyncio.run(ex.simulate(self._tx(ex, acc), TASK, acc, Latest(70, 5), recorded=True))
+        assert got is not None and got.min_resource_fee == 98_765
+        assert ex.tally.totals["not_sent_by_simulation"] == 0 and not ex.holds.backoff
+
+
+class TestUnknownSendStatus:
+    @pytest.mark.parametrize("status", [42, "PENDNG", None, "pending", ["PENDING"]])
+    def test_unknown_status_is_maybe_queued(self, status: Any) -> None:
+        kp = Keypair.random()
+        rpc = FakeRpc({"sendTransaction": [{"status": status, "hash": "ab" * 32}]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = JournalEntry(
+            hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=9_999
+        )
+        ex.submitter.journal.add(entry)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is True  # go on confirming
+        assert acc.sequence == 42 and acc.needs_resync  # never reused; resynced after
+        assert entry.hash in ex.submitter.journal
+        assert ex.tally.totals["send_status_unknown"] == 1
+        assert ex.tally.totals["tx_errors"] == 0
+        assert rpc.noted == ["sendTransaction"]
+
+
+class TestSend:
+    def test_pending_uses_the_sequence_number(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [{"status": "PENDING"}]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is True
+        assert acc.sequence == 42 and not acc.needs_resync
+        assert entry.hash in ex.submitter.journal
+
+    def test_no_answer_is_maybe_queued(self) -> None:
+        kp = Keypair.random()
+        rpc = FakeRpc({"sendTransaction": [RpcTransportError("sendTransaction", "timeout")]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is True
+        assert acc.sequence == 42 and acc.needs_resync
+        assert entry.hash in ex.submitter.journal
+
+    def test_a_bad_sequence_rejection_resyncs_and_counts_a_tx_error(self) -> None:
+        kp = Keypair.random()
+        err = tx_result(sx.TransactionResultCode.txBAD_SEQ, 0)
+        ex = make_executor(
+            kp, FakeRpc({"sendTransaction": [{"status": "ERROR", "errorResultXdr": err}]})
+        )
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
+        assert acc.needs_resync and acc.sequence == 41
+        assert entry.hash not in ex.submitter.journal
+        assert ex.tally.cycle.tx_errors == 1 and ex.tally.totals["tx_errors"] == 1
+        assert events_of(ex, "tx_error")[0]["reason"] == "rejected: txBAD_SEQ"
+
+    def test_try_again_later_is_retried_until_accepted(self) -> None:
+        kp = Keypair.random()
+        later = {"status": "TRY_AGAIN_LATER", "latestLedgerCloseTime": "100"}
+        rpc = FakeRpc({"sendTransaction": [later, later, {"status": "PENDING"}]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
+        assert len(rpc.calls) == 3 and acc.sequence == 42
+
+    def test_try_again_later_past_the_time_bound_gives_up(self) -> None:
+        kp = Keypair.random()
+        later = {"status": "TRY_AGAIN_LATER", "latestLedgerCloseTime": 10_000}
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [later]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp, max_time=9_999)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
+        assert entry.hash not in ex.submitter.journal
+        assert events_of(ex, "tx_error")[0]["reason"] == "TRY_AGAIN_LATER until its time bound"
+
+
+class TestConfirm:
+    def test_success_is_counted_once_with_its_fee(self) -> None:
+        kp = Keypair.random()
+        res = {
+            "status": "SUCCESS",
+            "ledger": 80,
+            "resultXdr": tx_result(sx.TransactionResultCode.txSUCCESS, 12_345),
+        }
+        ex = make_executor(kp, FakeRpc({"getTransaction": [{"status": "NOT_FOUND"}, res]}))
+        acc = SourceAccount(ex.identity.keeper, True)
+        entry = journaled(ex, kp)
+        asyncio.run(asyncio.wait_for(ex.submitter.confirm(entry, acc, 0.0), 10))
+        c, totals = ex.tally.cycle, ex.tally.totals
+        assert (c.executed, c.failed, c.fees, len(c.exec_times)) == (1, 0, 12_345, 1)
+        assert (totals["executed"], totals["failed"], totals["fees_spent"]) == (1, 0, 12_345)
+        assert entry.hash not in ex.submitter.journal
+        assert events_of(ex, "executed") == [
+            {
+                "task_id": TASK,
+                "tx_hash": entry.hash,
+                "ledger": 80,
+                "fee": 12_345,
+                "source": kp.public_key,
+            }
+        ]
+        assert not ex.holds.backoff
+
+    def test_failure_is_counted_once_with_its_fee_and_backs_off(self) -> None:
+        kp = Keypair.random()
+        res = {"status": "FAILED", "resultXdr": tx_result(sx.TransactionResultCode.txFAILED, 700)}
+        ex = make_executor(kp, FakeRpc({"getTransaction": [res]}))
+        ex.clock.last_read = Latest(90, 5_000)
+        entry = journaled(ex, kp)
+        asyncio.run(asyncio.wait_for(ex.submitter.confirm(entry, None, 0.0), 10))
+        c, totals = ex.tally.cycle, ex.tally.totals
+        assert (c.executed, c.failed, c.fees, c.exec_times) == (0, 1, 700, [])
+        assert (totals["executed"], totals["failed"], totals["fees_spent"]) == (0, 1, 700)
+        assert entry.hash not in ex.submitter.journal
+        assert ex.holds.backoff[TASK] == (91, 1)
+        assert events_of(ex, "failed") == [
+            {"task_id": TASK, "reason": "tx_failed", "tx_hash": entry.hash}
+        ]
+
+    def test_a_garbled_result_counts_no_fee(self) -> None:
+        kp = Keypair.random()
+        ex = make_executor(
+            kp, FakeRpc({"getTransaction": [{"status": "SUCCESS", "resultXdr": "!!"}]})
+        )
+        entry = journaled(ex, kp)
+        asyncio.run(asyncio.wait_for(ex.submitter.confirm(entry, None, 0.0), 10))
+        assert ex.tally.totals["executed"] == 1 and ex.tally.totals["fees_spent"] == 0
+
+    def test_expired_unapplied_is_a_tx_error_and_resyncs_the_source(self) -> None:
+        kp = Keypair.random()
+        gone = {"status": "NOT_FOUND", "latestLedgerCloseTime": "10000"}
+        ex = make_executor(kp, FakeRpc({"getTransaction": [gone]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=42, needs_resync=False)
+        entry = journaled(ex, kp, max_time=9_999)
+        asyncio.run(asyncio.wait_for(ex.submitter.confirm(entry, acc, 0.0), 10))
+        assert acc.needs_resync
+        assert entry.hash not in ex.submitter.journal
+        assert ex.tally.totals["tx_errors"] == 1 and ex.tally.totals["executed"] == 0
+        assert events_of(ex, "tx_error")[0]["reason"] == (
+            "not applied before its time bound (expired)"
+        )
+
+
+class TestExecute:
+    def test_an_execution_error_is_counted_never_raised_and_releases_the_task(self) -> None:
+        kp = Keypair.random()
+        rpc = FakeRpc({"getLedgerEntries": [{"entries": []}]})  # the account vanished
+        ex = make_executor(kp, rpc)
+        ex.clock.last_read = Latest(50, 5_000)
+        acc = SourceAccount(ex.identity.keeper, True)  # needs a resync first
+        asyncio.run(ex.execute(acc, TASK))
+        assert ex.tally.totals["failed"] == 1 and ex.tally.cycle.failed == 1
+        assert TASK not in ex.holds.in_flight
+        assert ex.holds.backoff[TASK] == (51, 1)
+        (failed,) = events_of(ex, "failed")
+        assert failed["reason"] == "error" and "vanished" in failed["error"]

@@ -1,0 +1,83 @@
+"""The keeper's clock (shard_worker.ledger): a stale latest ledger never sets a transaction's
+time bound; scripted fake RPC answers, no network."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shard_worker.context import Tally
+from shard_worker.errors import RpcMalformedError
+from shard_worker.ledger import Latest, LedgerClock
+from tests.support.fake_rpc import FakeRpc
+
+
+def latest(seq: int, close: int) -> dict[str, Any]:
+    return {"sequence": seq, "closeTime": str(close)}
+
+
+def make_clock(rpc: FakeRpc) -> tuple[LedgerClock, Tally]:
+    tally = Tally()
+    return LedgerClock(rpc, tally), tally  # type: ignore[arg-type]
+
+
+class TestStaleLedger:
+    def test_a_stale_answer_never_sets_the_time_bound_and_is_counted(self) -> None:
+        rpc = FakeRpc(
+            {
+                "getLatestLedger": [
+                    latest(100, 5_000),
+                    latest(60, 4_800),  # a lagging node
+                    latest(101, 5_005),
+                    latest(101, 4_000),  # same sequence, older close time: also stale
+                ]
+            }
+        )
+        clock, tally = make_clock(rpc)
+
+        async def go() -> list[tuple[int, int]]:
+            out = []
+            for _ in range(4):
+                got = await clock.for_tx()
+                out.append((got.sequence, got.close_time))
+            return out
+
+        assert asyncio.run(go()) == [(100, 5_000), (100, 5_000), (101, 5_005), (101, 5_005)]
+        assert tally.totals["stale_ledger_answers"] == 2
+        assert rpc.noted == ["getLatestLedger", "getLatestLedger"]
+
+    def test_latest_reports_the_answer_but_keeps_the_newest(self) -> None:
+        rpc = FakeRpc({"getLatestLedger": [latest(100, 5_000), latest(60, 4_800)]})
+        clock, tally = make_clock(rpc)
+        first = asyncio.run(clock.latest())
+        second = asyncio.run(clock.latest())
+        assert (second.sequence, second.close_time) == (60, 4_800)  # as answered
+        assert clock.newest is first
+        assert clock.is_stale(second) and not clock.is_stale(first)
+        assert tally.totals["stale_ledger_answers"] == 1
+
+    @pytest.mark.parametrize(
+        "answer", [latest(0, 5), latest(5, 0), {"sequence": 5}, {"closeTime": 5}, [1], "x"]
+    )
+    def test_garbled_answers_raise(self, answer: Any) -> None:
+        clock, _ = make_clock(FakeRpc({"getLatestLedger": [answer]}))
+        with pytest.raises(RpcMalformedError):
+            asyncio.run(clock.latest())
+        assert clock.newest is None
+
+
+class TestLatest:
+    def test_older_than(self) -> None:
+        assert Latest(5, 100).older_than(Latest(6, 100))
+        assert Latest(6, 99).older_than(Latest(6, 100))
+        assert not Latest(6, 100).older_than(Latest(6, 100))
+        assert not Latest(7, 101).older_than(Latest(6, 100))
+        assert not Latest(1, 1).older_than(None)
+
+    def test_last_read_sequence(self) -> None:
+        clock, _ = make_clock(FakeRpc({}))
+        assert clock.last_read_sequence == -1
+        clock.last_read = Latest(42, 1)
+        assert clock.last_read_sequence == 42

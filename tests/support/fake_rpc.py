@@ -1,0 +1,39 @@
+"""An in-process stand-in for the RPC client and the reporter, for the pure-logic tests of the
+keeper's roles (no network, no process)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FakeRpc:
+    """Answers each method from a script (a list, consumed in order; an exception in the list
+    is raised); records the calls and the errors the caller noted."""
+
+    def __init__(self, script: dict[str, list[Any]]) -> None:
+        self.script = script
+        self.noted: list[str] = []
+        self.calls: list[tuple[str, dict[str, Any] | None]] = []
+
+    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        self.calls.append((method, params))
+        answer = self.script[method].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def note_error(self, method: str) -> None:
+        self.noted.append(method)
+
+
+class NullReporter:
+    """Keeps the events it is told; everything else is ignored."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, data))
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [d for k, d in self.events if k == kind]
