@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -27,10 +26,9 @@ from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
 from shard_worker.errors import RpcError, RpcMalformedError
-from shard_worker.feepolicy import Verdict
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
-from shard_worker.pricing import Pricer, Rejection
+from shard_worker.pricing import FeeHooks, Pricer
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, as_int, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
@@ -114,54 +112,11 @@ class Executor:
             self.holds.in_flight.discard(task_id)
 
     async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
-        """Price, sign and send; after a refusal for too low a fee or an expiry, simulate
-        again and resend at a higher bid (:mod:`shard_worker.pricing`): each attempt's journal
-        entry is removed before the next one is written."""
-        t0 = time.monotonic()
-        verdict: Verdict | None = None
-        rejection: Rejection | None = None
-        while True:
-            await self.accounts.ready(acc)
-            latest = await self.clock.for_tx()
-            await self.pricer.refresh(latest.sequence)
-            prepared = await self._prepare(acc, task_id, latest)
-            if prepared is None:
-                return
-            tx, sim, max_time = prepared
-            if verdict is None or rejection is None:
-                verdict = self.pricer.price(sim.min_resource_fee)
-            else:
-                verdict = self.pricer.escalate(verdict, rejection, sim.min_resource_fee)
-            if not verdict.send:
-                self.pricer.skipped(task_id, verdict)
-                self.holds.back_off(task_id, latest.sequence)
-                return
-            self.pricer.apply(tx, sim.transaction_data, verdict)
-            tx_hash = tx.sign(acc.keypair, self.identity.network_id).hex()
-            if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
-                return
-            entry = JournalEntry(
-                hash=tx_hash,
-                task_id=task_id,
-                source=acc.public_key,
-                sequence=tx.sequence,
-                max_time=max_time,
-                recorded_at=time.time(),
-            )
-            rejection = await self.submitter.submit(tx.envelope_b64(), entry, acc, t0)
-            if rejection is None or not rejection.escalates or self.submitter.stopping:
-                return
-            # the refused transaction is out of the journal and unapplied: its sequence
-            # number is free again (reloaded from the chain by ``ready``)
-            acc.resync()
-
-    async def _prepare(
-        self, acc: SourceAccount, task_id: int, latest: Latest
-    ) -> tuple[txxdr.InvokeTx, Simulation, int] | None:
-        """The execute transaction, simulated (auth signed) but not priced; None when it
-        must not be sent."""
         spec = self.spec
         me = self.identity
+        t0 = time.monotonic()
+        await self.accounts.ready(acc)
+        latest = await self.clock.for_tx()
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
             source=acc.public_key,
@@ -174,7 +129,7 @@ class Executor:
         )
         sim = await self.simulate(tx, task_id, acc, latest, recorded=True)
         if sim is None:
-            return None
+            return
         if not acc.is_keeper:
             valid_until = latest.sequence + max(10, spec.tx_timeout_s)
             tx.auth = [
@@ -183,10 +138,27 @@ class Executor:
             # re-simulate with the signed entry so resources include signature verification
             sim = await self.simulate(tx, task_id, acc, latest, recorded=False)
             if sim is None:
-                return None
+                return
         else:
             tx.auth = sim.auth
-        return tx, sim, max_time
+        verdict = self.pricer.verdict(task_id, sim.min_resource_fee)
+        if not verdict.send:
+            self.pricer.skipped(task_id, verdict)
+            self.holds.back_off(task_id, latest.sequence)
+            return
+        self.pricer.apply(task_id, tx, sim.transaction_data, verdict)
+        tx_hash = tx.sign(acc.keypair, me.network_id).hex()
+        if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
+            return
+        entry = JournalEntry(
+            hash=tx_hash,
+            task_id=task_id,
+            source=acc.public_key,
+            sequence=tx.sequence,
+            max_time=max_time,
+            recorded_at=time.time(),
+        )
+        await self.submitter.submit(tx.envelope_b64(), entry, acc, t0)
 
     # ------------------------------------------------------------------ simulation
 
@@ -285,32 +257,20 @@ class Submitter:
         #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
         #: executions not yet sent are cancelled
         self.sending: set[asyncio.Task[None]] = set()
-        #: why a submitted transaction was not applied, by hash (for the escalation step)
-        self._rejections: dict[str, Rejection | None] = {}
-        #: told (source, fee, ledger) for every fee charged (the balance book)
-        self.on_charge: Callable[[str, int, int | None], None] | None = None
+        #: told of each transaction applied, refused or expired (shard_worker.pricing)
+        self.fee_hooks: FeeHooks | None = None
 
     async def submit(
         self, envelope: str, entry: JournalEntry, acc: SourceAccount, t0: float
-    ) -> Rejection | None:
+    ) -> None:
         """Journal ``entry`` (durably), send ``envelope`` and confirm it; ``t0`` is when the
-        execution started (for ``mean_execution_s``). Returns why it was not applied when it
-        was refused or expired (its journal entry is removed by then), else None."""
+        execution started (for ``mean_execution_s``)."""
         current = asyncio.current_task()
         if current is not None:
             self.sending.add(current)  # from here on a stop waits for it (bounded)
-        self._rejections[entry.hash] = None
-        try:
-            self.journal.add(entry)
-            if await self.send(envelope, entry, acc):
-                await self.confirm(entry, acc, t0)
-            return self._rejections.get(entry.hash)
-        finally:
-            self._rejections.pop(entry.hash, None)
-
-    def _rejected(self, entry: JournalEntry, rejection: Rejection) -> None:
-        if entry.hash in self._rejections:
-            self._rejections[entry.hash] = rejection
+        self.journal.add(entry)
+        if await self.send(envelope, entry, acc):
+            await self.confirm(entry, acc, t0)
 
     async def send(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
         """True when the transaction may be queued (confirm it); False when it surely is not."""
@@ -344,11 +304,8 @@ class Submitter:
                         code, name = chain.result_code(raw)
                 if code == TX_BAD_SEQ:
                     acc.resync()
-                needed = None
-                if isinstance(raw, str):
-                    with contextlib.suppress(Exception):
-                        needed = chain.fee_charged(raw)
-                self._rejected(entry, Rejection(name, needed))
+                if self.fee_hooks is not None:
+                    self.fee_hooks.not_applied(entry, name, raw)
                 self._tx_error(entry, f"rejected: {name}")
                 return False
             # an unknown or garbled status: the server may well have queued it (the answer
@@ -398,7 +355,8 @@ class Submitter:
                 if close > entry.max_time:
                     if acc is not None:
                         acc.resync()  # its sequence number was not consumed
-                    self._rejected(entry, Rejection("expired"))
+                    if self.fee_hooks is not None:
+                        self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
                     return
             await asyncio.sleep(poll)
@@ -416,10 +374,8 @@ class Submitter:
         totals = self.tally.totals
         c.fees += fee
         totals["fees_spent"] += fee
-        c.fees_charged.append(fee)
-        if self.on_charge is not None:
-            ledger = res.get("ledger")
-            self.on_charge(entry.source, fee, ledger if isinstance(ledger, int) else None)
+        if self.fee_hooks is not None:
+            self.fee_hooks.applied(entry, fee, res.get("ledger"))
         if success:
             c.executed += 1
             c.exec_times.append(time.monotonic() - t0)

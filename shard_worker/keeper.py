@@ -45,7 +45,7 @@ from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal
 from shard_worker.ledger import LedgerClock
 from shard_worker.preflight import preflight
-from shard_worker.pricing import Pricer, fee_config
+from shard_worker.pricing import FeeHooks, Pricer, fee_config
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
@@ -198,7 +198,7 @@ class Keeper:
             tally=self.tally,
             pricer=self.pricer,
         )
-        self.submitter.on_charge = self.accounts.charged
+        self.submitter.fee_hooks = FeeHooks(self.pricer, self.tally, self.accounts.charged)
         self.dispatcher = Dispatcher(
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
