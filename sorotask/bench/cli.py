@@ -36,9 +36,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=d.timeout_s)
     ap.add_argument(
         "--fee-strategy",
-        choices=("stats", "fixed"),
+        choices=("stats", "fixed", "both"),
         default=d.fee_strategy,
-        help="the keepers' fee_strategy (fixed: base_fee 100)",
+        help="the keepers' fee_strategy (fixed: base_fee 100; both: odd shards stats, even "
+        "shards fixed, side by side)",
     )
     ap.add_argument(
         "--competing-fee",
@@ -63,6 +64,8 @@ def main(argv: list[str]) -> int:
     ]
     if not 0.0 <= a.due_fraction <= 1.0:
         problems.append("--due-fraction must be within 0..1")
+    if a.fee_strategy == "both" and a.shards < 2:
+        problems.append("--fee-strategy both needs --shards >= 2")
     if a.competing_fee is not None and a.competing_fee < 100:
         problems.append("--competing-fee must be >= 100")
     if problems:

@@ -23,12 +23,20 @@ class BenchParams:
     poll_interval_s: float = 1.0
     max_concurrent_reads: int = 10
     timeout_s: float = 600.0
-    #: the keepers' ``fee_strategy`` (``stats`` or ``fixed`` at ``base_fee`` 100)
+    #: the keepers' ``fee_strategy`` (``stats`` or ``fixed`` at ``base_fee`` 100); ``both``:
+    #: odd shards ``stats``, even shards ``fixed``, side by side in the one run
     fee_strategy: str = "stats"
     #: competing load's inclusion fee per operation; None: no surge. With it the ledger holds
     #: ``SURGE_CAPACITY`` x the ceiling and the load sends ``SURGE_LOAD`` x the ceiling a
     #: ledger, so demand is above capacity
     competing_fee: int | None = None
+
+
+def strategy_of(p: BenchParams, index: int) -> str:
+    """Shard ``index``'s (0-based) fee strategy."""
+    if p.fee_strategy != "both":
+        return p.fee_strategy
+    return "stats" if index % 2 == 0 else "fixed"
 
 
 #: a surge's ledger capacity and competing load, in multiples of the execution ceiling

@@ -12,11 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from sorotask.bench.figures import execution_figures, result_figures
-from sorotask.bench.params import SURGE_CAPACITY, SURGE_LOAD, BenchParams, seed_calls
+from sorotask.bench.params import (
+    SURGE_CAPACITY,
+    SURGE_LOAD,
+    BenchParams,
+    seed_calls,
+    strategy_of,
+)
 from sorotask.toolkit import (
     StatusWatcher,
     network_section,
     provision_split_secrets,
+    secret_files,
     seed_tasks,
     split_section,
     start_supervisor,
@@ -63,6 +70,29 @@ def measure_seed_design(dn: Any, p: BenchParams) -> dict[str, Any]:
 
 
 def bench_config(p: BenchParams, info: Any, tmp: Path, secrets_dir: Path) -> dict[str, Any]:
+    doc = _bench_config(p, info, tmp, secrets_dir)
+    if p.fee_strategy == "both":  # the split's shards listed, each with its own strategy
+        del doc["split"], doc["worker"]["fee_strategy"]
+        doc["shards"] = [
+            _shard(p, i, secrets_dir, {"fee_strategy": strategy_of(p, i)}) for i in range(p.shards)
+        ]
+    return doc
+
+
+def _shard(p: BenchParams, i: int, secrets_dir: Path, worker: dict[str, Any]) -> dict[str, Any]:
+    keeper, channels = secret_files(secrets_dir, i + 1, p.source_accounts - 1)
+    shard: dict[str, Any] = {
+        "name": f"shard-{i + 1}",
+        "range": [1 + i * p.tasks // p.shards, (i + 1) * p.tasks // p.shards],
+        "secret_file": str(keeper),
+        "worker": worker,
+    }
+    if channels:
+        shard["channels"] = [{"secret_file": str(c)} for c in channels]
+    return shard
+
+
+def _bench_config(p: BenchParams, info: Any, tmp: Path, secrets_dir: Path) -> dict[str, Any]:
     return {
         "network": network_section(info),
         "worker": {
@@ -136,7 +166,7 @@ def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
     then one round after every task entry changed."""
     out_path = tmp / "supervisor.out"
     with temporary_secrets(tmp) as secrets_dir:
-        provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
+        keepers = provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
         cfg = write_yaml(tmp / "bench.yaml", bench_config(p, dn.info, tmp, secrets_dir))
         proc = start_supervisor(cfg, out_path, cwd=tmp)
         watcher: CycleWatcher | None = None
@@ -179,6 +209,7 @@ def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
         "rss": watcher.rss,
         "stats_before": stats_before,
         "stats_after": stats_after,
+        "strategies": {k: strategy_of(p, i) for i, k in enumerate(keepers)},
     }
 
 
@@ -212,7 +243,7 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
         execs = dn.executions()
         ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks)
         if surge is not None:
-            ex.update(surge_figures(execs, ours, ceiling, surge))
+            ex.update(surge_figures(execs, ours, p.source_accounts, surge))
     return result_figures(p, ours, ex, seed, seeding_s)
 
 
@@ -234,20 +265,41 @@ def start_surge(dn: Any, p: BenchParams, ceiling: int) -> dict[str, Any] | None:
 
 
 def surge_figures(
-    execs: list[dict[str, Any]], ours: dict[str, Any], ceiling: int, surge: dict[str, Any]
+    execs: list[dict[str, Any]], ours: dict[str, Any], sources: int, surge: dict[str, Any]
 ) -> dict[str, Any]:
     """Under a surge the utilisation counts every ledger of the measured rounds (a strategy
-    that lands nothing scores 0, not "no figure")."""
+    that lands nothing scores 0, not "no figure"); ``by_strategy`` splits it by the shards'
+    fee strategy (``--fee-strategy both``: side by side in one run)."""
     lo = int(ours["stats_before"]["ledger"])
     hi = int(ours["stats_after"]["ledger"])
-    landed = [e for e in execs if lo < e["ledger"] <= hi and e["effect"] == "executed"]
     ledgers = max(1, hi - lo)
+    strategies: dict[str, str] = ours["strategies"]
+    landed = [
+        e
+        for e in execs
+        if lo < e["ledger"] <= hi and e["effect"] == "executed" and e["keeper"] in strategies
+    ]
     after = ours["stats_after"]["fees"]
     before = ours["stats_before"]["fees"]
     fees = sum(after.values()) - sum(before.values())
+
+    def figures(keepers: int, n: int) -> dict[str, Any]:
+        return {
+            "shards": keepers,
+            "executions_per_ledger": round(n / ledgers, 3),
+            "ceiling_utilisation": round(n / (ledgers * keepers * sources), 3),
+        }
+
+    by_strategy = {
+        name: figures(
+            sum(1 for s in strategies.values() if s == name),
+            sum(1 for e in landed if strategies[e["keeper"]] == name),
+        )
+        for name in sorted(set(strategies.values()))
+    }
     return {
         "surge": {**surge, "measured_ledgers": ledgers},
-        "executions_per_ledger": round(len(landed) / ledgers, 3),
-        "ceiling_utilisation": round(len(landed) / (ledgers * ceiling), 3),
+        **figures(len(strategies), len(landed)),
+        "by_strategy": by_strategy,
         "fee_per_execution_stroops": round(fees / len(landed)) if landed else None,
     }

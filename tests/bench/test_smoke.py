@@ -125,21 +125,22 @@ def _bench_json(*args: str) -> dict:
     return json.loads(res.stdout)
 
 
-def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing() -> None:
-    """``--fee-strategy`` / ``--competing-fee``: the same surge for both strategies."""
-    common = (
-        "--tasks", "400", "--shards", "1", "--source-accounts", "2", "--due-fraction", "0.2",
+def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing_side_by_side() -> None:
+    """``--fee-strategy both --competing-fee F``: a stats shard and a fixed shard under the same
+    surge in one run."""
+    doc = _bench_json(
+        "--tasks", "400", "--shards", "2", "--source-accounts", "1", "--due-fraction", "0.2",
         "--cycles", "8", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
+        "--fee-strategy", "both",
     )  # fmt: skip
-    stats = _bench_json(*common, "--fee-strategy", "stats")
-    fixed = _bench_json(*common, "--fee-strategy", "fixed")
-    for doc, strategy in ((stats, "stats"), (fixed, "fixed")):
-        assert doc["params"]["fee_strategy"] == strategy
-        assert doc["params"]["competing_fee"] == 2000
-        assert (
-            doc["ours"]["surge"]["capacity"] == 4 and doc["ours"]["surge"]["load_per_ledger"] == 8
-        )
-        assert doc["ours"]["wasted_transactions"] == 0
-    assert stats["ours"]["ceiling_utilisation"] >= 0.9
-    assert fixed["ours"]["ceiling_utilisation"] == 0.0
-    assert stats["ours"]["fee_per_execution_stroops"] > 2000
+    assert doc["params"]["fee_strategy"] == "both"
+    assert doc["params"]["competing_fee"] == 2000
+    ours = doc["ours"]
+    assert (ours["surge"]["capacity"], ours["surge"]["load_per_ledger"]) == (4, 8)
+    assert ours["wasted_transactions"] == 0
+    stats, fixed = ours["by_strategy"]["stats"], ours["by_strategy"]["fixed"]
+    assert stats["shards"] == fixed["shards"] == 1
+    assert stats["ceiling_utilisation"] >= 0.9
+    assert fixed["ceiling_utilisation"] == 0.0
+    assert ours["ceiling_utilisation"] == pytest.approx(stats["ceiling_utilisation"] / 2, abs=1e-3)
+    assert ours["fee_per_execution_stroops"] > 2000
