@@ -26,6 +26,7 @@ from shard_worker.keeper import run_keeper
 from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import SecretRef, WorkerSpec
 from sorotask_core.settings import SUPERVISOR, WORKER, Setting
+from sorotask_core.xdr import U64_MASK
 
 __all__ = ["add_arguments", "missing_flags", "parse_range", "run", "spec_from_args"]
 
@@ -43,6 +44,10 @@ def parse_range(text: str) -> tuple[int, int | None]:
         raise argparse.ArgumentTypeError(f"range {text!r} is not FIRST:LAST") from None
     if first < 1 or (last is not None and last < first):
         raise argparse.ArgumentTypeError(f"range {text!r}: need 1 <= FIRST <= LAST")
+    if max(first, last or 0) > U64_MASK:
+        raise argparse.ArgumentTypeError(
+            f"range {text!r}: beyond u64 ({U64_MASK}): task ids are the contract's u64"
+        )
     return first, last
 
 

@@ -20,10 +20,13 @@ from sorotask_core.settings import (
     Key,
     key_names,
 )
+from sorotask_core.xdr import U64_MASK
 from supervisor.config.problems import Collector, FieldPath, is_int, type_name
 from supervisor.config.schema import read_block
 
 NAME_RE = re.compile(f"^{NAME_PATTERN}$")
+#: task ids are the contract's u64: an id above this cannot exist
+TASK_ID_MAX = U64_MASK
 ENV_NAME_RE = re.compile(f"^{ENV_NAME_PATTERN}$")
 
 
@@ -99,6 +102,10 @@ class Entry:
         return v
 
 
+def _beyond_u64(what: str, value: int) -> str:
+    return f"{what} {value} is beyond u64 ({TASK_ID_MAX}): task ids are the contract's u64"
+
+
 def read_range(
     c: Collector, v: Any, path: FieldPath, *, allow_open: bool
 ) -> tuple[int, int | None] | None:
@@ -110,12 +117,18 @@ def read_range(
     if not is_int(first) or first < 1:
         c.error((*path, 0), f"first must be an integer >= 1, got {first!r}")
         ok = False
+    elif first > TASK_ID_MAX:
+        c.error((*path, 0), _beyond_u64("first", first))
+        ok = False
     if last is None:
         if not allow_open:
             c.error((*path, 1), "last must be an integer here (open ranges are not allowed)")
             ok = False
     elif not is_int(last) or last < 1:
         c.error((*path, 1), f"last must be an integer >= 1 or null, got {last!r}")
+        ok = False
+    elif last > TASK_ID_MAX:
+        c.error((*path, 1), _beyond_u64("last", last) + " (null means open-ended)")
         ok = False
     if ok and last is not None and last < first:
         c.error(path, f"last ({last}) is below first ({first})")
@@ -189,6 +202,9 @@ def shard_list(
             t = f.raw("task_ids")
             if not isinstance(t, list) or not all(is_int(x) and x >= 1 for x in t):
                 c.error((*path, "task_ids"), "expected a list of integers >= 1")
+            elif any(x > TASK_ID_MAX for x in t):
+                j = next(j for j, x in enumerate(t) if x > TASK_ID_MAX)
+                c.error((*path, "task_ids", j), _beyond_u64("task id", t[j]))
             else:
                 task_ids = tuple(sorted(set(t)))
         worker = _worker(c, f.raw("worker"), (*path, "worker"), worker_base)

@@ -57,6 +57,18 @@ class TestWorkerCli:
     def test_bad_range_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main([*BASE, "--secret-env", "K", "--range", "9:3"]) == ExitCode.USAGE
 
+    def test_range_beyond_u64_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main([*BASE, "--secret-env", "K", "--range", "1:18446744073709551616"]) == (
+            ExitCode.USAGE
+        )
+        assert "beyond u64 (18446744073709551615)" in capsys.readouterr().err
+        spec = spec_from_args(
+            build_parser().parse_args(
+                [*BASE, "--secret-env", "K", "--range", "1:18446744073709551615"]
+            )
+        )
+        assert spec.range_last == 2**64 - 1
+
     def test_missing_secret_env_exits_with_config_code(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
     ) -> None:
