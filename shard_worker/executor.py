@@ -364,6 +364,7 @@ class Submitter:
         if success:
             c.executed += 1
             c.exec_times.append(time.monotonic() - t0)
+            self.tally.lateness.executed(entry.task_id, res.get("ledger"), c.delays)
             totals["executed"] += 1
             self.events.event(
                 "executed",

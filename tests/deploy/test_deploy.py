@@ -295,6 +295,19 @@ class TestGrafanaDashboard:
         served = self._served_metric_names(tmp_path)
         assert wanted <= served, sorted(wanted - served)
 
+    def test_shows_due_now_the_oldest_overdue_and_the_execution_delay(self) -> None:
+        dash = json.loads((DEPLOY / "grafana" / "sorotask-dashboard.json").read_text())
+        exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+        assert "sorotask_tasks_due_now" in exprs
+        assert "sorotask_oldest_overdue_ledgers" in exprs
+        assert re.search(
+            r"histogram_quantile\(0\.95, sum by \(shard, le\) "
+            r"\(rate\(sorotask_execution_delay_ledgers_bucket",
+            exprs,
+        )
+        ids = [p["id"] for p in dash["panels"]]
+        assert len(ids) == len(set(ids))
+
     @staticmethod
     def _served_metric_names(tmp_path: Path) -> set[str]:
         key = Keypair.random()
@@ -357,6 +370,8 @@ class TestGrafanaDashboard:
                 name = m.group(1)
                 if m.group(2) == "counter" and not name.endswith("_total"):
                     name += "_total"
+                if m.group(2) == "histogram":
+                    names.update(f"{name}_{part}" for part in ("bucket", "sum", "count"))
                 names.add(name)
             return names
         finally:

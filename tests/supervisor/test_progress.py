@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(60)
 KEYS = keypairs(2)
 ENV = {f"KP_{i}": kp.secret for i, kp in enumerate(KEYS)}
 LINE = re.compile(
-    r"progress: (\d+)/(\d+) shards running; cycles (\d+), checked \d+, due \d+, "
+    r"progress: (\d+)/(\d+) shards running; cycles (\d+), checked \d+, due now \d+, "
+    r"oldest overdue \(ledgers\) \d+, "
     r"executed (\d+) \(\+(\d+)\), failed \d+ \(\+\d+\), restarts \d+ \(\+\d+\)"
 )
 
