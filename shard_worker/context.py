@@ -53,6 +53,9 @@ class Counters:
     exec_times: list[float] = field(default_factory=list)
     #: the ``execution_delay_ledgers`` histogram of the executions since
     delays: dict[str, Any] = field(default_factory=dict)
+    #: a dry run: tasks it would have executed (first time each), and their fees
+    would_execute: int = 0
+    dry_run_fees: int = 0
 
 
 class Tally:

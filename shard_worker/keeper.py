@@ -196,6 +196,8 @@ class Keeper:
         final["journal_left"] = len(self.journal)
         final["rpc_calls"] = self.rpc.total_calls
         final["rpc_errors"] = self.rpc.total_errors
+        if self.executor.dry_run is not None:
+            final.update(self.executor.dry_run.final())
         return final
 
     async def loop(self) -> None:
@@ -260,6 +262,8 @@ class Keeper:
         stats.fees_spent = c.fees
         stats.mean_execution_s = sum(c.exec_times) / len(c.exec_times) if c.exec_times else 0.0
         stats.execution_delay_ledgers = c.delays
+        stats.would_execute = c.would_execute
+        stats.dry_run_fees = c.dry_run_fees
         stats.due_now = self.tally.lateness.due_now
         stats.oldest_overdue_ledgers = self.tally.lateness.oldest_overdue_ledgers
         stats.in_flight = len(self.holds.in_flight)

@@ -78,7 +78,7 @@ class LoggingReporter:
             self.log.info(format_cycle(stats))
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
-        level = "INFO" if kind in ("executed", "not_sent") else "WARNING"
+        level = "INFO" if kind in ("executed", "not_sent", "would_execute") else "WARNING"
         if kind == "not_sent":
             level = "DEBUG"
         self.log.log(level, "{}", format_event(kind, data))

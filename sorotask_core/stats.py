@@ -78,6 +78,8 @@ class StatField:
     nullable: bool = False
     #: the default when not ``required``
     default: Any = UNSET
+    #: in the log line only when not zero
+    quiet: bool = False
     #: a histogram's bucket upper bounds, ascending
     buckets: tuple[float, ...] = ()
     #: how shards combine in the overall total and the summary: summed, or the largest
@@ -179,6 +181,11 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        default=True),
     _f("tx_errors", CYCLE, int,
        "Transactions rejected by sendTransaction (ERROR) or expired unapplied"),
+    _f("would_execute", COUNTER, int,
+       "Due tasks a dry run would have executed (simulated, never signed or sent)",
+       metric="dry_run_would_execute", log="would execute", quiet=True),
+    _f("dry_run_fees", COUNTER, int, "Fees the dry run's would-be executions would offer",
+       metric="dry_run_fees_stroops", log="would cost", quiet=True),
     _f("execution_delay_ledgers", HISTOGRAM, int,
        "Ledgers from a task becoming due to its successful execution", label="le",
        buckets=(0, 1, 2, 3, 5, 10, 20, 50)),
@@ -256,7 +263,10 @@ def format_cycle(stats: Any) -> str:
         + ", ".join(
             f"{f.log} {getattr(stats, f.name)}"
             for f in CYCLE_FIELDS
-            if f.log and not f.labelled and not f.nullable
+            if f.log
+            and not f.labelled
+            and not f.nullable
+            and not (f.quiet and not getattr(stats, f.name))
         )
     )
     parts = [head]

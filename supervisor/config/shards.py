@@ -20,6 +20,7 @@ from sorotask_core.settings import (
     Key,
     key_names,
 )
+from sorotask_core.strkey import VERSION_ACCOUNT, is_valid_strkey
 from sorotask_core.xdr import U64_MASK
 from supervisor.config.problems import Collector, FieldPath, is_int, type_name
 from supervisor.config.schema import read_block
@@ -43,6 +44,8 @@ class ShardDraft:
     channels: list[tuple[SecretRef, FieldPath]]
     task_ids: tuple[int, ...] | None
     worker: dict[str, Any]
+    #: the keeper's public key, if given (enough for a dry run)
+    public_key: str | None = None
 
 
 class Entry:
@@ -136,14 +139,18 @@ def read_range(
     return (first, last) if ok else None
 
 
-def _secret_ref(c: Collector, f: Entry, path: FieldPath, base_dir: Path) -> SecretRef | None:
+def _secret_ref(
+    c: Collector, f: Entry, path: FieldPath, base_dir: Path, *, optional: bool = False
+) -> SecretRef | None:
+    """The entry's secret reference; ``optional``: none given is no error (a public key is)."""
     env = f.raw("secret_env") if f.has("secret_env") else None
     file = f.raw("secret_file") if f.has("secret_file") else None
     if env is not None and file is not None:
         c.error((*path, "secret_env"), "give exactly one of secret_env or secret_file, not both")
         return None
     if env is None and file is None:
-        c.error(path, "missing secret_env or secret_file")
+        if not optional:
+            c.error(path, "missing secret_env or secret_file")
         return None
     if env is not None:
         if not isinstance(env, str) or not ENV_NAME_RE.match(env):
@@ -185,7 +192,8 @@ def shard_list(
             c.error((*path, "range"), "required")
         else:
             rng = read_range(c, f.raw("range"), (*path, "range"), allow_open=True)
-        secret = _secret_ref(c, f, path, base_dir)
+        public_key = _public_key(c, f, path)
+        secret = _secret_ref(c, f, path, base_dir, optional=public_key is not None)
         channels: list[tuple[SecretRef, FieldPath]] = []
         if f.has("channels"):
             ch = f.raw("channels")
@@ -212,9 +220,35 @@ def shard_list(
             continue
         secret_path = (*path, secret_key(secret)) if secret else path
         drafts.append(
-            ShardDraft(name, path, rng[0], rng[1], secret, secret_path, channels, task_ids, worker)
+            ShardDraft(
+                name,
+                path,
+                rng[0],
+                rng[1],
+                secret,
+                secret_path,
+                channels,
+                task_ids,
+                worker,
+                public_key,
+            )
         )
     return drafts
+
+
+def _public_key(c: Collector, f: Entry, path: FieldPath) -> str | None:
+    if not f.has("public_key"):
+        return None
+    value = f.raw("public_key")
+    if not isinstance(value, str) or not is_valid_strkey(VERSION_ACCOUNT, value.strip()):
+        hint = (
+            ": that is a secret seed, never put one in the config"
+            if isinstance(value, str) and value.strip().startswith("S")
+            else ""
+        )
+        c.error((*path, "public_key"), f"not a valid Stellar public key (G...){hint}")
+        return None
+    return value.strip()
 
 
 def _pattern(c: Collector, f: Entry, key: str, path: FieldPath, **values: Any) -> str | None:
