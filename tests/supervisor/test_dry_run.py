@@ -4,8 +4,13 @@ never signs or sends; says what it would execute and at what fee; needs only pub
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +22,14 @@ from shard_worker.dryrun import WatchOnly
 from shard_worker.errors import FatalConfigError
 from shard_worker.spec import SecretRef, WorkerSpec
 from supervisor.config import ConfigError, load_config
-from tests.support.supervisor import CONTRACT, PASSPHRASE, Supervisor, base_config, write_yaml
+from tests.support.supervisor import (
+    CONTRACT,
+    PASSPHRASE,
+    ROOT,
+    Supervisor,
+    base_config,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -201,3 +213,61 @@ class TestOnTheDevnet:
             assert re.search(rf"would_execute task_id={task_id} fee={listed[task_id]} ", log)
         assert "would execute 4" in log  # the cycle line
         assert "DRY RUN" in (tmp_path / "logs" / "supervisor.log").read_text()
+
+    def test_the_foreground_worker_dry_runs_from_a_public_key(
+        self, devnet: DevnetProcess, tmp_path: Path
+    ) -> None:
+        keeper = Keypair.random()
+        devnet.rpc("devnet_fund", {"addresses": [keeper.public_key]})
+        first, last = devnet.seed_tasks(count=2, interval=60)
+        ids = list(range(first, last + 1))
+        before = devnet.stats()
+        argv = [
+            sys.executable,
+            "-m",
+            "sorotask.cli",
+            "worker",
+            "--rpc-url",
+            devnet.info.rpc_url,
+            "--network-passphrase",
+            devnet.info.network_passphrase,
+            "--contract-id",
+            devnet.info.contract_id,
+            "--public-key",
+            keeper.public_key,
+            "--dry-run",
+            "--range",
+            f"{first}:{last}",
+            "--poll-interval",
+            "0.2",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
+        err = tmp_path / "worker.stderr"
+        with err.open("wb") as fh:
+            proc = subprocess.Popen(
+                argv,
+                stderr=fh,
+                stdout=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and proc.poll() is None:
+                    if err.read_text().count("would_execute task_id=") >= len(ids):
+                        break
+                    time.sleep(0.2)
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(20) == 0, err.read_text()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        text = err.read_text()
+        for task_id in ids:
+            assert re.search(rf"would_execute task_id={task_id} fee=\d+ ", text), text
+        after = devnet.stats()
+        assert devnet.executions(ids) == []
+        assert after["calls"].get("sendTransaction", 0) == before["calls"].get("sendTransaction", 0)
+        assert after["tx_applied"] == before["tx_applied"]
