@@ -28,6 +28,7 @@ from tests.support.supervisor import (
     ROOT,
     Supervisor,
     base_config,
+    wait_for,
     write_yaml,
 )
 
@@ -179,6 +180,26 @@ class TestOnTheDevnet:
             cfg, {}, extra_args=["--dry-run", "--duration", "6", "--summary-json", str(summary)]
         )
         try:
+            sv.wait_url()
+
+            def late() -> dict[str, int] | None:
+                t = sv.shard("dry")["totals"]
+                return t if t["oldest_overdue_ledgers"] >= 2 and t["due"] > 4 else None
+
+            # nothing executes in a dry run: the 4 due tasks stay due and grow older, while
+            # the per-cycle due count summed over cycles says ever more
+            totals = wait_for(late, 20, interval=0.2, what="the due tasks to grow overdue")
+            assert totals["due_now"] == 4 and totals["executed"] == 0
+            table = subprocess.run(
+                [sys.executable, "-m", "sorotask.cli", "status", "--url", str(sv.url)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            header, row = table.stdout.splitlines()[1:3]
+            cols = dict(zip(header.split(), row.split(), strict=False))
+            assert cols["due_now"] == "4" and int(cols["overdue_ledgers"]) >= 2, table.stdout
             assert sv.wait(60) == 0, sv.stderr()
         finally:
             sv.kill_tree()
