@@ -87,4 +87,6 @@ class LoggingReporter:
         self.log.error("fatal configuration error (exit {}): {}", code, message)
 
     def goodbye(self, final: dict[str, Any]) -> None:
-        self.log.info("keeper stopped: {}", format_event("", final).lstrip())
+        # the would-execute list of a dry run: one would_execute line each already
+        shown = {k: v for k, v in final.items() if k != "would_execute"}
+        self.log.info("keeper stopped: {}", format_event("", shown).lstrip())

@@ -46,7 +46,9 @@ class TestLoggingReporter:
         rep = LoggingReporter("s1")
         rep.event("executed", {"task_id": 172, "fee": 100, "tx_hash": "ff00"})
         rep.goodbye({"cycles": 3, "executed": 1})
+        rep.goodbye({"cycles": 2, "would_execute_count": 2, "would_execute": [[4, 100], [5, 9]]})
         assert captured == [
             "executed task_id=172 fee=100 tx=ff00",
             "keeper stopped: cycles=3 executed=1",
+            "keeper stopped: cycles=2 would_execute_count=2",
         ]
