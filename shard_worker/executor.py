@@ -136,7 +136,7 @@ class Executor:
         if sim is None:
             return
         if self.dry_run is not None:  # a real run would send this: report it, send nothing
-            fee = spec.base_fee + sim.min_resource_fee
+            fee = self.pricer.verdict(task_id, sim.min_resource_fee).total
             self.dry_run.would_execute(task_id, fee, sim.min_resource_fee, latest.sequence)
             return
         if not acc.is_keeper:
