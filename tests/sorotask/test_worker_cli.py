@@ -40,6 +40,8 @@ class TestFlagsFromTheDeclarations:
             "--tx-timeout",
             "--stop-grace",
             "--base-fee",
+            "--fee-strategy",
+            "--fee-max-inclusion",
             "--state-dir",
             "--http-client",
         }
