@@ -154,6 +154,10 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        default=True),
     _f("tx_errors", CYCLE, int,
        "Transactions rejected by sendTransaction (ERROR) or expired unapplied"),
+    _f("events_seen", COUNTER, int, "Contract events (register, deposit, withdraw) followed"),
+    _f("rescans", COUNTER, int, "Full re-reads of every task entry (start, lost events position)"),
+    _f("sweep_reads", COUNTER, int, "Task entries re-read by the background sweep"),
+    _f("budget_waits", COUNTER, int, "RPC requests that waited for the max_requests_per_s budget"),
 )
 # fmt: on
 
