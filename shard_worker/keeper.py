@@ -277,6 +277,7 @@ class Keeper:
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
         if isinstance(self.rpc, BudgetedRpcClient):
             stats.budget_waits = self.rpc.drain_waits()
+            stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors
 
     async def _cycle(self, stats: CycleStats) -> None:

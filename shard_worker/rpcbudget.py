@@ -41,6 +41,8 @@ class BudgetedRpcClient(RpcClient):
         self.budget = budget
         #: attempts that had to wait for a token (since the last :meth:`drain_waits`)
         self.waits = 0
+        #: bytes of answers received by method (since the last :meth:`drain_bytes`)
+        self.bytes_in: dict[str, int] = {}
 
     async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
         level = _PRIORITY.get()
@@ -48,6 +50,15 @@ class BudgetedRpcClient(RpcClient):
             self.waits += 1
             await self.budget.acquire(level)
         return await super()._attempt(method, body, req_id, timeout_s)
+
+    def _parse(self, method: str, status: int, content: bytes, req_id: int) -> Any:
+        self.bytes_in[method] = self.bytes_in.get(method, 0) + len(content)
+        return super()._parse(method, status, content, req_id)
+
+    def drain_bytes(self) -> dict[str, int]:
+        """Answer bytes received by method since the last call; resets."""
+        n, self.bytes_in = self.bytes_in, {}
+        return n
 
     def drain_waits(self) -> int:
         """Attempts that waited for a token since the last call; resets."""
