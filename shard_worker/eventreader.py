@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shard_worker.budget import DUE, LEDGER, RESCAN, SWEEP
@@ -40,10 +40,9 @@ from shard_worker.rpc import RpcClient, expect_dict, expect_list
 from shard_worker.rpcbudget import priority
 from shard_worker.spec import CycleStats, WorkerSpec
 from shard_worker.sweep import SweepPlan
-from shard_worker.taskstate import TaskState, entry_hash
+from shard_worker.taskstate import TaskState
+from shard_worker.tasktable import TaskTable
 from sorotask_core import contract
-from sorotask_core.contract import decode_counter_entry, decode_task_entry_b64
-from sorotask_core.xdr import DecodeError
 
 __all__ = ["SAVE_EVERY_S", "EventReader"]
 
@@ -80,19 +79,36 @@ class EventReader:
         self.clock = clock
         self.first = max(1, spec.range_first)
         self.only = frozenset(spec.task_ids) if spec.task_ids is not None else None
-        self.state = TaskState(self.first)
-        self.index = DueIndex(self.first)
+        self._counter_key = contract.counter_key_b64(spec.contract_id)
+        self.table = TaskTable(
+            self.first,
+            task_keys=self.task_keys,
+            keeper_address=reader.keeper_address,
+            holds=holds,
+            execute_archived=spec.execute_archived,
+            counter_key=self._counter_key,
+            report=reader._read_error_event,
+        )
         self.sync = EventSync(spec.contract_id, rescan_after_failures=RESCAN_AFTER_FAILURES)
         self.sweep = SweepPlan(spec.sweep_every_ledgers, batch=MAX_KEYS_PER_CALL)
         self.pacer = LedgerPacer(min(1.0, spec.poll_interval_s))
         self.store = CursorStore(spec.state_dir, spec.name)
-        self._counter_key = contract.counter_key_b64(spec.contract_id)
         self.counter = 0
         #: ids named by events whose re-read failed: read again next ledger
         self.pending: set[int] = set()
         self.last: Latest | None = None
         self._saved_at = 0.0
         self._resumed = False
+
+    @property
+    def state(self) -> TaskState:
+        """The compact per-task state (replaced by a full re-read)."""
+        return self.table.state
+
+    @property
+    def index(self) -> DueIndex:
+        """The due index (replaced by a full re-read)."""
+        return self.table.index
 
     # ------------------------------------------------------------------ ids
 
@@ -116,8 +132,7 @@ class EventReader:
             return []
         old, self.counter = self.counter, counter
         ids = self.ids()
-        self.state.ensure(max(self.first - 1, ids[-1] if len(ids) else self.first - 1))
-        self.index.ensure(self.state.last)
+        self.table.ensure(max(self.first - 1, ids[-1] if len(ids) else self.first - 1))
         self.sweep.set_count(len(ids))
         return [i for i in ids if i > old]
 
@@ -139,11 +154,7 @@ class EventReader:
         if state.first != self.first:
             self.sync.rescan_reason = "saved task state is for another id range"
             return
-        self.state = state
-        self.index = DueIndex(self.first, len(state))
-        for task_id in range(state.first, state.last + 1):
-            if state.indexable(task_id):
-                self.index.set(task_id, state.due(task_id))
+        self.table.load(state)
         # the RPC's range is checked by the first getEvents call (-32600 below its oldest)
         self.sync.resume(saved.position, oldest_ledger=1, latest_ledger=saved.position.ledger)
         with priority(LEDGER):
@@ -162,7 +173,7 @@ class EventReader:
         if pos is None or self.pending or self.spec.state_dir is None:
             return
         try:
-            self.store.save(self.spec.contract_id, pos, self.state.dump())
+            self.store.save(self.spec.contract_id, pos, self.table.state.dump())
             self._saved_at = time.monotonic()
         except OSError as exc:
             self.log.warning("could not save the events position: {}", exc)
@@ -211,8 +222,7 @@ class EventReader:
             counter = await self.reader.read_counter()
         self.counter = 0
         self.pending.clear()
-        self.state = TaskState(self.first)
-        self.index = DueIndex(self.first)
+        self.table.reset()
         self._set_counter(counter)
         ids = self.ids()
         first = reason is None or reason.startswith(_FIRST_START)
@@ -303,7 +313,7 @@ class EventReader:
         todo = named | self.pending
         self.pending = set()
         held: list[int] = []
-        for task_id in self.index.pop_due(latest.close_time):
+        for task_id in self.table.index.pop_due(latest.close_time):
             reason = self.holds.reason(task_id, seq)
             if reason is None or task_id in todo:
                 todo.add(task_id)
@@ -312,7 +322,7 @@ class EventReader:
                 rp.checked += 1
                 rp.skip(reason)
         for task_id in held:  # looked at again next ledger
-            self.index.set(task_id, self.state.due(task_id))
+            self.table.reindex(task_id)
         if todo:
             new = await self._read(sorted(todo), latest, rp, DUE, counter=True)
             if new:
@@ -374,7 +384,9 @@ class EventReader:
                     ok = False
                     self._failed(chunk, rp, str(exc))
                     return
-            new.extend(self._apply(entries, chunk, latest, rp))
+            counter = self.table.apply(entries, chunk, latest, rp)
+            if counter is not None:
+                new.extend(self._set_counter(counter))
 
         step = MAX_KEYS_PER_CALL - (1 if counter else 0)
         chunks = [ids[i : i + step] for i in range(0, len(ids), step)]
@@ -382,88 +394,6 @@ class EventReader:
         return new if ok else None
 
     def _failed(self, chunk: Sequence[int], rp: ReadPass, error: str) -> None:
-        rp.read_errors += len(chunk)
-        rp.checked += len(chunk)
-        rp.skip("read_error", len(chunk))
         self.reader._read_error_event(rp, list(chunk), error)
-        for task_id in chunk:
-            if self.state.known(task_id) and self.state.indexable(task_id):
-                self.index.set(task_id, self.state.due(task_id))
-            self.pending.add(task_id)
-
-    def _apply(
-        self, entries: Iterable[Any], chunk: Sequence[int], latest: Latest, rp: ReadPass
-    ) -> list[int]:
-        """Place each answered entry; ids asked but not answered are missing."""
-        state, task_id_of = self.state, self.task_keys.task_id
-        asked = set(chunk)
-        seen: set[int] = set()
-        new: list[int] = []
-        for e in entries:
-            key = e.get("key") if isinstance(e, dict) else None
-            xdr = e.get("xdr") if isinstance(e, dict) else None
-            if key == self._counter_key and isinstance(xdr, str):
-                try:
-                    new = self._set_counter(decode_counter_entry(xdr))
-                except DecodeError:
-                    rp.read_errors += 1
-                continue
-            task_id = task_id_of(key) if isinstance(key, str) else None
-            if task_id is None or task_id not in asked or not isinstance(xdr, str):
-                rp.read_errors += 1
-                rp.skip("read_error")
-                continue
-            seen.add(task_id)
-            live = e.get("liveUntilLedgerSeq")
-            live = live if type(live) is int else None
-            h = entry_hash(xdr)
-            if state.same_entry(task_id, h):
-                if live is not None:
-                    state.set_live_until(task_id, live)
-            else:
-                try:
-                    info = decode_task_entry_b64(xdr)
-                except (DecodeError, TypeError) as exc:
-                    state.record_error(task_id)
-                    self.index.discard(task_id)
-                    rp.checked += 1
-                    rp.read_errors += 1
-                    rp.skip("read_error")
-                    self.reader._read_error_event(rp, [task_id], f"undecodable entry: {exc}")
-                    continue
-                rp.decoded += 1
-                state.record_info(
-                    task_id, info, self.reader.keeper_address, live_until=live, entry_hash=h
-                )
-                self.holds.changed(task_id)
-            self._place(task_id, latest, rp)
-        for task_id in asked - seen:
-            state.record_missing(task_id)
-            self.index.discard(task_id)
-            rp.checked += 1
-            rp.skip("missing")
-        return new
-
-    def _place(self, task_id: int, latest: Latest, rp: ReadPass) -> None:
-        """Classify one freshly read task; keep it indexed at its due time when it may become
-        (or stay) executable by this keeper."""
-        state = self.state
-        rp.checked += 1
-        reason = state.skip_reason(
-            task_id,
-            latest.close_time,
-            latest.sequence,
-            execute_archived=self.spec.execute_archived,
-        )
-        if reason == "archived" or (reason is None and state.live_until(task_id) < latest.sequence):
-            rp.archived += 1
-        if reason is None:
-            reason = self.holds.reason(task_id, latest.sequence)
-            if reason is None:
-                rp.due.append((state.due(task_id), task_id))
-        if state.indexable(task_id):
-            self.index.set(task_id, state.due(task_id))
-        else:
-            self.index.discard(task_id)
-        if reason is not None:
-            rp.skip(reason)
+        self.table.failed(chunk, rp)
+        self.pending.update(chunk)

@@ -4,6 +4,10 @@ Entry point for the supervisor and the foreground command::
 
     exit_code = await run_keeper(spec, reporter, stop)
 
+In ``read_mode: events`` (the default) a cycle is :meth:`shard_worker.eventreader.EventReader.cycle`
+(events since the last ledger, re-reads of what they name and of what is due, a sweep slice),
+paced around the next ledger's expected close. In ``ledger_entries`` and ``simulate`` mode:
+
 Cycle (every ``poll_interval_s``; a cycle whose ledger has not advanced does no reads, since
 nothing on chain can have changed):
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sorotask.bench.figures import execution_figures, mode_figures
 from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls
-from sorotask.bench.steady import ChangeLoad, change_latency, totals
+from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals
 from sorotask.toolkit import (
     StatusWatcher,
     network_section,
@@ -186,24 +186,9 @@ def run_ours(
             if change is not None:
                 change.stop()
             measured = {n: s.read[warmup : warmup + p.cycles] for n, s in watcher.shards.items()}
-            ledgers = max(1, ledger_after - ledger_before)
-            steady = {
-                "ledgers": ledgers,
-                "requests_per_ledger": round(
-                    (totals_after["requests"] - totals_before["requests"]) / ledgers, 2
-                ),
-                "bytes_per_ledger": round(
-                    (totals_after["bytes"] - totals_before["bytes"]) / ledgers
-                ),
-                "read_requests_per_ledger": round(
-                    (totals_after["read_requests"] - totals_before["read_requests"]) / ledgers, 2
-                ),
-                "read_bytes_per_ledger": round(
-                    (totals_after["read_bytes"] - totals_before["read_bytes"]) / ledgers
-                ),
-                "changes_sent": change.sent if change is not None else 0,
-                "change_ledgers": change.ledgers if change is not None else 0,
-            }
+            steady = per_ledger(totals_before, totals_after, ledger_after - ledger_before)
+            steady["changes_sent"] = change.sent if change is not None else 0
+            steady["change_ledgers"] = change.ledgers if change is not None else 0
             changed: dict[str, Any] = {}
             if read_mode != "events":
                 # one cycle in which every entry changed

@@ -22,27 +22,48 @@ import httpx
 
 from shard_worker.eventwire import decode_u64_topic, symbol_topic_b64
 
-__all__ = ["ChangeLoad", "change_latency", "totals"]
+__all__ = ["ChangeLoad", "change_latency", "per_ledger", "totals"]
 
 
-#: the RPC methods that read (the rest execute: simulate, send, confirm, accounts)
-READ_METHODS = frozenset({"getEvents", "getLedgerEntries", "getLatestLedger"})
+#: the RPC methods that read task state (getLatestLedger is also the executor's time bound for
+#: each transaction, so it is reported apart, in ``by_method_per_ledger``)
+READ_METHODS = frozenset({"getEvents", "getLedgerEntries"})
 
 
 def totals(doc: dict[str, Any] | None) -> dict[str, int]:
     """Requests and answer bytes every shard has sent and received so far: all of them, and
     the reads alone."""
-    out = {"requests": 0, "bytes": 0, "read_requests": 0, "read_bytes": 0}
+    out: dict[str, Any] = {"requests": 0, "bytes": 0, "read_requests": 0, "read_bytes": 0}
+    by_method: dict[str, list[int]] = {}
     for s in (doc or {}).get("shards", []):
         t = s.get("totals") or {}
         for method, n in (t.get("rpc_calls") or {}).items():
             out["requests"] += n
+            by_method.setdefault(method, [0, 0])[0] += n
             if method in READ_METHODS:
                 out["read_requests"] += n
         for method, n in (t.get("rpc_bytes") or {}).items():
             out["bytes"] += n
+            by_method.setdefault(method, [0, 0])[1] += n
             if method in READ_METHODS:
                 out["read_bytes"] += n
+    out["by_method"] = by_method
+    return out
+
+
+def per_ledger(before: dict[str, Any], after: dict[str, Any], ledgers: int) -> dict[str, Any]:
+    """Requests and bytes a ledger between two :func:`totals` (all, reads, and by method)."""
+    n = max(1, ledgers)
+    out: dict[str, Any] = {"ledgers": n}
+    for key in ("requests", "bytes", "read_requests", "read_bytes"):
+        out[f"{key}_per_ledger"] = round((after[key] - before[key]) / n, 2)
+    out["by_method_per_ledger"] = {
+        m: {
+            "requests": round((v[0] - before["by_method"].get(m, [0, 0])[0]) / n, 2),
+            "bytes": round((v[1] - before["by_method"].get(m, [0, 0])[1]) / n),
+        }
+        for m, v in sorted(after["by_method"].items())
+    }
     return out
 
 
