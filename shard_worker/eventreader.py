@@ -288,9 +288,9 @@ class EventReader:
         if close_time <= 0:  # an RPC without it: one getLatestLedger
             return await self._latest_fallback()
         latest = Latest(sequence, close_time)
-        if latest.older_than(self.clock.newest):
+        if self.clock.is_stale(latest):  # a lagging node (counted): nothing newer
             assert self.clock.newest is not None
-            return self.clock.newest  # a lagging node: nothing newer than what we know
+            return self.clock.newest
         self.clock.newest = latest
         return latest
 
