@@ -65,11 +65,16 @@ def report() -> dict:
             "2",
             "--timeout",
             "120",
+            # ledger_entries first: it is ``ours`` (every task read each round, as below)
+            "--read-mode",
+            "ledger_entries,events",
+            "--change-fraction",
+            "0.002",
             "--json",
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=400,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
@@ -114,6 +119,26 @@ class TestBenchJson:
         assert all(v > 10 * 2**20 for v in report["ours"]["rss_bytes_per_worker"].values())
 
 
+class TestReadModes:
+    def test_both_modes_ran_under_the_changing_load(self, report: dict) -> None:
+        assert report["params"]["read_modes"] == ["ledger_entries", "events"]
+        assert set(report["modes"]) == {"ledger_entries", "events"}
+        for mode in report["modes"].values():
+            assert set(mode) >= OURS_KEYS | {"initial_sync_s", "change_to_action_ledgers"}
+            assert mode["initial_sync_s"] > 0
+            assert mode["steady_state"]["changes_sent"] > 0
+            assert mode["wasted_transactions"] == 0
+
+    def test_events_mode_reads_far_less_per_ledger(self, report: dict) -> None:
+        ev = report["modes"]["events"]["steady_state"]
+        le = report["modes"]["ledger_entries"]["steady_state"]
+        # ledger_entries reads all 3000 entries (15 calls) a ledger; events a handful
+        assert le["read_requests_per_ledger"] >= 15
+        assert ev["read_requests_per_ledger"] < le["read_requests_per_ledger"] / 2
+        assert ev["read_bytes_per_ledger"] * 10 < le["read_bytes_per_ledger"]
+        assert report["events_vs_ledger_entries"]["read_bytes"] > 10
+
+
 def _bench_json(*args: str) -> dict:
     res = subprocess.run(
         [sys.executable, "-m", "sorotask.cli", "bench", "--json", *args],
@@ -130,8 +155,8 @@ def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing_side_by_side() ->
     surge in one run."""
     doc = _bench_json(
         "--tasks", "400", "--shards", "2", "--source-accounts", "1", "--due-fraction", "0.2",
-        "--cycles", "8", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
-        "--fee-strategy", "both",
+        "--cycles", "15", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
+        "--fee-strategy", "both", "--skip-seed",
     )  # fmt: skip
     assert doc["params"]["fee_strategy"] == "both"
     assert doc["params"]["competing_fee"] == 2000

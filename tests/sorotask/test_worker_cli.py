@@ -44,6 +44,8 @@ class TestFlagsFromTheDeclarations:
             "--fee-max-inclusion",
             "--state-dir",
             "--http-client",
+            "--sweep-every-ledgers",
+            "--max-requests-per-s",
         }
         assert {s.flag for s in FLAGGED} <= flags
 
