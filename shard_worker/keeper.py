@@ -318,8 +318,19 @@ class Keeper:
             stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors
 
+    async def _fees_and_balances(self, ledger: int) -> None:
+        """Read again what is due of the source accounts' balances and the fee statistics,
+        before any execution of the cycle is priced."""
+        try:
+            await self.accounts.refresh_balances(ledger)
+        except RpcError as exc:  # the next ledger tries again; the reads go on
+            self.log.warning("source account balances not read: {}", exc)
+        await self.pricer.refresh(ledger)
+
     async def _cycle(self, stats: CycleStats) -> None:
         if self.event_reader is not None:
+            newest = self.clock.newest or await self.clock.latest()
+            await self._fees_and_balances(newest.sequence)
             found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
             if read_at is not None:
                 self._note_due(read_at, found.due)
@@ -350,11 +361,7 @@ class Keeper:
             stats.new_ledger = False
             stats.cycle_error = f"ledger went backwards ({newest} -> {latest.sequence})"
             return
-        try:
-            await self.accounts.refresh_balances(latest.sequence)
-        except RpcError as exc:  # the next ledger tries again; the reads go on
-            self.log.warning("source account balances not read: {}", exc)
-        await self.pricer.refresh(latest.sequence)
+        await self._fees_and_balances(latest.sequence)
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)
