@@ -42,6 +42,7 @@ class TestFlagsFromTheDeclarations:
             "--base-fee",
             "--state-dir",
             "--http-client",
+            "--max-lag-ledgers",
         }
         assert {s.flag for s in FLAGGED} <= flags
 

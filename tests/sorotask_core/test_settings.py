@@ -122,6 +122,7 @@ class TestBuiltFromTheDeclarations:
             "range_last",
             "task_ids",
             "channel_secrets",
+            "rpc_endpoints",
         }
         names = {f.name for f in dataclasses.fields(WorkerSpec)}
         assert names - shard == {x.name for x in s.WORKER}
