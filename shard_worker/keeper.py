@@ -47,6 +47,7 @@ from shard_worker.ledger import LedgerClock
 from shard_worker.preflight import preflight
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
+from shard_worker.rpc_pool import PooledRpc, make_rpc
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
 
@@ -103,16 +104,20 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         keeper_key.public_key,
         [a.public_key for a in sources if not a.is_keeper],
     )
-    rpc = RpcClient(
-        spec.rpc_url,
-        timeout_s=spec.rpc_timeout_s,
-        transport=spec.http_client,
-        # httpcore scans every pooled connection per request: keep the pool just big enough
-        max_connections=spec.max_concurrent_reads + 2 * len(sources) + 2,
-    )
+    try:
+        rpc = make_rpc(
+            spec,
+            # httpcore scans every pooled connection per request: keep the pool just big enough
+            max_connections=spec.max_concurrent_reads + 2 * len(sources) + 2,
+            log=events.log,
+        )
+    except (FatalConfigError, ValueError) as exc:  # an endpoint's header variable, say
+        return _fatal(events, str(exc))
     try:
         keeper = Keeper(spec, events, stop, rpc, Identity.of(spec, keeper_key), sources, journal)
         try:
+            if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
+                await rpc.check_networks()
             ready = await preflight(rpc, spec, keeper.accounts, events, stop, events.log)
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
@@ -134,7 +139,7 @@ class Keeper:
         spec: WorkerSpec,
         events: Events,
         stop: asyncio.Event,
-        rpc: RpcClient,
+        rpc: RpcClient | PooledRpc,
         identity: Identity,
         sources: list[SourceAccount],
         journal: Journal,
@@ -187,6 +192,7 @@ class Keeper:
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
         self._cycle_no = 0
+        self._endpoints_sent_at = 0.0
 
     def final(self) -> dict[str, Any]:
         """The ``goodbye`` totals."""
@@ -204,12 +210,24 @@ class Keeper:
         while not self.stop.is_set():
             stats = await self.run_cycle()
             self.events.safe(self.events.reporter.cycle, stats)
+            self.report_endpoints()
             next_start += interval
             now = time.monotonic()
             if next_start < now:
                 next_start = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), next_start - now)
+
+    def report_endpoints(self, every_s: float = 1.0) -> None:
+        """Each endpoint's figures to the reporter (at most every ``every_s``), when the shard
+        has several endpoints and the reporter takes them."""
+        send = getattr(self.events.reporter, "endpoints", None)
+        if not isinstance(self.rpc, PooledRpc) or send is None:
+            return
+        now = time.monotonic()
+        if now - self._endpoints_sent_at >= every_s:
+            self._endpoints_sent_at = now
+            self.events.safe(send, self.rpc.status())
 
     async def run_cycle(self) -> CycleStats:
         """One cycle (interrupted by ``stop``); a cycle error (level 3) is reported in the

@@ -1,0 +1,350 @@
+"""Several RPC endpoints behind the one ``call`` the keeper's roles use (issue 14, wired).
+
+:class:`PooledRpc` has the interface of :class:`shard_worker.rpc.RpcClient` that the roles use
+(``call``, ``note_error``, ``drain_counters``, ``total_calls``, ``total_errors``, ``aclose``),
+so the roles do not know whether one endpoint or several answer. Each endpoint has its own
+``RpcClient`` (its URL, its header values) asked for one attempt at a time; which endpoint
+takes an attempt is :class:`shard_worker.endpoint_pool.EndpointPool`'s choice:
+
+* reads spread by weight over healthy endpoints; a failed attempt is tried again on another
+  endpoint at once (the next one, no backoff while there is one left to try);
+* a read answer whose ``latestLedger`` is more than ``max_lag_ledgers`` behind the freshest
+  ledger seen is not used when another endpoint can answer: it is asked again there;
+* ``sendTransaction`` goes through one endpoint (never a half-open or lagging one); when its
+  answer is lost it may be sent again elsewhere (the same signed transaction: same hash, at
+  most one of them is applied); ``getTransaction`` may be polled through any endpoint;
+* health probes (``getNetwork`` to endpoints not verified yet, ``getLatestLedger`` to idle and
+  half-open ones) run in the background, each taking a token of its endpoint's budget.
+
+:func:`make_rpc` builds the client a worker spec asks for: a plain ``RpcClient`` for a single
+``rpc_url``, a ``PooledRpc`` for ``rpc_endpoints``. Nothing here logs a URL or a header value:
+errors are cleaned of the endpoint's URL (:func:`scrub`) and endpoints are shown by label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from loguru import logger
+
+from shard_worker.endpoint_config import EndpointConfig
+from shard_worker.endpoint_pool import (
+    READ,
+    SEND,
+    EndpointPool,
+    NoEndpointError,
+    WrongNetworkError,
+    check_networks,
+    purpose_of,
+)
+from shard_worker.endpoints import NEUTRAL_KINDS, Endpoint, HealthPolicy
+from shard_worker.errors import RpcError
+from shard_worker.retry import Backoff
+from shard_worker.rpc import RpcClient
+from shard_worker.spec import WorkerSpec
+
+__all__ = ["PooledRpc", "make_rpc", "scrub"]
+
+#: how often the probe loop looks for endpoints to probe
+PROBE_TICK_S = 0.25
+
+
+def scrub(text: str, ep: Endpoint) -> str:
+    """``text`` with ``ep``'s URL (and its credential-bearing forms) replaced by its label."""
+    url = ep.url
+    for form in sorted({url, url.rstrip("/"), url.split("?")[0], url.split("#")[0]}, key=len)[::-1]:
+        if form and len(form) > 8:
+            text = text.replace(form, ep.label)
+    return text
+
+
+def _ledger_of(method: str, result: Any) -> tuple[int | None, int | None]:
+    """The ledger an answer is as of (``latestLedger``; ``sequence`` for getLatestLedger),
+    and its close time when the answer has one."""
+    if not isinstance(result, dict):
+        return None, None
+    key = "sequence" if method == "getLatestLedger" else "latestLedger"
+    ledger = result.get(key)
+    if isinstance(ledger, str) and ledger.isdigit():
+        ledger = int(ledger)
+    if not isinstance(ledger, int) or isinstance(ledger, bool) or ledger <= 0:
+        return None, None
+    close = result.get("closeTime" if method == "getLatestLedger" else "latestLedgerCloseTime")
+    if isinstance(close, str) and close.isdigit():
+        close = int(close)
+    return ledger, close if isinstance(close, int) and not isinstance(close, bool) else None
+
+
+class PooledRpc:
+    """The keeper's RPC over an :class:`EndpointPool` (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        clients: list[RpcClient],
+        *,
+        passphrase: str,
+        max_attempts: int = 4,
+        max_wait_s: float = 10.0,
+        log: Any = logger,
+    ) -> None:
+        if len(clients) != len(pool.endpoints):
+            raise ValueError("one client per endpoint")
+        self.pool = pool
+        self._clients = {id(ep): c for ep, c in zip(pool.endpoints, clients, strict=True)}
+        self.passphrase = passphrase
+        self.max_attempts = max(1, max_attempts)
+        #: the longest a request waits for an endpoint (a token, a throttle, a breaker)
+        self.max_wait_s = max_wait_s
+        self.backoff = Backoff(0.1, max_s=2.0, jitter=0.5)
+        self.log = log
+        #: read answers asked again elsewhere because they were behind the freshest ledger
+        self.stale_retries = 0
+        #: sendTransaction attempts sent again through another endpoint after a lost answer
+        self.send_failovers = 0
+        self._states: dict[str, str] = {}
+        self._probe_task: asyncio.Task[None] | None = None
+        self._probes: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"PooledRpc({self.pool!r})"
+
+    # ------------------------------------------------------------ RpcClient's interface
+
+    @property
+    def total_calls(self) -> int:
+        return sum(c.total_calls for c in self._clients.values())
+
+    @property
+    def total_errors(self) -> int:
+        return sum(c.total_errors for c in self._clients.values())
+
+    def client_of(self, ep: Endpoint) -> RpcClient:
+        return self._clients[id(ep)]
+
+    def note_error(self, method: str) -> None:
+        self.client_of(self.pool.endpoints[0]).note_error(method)
+
+    def drain_counters(self) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+        """Per-method (calls, errors, mean latency) of every endpoint together."""
+        calls: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        latency_sum: dict[str, float] = {}
+        for client in self._clients.values():
+            c, e, lat = client.drain_counters()
+            for m, n in c.items():
+                calls[m] = calls.get(m, 0) + n
+                latency_sum[m] = latency_sum.get(m, 0.0) + lat.get(m, 0.0) * n
+            for m, n in e.items():
+                errors[m] = errors.get(m, 0) + n
+        latency = {m: round(latency_sum[m] / calls[m], 6) for m in calls if calls[m]}
+        return calls, errors, latency
+
+    async def aclose(self) -> None:
+        await self.stop_probes()
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def __aenter__(self) -> PooledRpc:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ calls
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+        attempts: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Call ``method`` on the endpoint the pool chooses; a failed attempt (or a stale
+        read) is tried on another endpoint; raises the last :class:`RpcError`. ``options``
+        go to each endpoint's ``RpcClient.call`` as they are."""
+        purpose = purpose_of(method)
+        tried: list[Endpoint] = []
+        last_error: RpcError | None = None
+        stale: Any = None
+        limit = attempts or self.max_attempts
+        same_endpoint_retries = 0
+        for attempt in range(limit):
+            ep = await self._choose(method, tried)
+            if ep in tried:  # every endpoint tried: back off before asking one again
+                await self.backoff.wait(same_endpoint_retries)
+                same_endpoint_retries += 1
+            if purpose == SEND and attempt:
+                self.send_failovers += 1
+            tried.append(ep)
+            started = time.monotonic()
+            try:
+                result = await self.client_of(ep).call(
+                    method, params, timeout_s=timeout_s, attempts=1, **options
+                )
+            except RpcError as exc:
+                exc.args = (scrub(str(exc), ep),)
+                kind = self.pool.record_error(ep, exc, time.monotonic() - started)
+                if kind in NEUTRAL_KINDS:
+                    raise  # about the request itself: another endpoint would say the same
+                last_error = exc
+                continue
+            ledger, close = _ledger_of(method, result)
+            self.pool.record_success(
+                ep, time.monotonic() - started, ledger=ledger, close_time=close
+            )
+            if purpose == READ and ep.lagging and attempt + 1 < limit and self._others(tried):
+                self.stale_retries += 1
+                stale = result
+                continue
+            return result
+        if stale is not None:
+            return stale  # every endpoint behind: the freshest guard is the caller's
+        assert last_error is not None
+        raise last_error
+
+    def _others(self, tried: list[Endpoint]) -> bool:
+        return any(ep.verified and ep not in tried for ep in self.pool.endpoints)
+
+    async def _choose(self, method: str, tried: list[Endpoint]) -> Endpoint:
+        """An endpoint not tried yet for this call when one can take it soon, else any."""
+        untried = [ep for ep in self.pool.endpoints if ep not in tried]
+        if tried and untried:
+            wait = self.pool.wait_s(purpose_of(method), exclude=tried)
+            if wait is not None and wait <= 0.05:
+                with contextlib.suppress(NoEndpointError):
+                    return await self.pool.acquire(method, exclude=tried, max_wait_s=0.05)
+        return await self.pool.acquire(method, max_wait_s=self.max_wait_s)
+
+    # ------------------------------------------------------------ start and probes
+
+    async def check_networks(self) -> list[str]:
+        """Every endpoint must serve the configured passphrase: raises
+        :class:`WrongNetworkError` naming each one that does not. Returns the labels of the
+        endpoints that did not answer (probed until they do). Starts the probe loop."""
+
+        async def ask(ep: Endpoint, method: str) -> Any:
+            try:
+                return await self.client_of(ep).call(method, attempts=1)
+            except RpcError as exc:
+                exc.args = (scrub(str(exc), ep),)
+                raise
+
+        down = await check_networks(self.pool, ask, self.passphrase)
+        for ep in down:
+            self.log.warning(
+                "RPC endpoint {} did not answer getNetwork at start: no request goes there "
+                "until a probe finds it on network {!r}",
+                ep.label,
+                self.passphrase,
+            )
+        self.start_probes()
+        return [ep.label for ep in down]
+
+    def start_probes(self) -> None:
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.create_task(self._probe_loop(), name="rpc-probes")
+
+    async def stop_probes(self) -> None:
+        tasks = [t for t in (self._probe_task, *self._probes) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._probe_task = None
+        self._probes.clear()
+
+    async def _probe_loop(self) -> None:
+        while True:
+            for ep, method in self.pool.take_probes():
+                if ep.refused:
+                    continue
+                task = asyncio.create_task(self._probe(ep, method))
+                self._probes.add(task)
+                task.add_done_callback(self._probes.discard)
+            await asyncio.sleep(PROBE_TICK_S)
+
+    async def _probe(self, ep: Endpoint, method: str) -> None:
+        started = time.monotonic()
+        try:
+            result = await self.client_of(ep).call(method, attempts=1)
+        except RpcError as exc:
+            self.pool.record_error(ep, exc, time.monotonic() - started)
+            return
+        latency = time.monotonic() - started
+        if method == "getNetwork":
+            try:
+                self.pool.verify_network(ep, result, self.passphrase, latency)
+            except WrongNetworkError as exc:
+                ep.refused = str(exc)
+                self.log.error("{}: the endpoint gets no request", exc)
+            except RpcError:
+                return
+            else:
+                self.log.info("RPC endpoint {} is on the network: in use", ep.label)
+            return
+        ledger, close = _ledger_of(method, result)
+        self.pool.record_success(ep, latency, ledger=ledger, close_time=close)
+
+    # ------------------------------------------------------------ figures
+
+    def status(self) -> dict[str, Any]:
+        """Per-endpoint figures for the supervisor (labels only); logs each endpoint whose
+        state changed since the last call (a WARNING when it leaves ``up``)."""
+        doc = self.pool.status()
+        doc["stale_retries"] = self.stale_retries
+        doc["send_failovers"] = self.send_failovers
+        for e in doc["endpoints"]:
+            label, state = e["endpoint"], e["state"]
+            before = self._states.get(label, "up")
+            if state != before:
+                why = ", ".join(e["reasons"]) or "healthy"
+                level = "INFO" if state == "up" else "WARNING"
+                self.log.log(level, "RPC endpoint {}: {} -> {} ({})", label, before, state, why)
+            self._states[label] = state
+        return doc
+
+
+def make_rpc(spec: WorkerSpec, *, max_connections: int, log: Any = logger) -> RpcClient | PooledRpc:
+    """The RPC client of a worker spec: one endpoint (``rpc_url``) or a pool
+    (``rpc_endpoints``; header values read from the environment here, once)."""
+    if not spec.rpc_endpoints:
+        return RpcClient(
+            spec.rpc_url,
+            timeout_s=spec.rpc_timeout_s,
+            transport=spec.http_client,
+            max_connections=max_connections,
+        )
+    configs = [
+        EndpointConfig(
+            url=e["url"],
+            weight=float(e.get("weight") or 1.0),
+            max_requests_per_s=e.get("max_requests_per_s"),
+            headers_from_env=dict(e.get("headers_from_env") or {}),
+            name=e.get("name"),
+        )
+        for e in spec.rpc_endpoints
+    ]
+    policy = HealthPolicy(
+        max_lag_ledgers=spec.max_lag_ledgers,
+        probe_interval_s=min(5.0, max(0.5, spec.poll_interval_s)),
+    )
+    pool = EndpointPool(configs, policy=policy, clock=time.monotonic)
+    clients = [
+        RpcClient(
+            ep.url,
+            timeout_s=spec.rpc_timeout_s,
+            transport=spec.http_client,
+            max_connections=max_connections,
+            headers=ep.headers,
+        )
+        for ep in pool.endpoints
+    ]
+    return PooledRpc(pool, clients, passphrase=spec.network_passphrase, log=log)
