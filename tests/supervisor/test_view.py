@@ -69,6 +69,7 @@ SHARD_KEYS = {
     "last_exit_code",
     "replacement_ms",
     "host",
+    "endpoints",
 }
 TOTALS_KEYS = {
     "cycles",
