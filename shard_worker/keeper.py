@@ -119,6 +119,8 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
             if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
                 await rpc.check_networks()
             ready = await preflight(rpc, spec, keeper.accounts, events, stop, events.log)
+            if isinstance(rpc, PooledRpc):
+                rpc.fresh_reads_only = False  # lag within max_lag_ledgers is fine from now on
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:

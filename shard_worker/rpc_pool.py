@@ -103,6 +103,10 @@ class PooledRpc:
         self.log = log
         #: read answers asked again elsewhere because they were behind the freshest ledger
         self.stale_retries = 0
+        #: during the start-up checks a read must come from an endpoint at the freshest
+        #: ledger (one a ledger behind says an account funded just now does not exist, and
+        #: that is a configuration error); the keeper turns this off once they passed
+        self.fresh_reads_only = True
         #: sendTransaction attempts sent again through another endpoint after a lost answer
         self.send_failovers = 0
         self._states: dict[str, str] = {}
@@ -199,7 +203,8 @@ class PooledRpc:
             self.pool.record_success(
                 ep, time.monotonic() - started, ledger=ledger, close_time=close
             )
-            if purpose == READ and ep.lagging and attempt + 1 < limit and self._others(tried):
+            behind = ep.lagging or (self.fresh_reads_only and ep.lag_ledgers > 0)
+            if purpose == READ and behind and attempt + 1 < limit and self._others(tried):
                 self.stale_retries += 1
                 stale = result
                 continue
@@ -226,8 +231,9 @@ class PooledRpc:
 
     async def check_networks(self) -> list[str]:
         """Every endpoint must serve the configured passphrase: raises
-        :class:`WrongNetworkError` naming each one that does not. Returns the labels of the
-        endpoints that did not answer (probed until they do). Starts the probe loop."""
+        :class:`WrongNetworkError` naming each one that does not. Then each endpoint's latest
+        ledger, so that a lagging one is known before the first read. Returns the labels of
+        the endpoints that did not answer (probed until they do). Starts the probe loop."""
 
         async def ask(ep: Endpoint, method: str) -> Any:
             try:
@@ -237,6 +243,11 @@ class PooledRpc:
                 raise
 
         down = await check_networks(self.pool, ask, self.passphrase)
+        # each endpoint's latest ledger before the first read: a lagging endpoint must not
+        # answer the start-up checks (an account funded a few ledgers ago "does not exist")
+        await asyncio.gather(
+            *(self._probe(ep, "getLatestLedger") for ep in self.pool.endpoints if ep.verified)
+        )
         for ep in down:
             self.log.warning(
                 "RPC endpoint {} did not answer getNetwork at start: no request goes there "
