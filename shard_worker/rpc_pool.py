@@ -236,6 +236,7 @@ class PooledRpc:
         the endpoints that did not answer (probed until they do). Starts the probe loop."""
 
         async def ask(ep: Endpoint, method: str) -> Any:
+            await self._token(ep)
             try:
                 return await self.client_of(ep).call(method, attempts=1)
             except RpcError as exc:
@@ -246,7 +247,11 @@ class PooledRpc:
         # each endpoint's latest ledger before the first read: a lagging endpoint must not
         # answer the start-up checks (an account funded a few ledgers ago "does not exist")
         await asyncio.gather(
-            *(self._probe(ep, "getLatestLedger") for ep in self.pool.endpoints if ep.verified)
+            *(
+                self._probe(ep, "getLatestLedger", token=True)
+                for ep in self.pool.endpoints
+                if ep.verified
+            )
         )
         for ep in down:
             self.log.warning(
@@ -282,7 +287,23 @@ class PooledRpc:
                 task.add_done_callback(self._probes.discard)
             await asyncio.sleep(PROBE_TICK_S)
 
-    async def _probe(self, ep: Endpoint, method: str) -> None:
+    async def _token(self, ep: Endpoint) -> None:
+        """Wait for a token of ``ep``'s budget and take it (a request outside the pool's
+        choice: the start-up checks). Bounded: a bucket refills within 1/rate s."""
+        bucket = ep.bucket
+        if bucket is None:
+            return
+        for _ in range(100):
+            now = self.pool.now()
+            if bucket.try_take(1, now):
+                return
+            await asyncio.sleep(max(0.001, bucket.wait_time(1, now)))
+
+    async def _probe(self, ep: Endpoint, method: str, *, token: bool = False) -> None:
+        """One probe of ``ep`` (its token already taken by ``take_probes``, unless
+        ``token``), its outcome recorded."""
+        if token:
+            await self._token(ep)
         started = time.monotonic()
         try:
             result = await self.client_of(ep).call(method, attempts=1)
