@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from typing import Any
 
@@ -50,6 +51,14 @@ __all__ = ["PooledRpc", "make_rpc", "scrub"]
 
 #: how often the probe loop looks for endpoints to probe
 PROBE_TICK_S = 0.25
+#: the keyword options ``RpcClient.call`` takes (a ``deadline`` is also honoured here)
+_CLIENT_OPTIONS = frozenset(inspect.signature(RpcClient.call).parameters) - {
+    "self",
+    "method",
+    "params",
+    "timeout_s",
+    "attempts",
+}
 
 
 def scrub(text: str, ep: Endpoint) -> str:
@@ -109,6 +118,10 @@ class PooledRpc:
         self.fresh_reads_only = True
         #: sendTransaction attempts sent again through another endpoint after a lost answer
         self.send_failovers = 0
+        #: attempts after a call's first (on another endpoint, or the same after a backoff),
+        #: by the kind of the failure they follow, since the last :meth:`drain_kinds`
+        self.retries_by_kind: dict[str, int] = {}
+        self._retries = 0
         self._states: dict[str, str] = {}
         self._probe_task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
@@ -125,6 +138,29 @@ class PooledRpc:
     @property
     def total_errors(self) -> int:
         return sum(c.total_errors for c in self._clients.values())
+
+    @property
+    def total_retries(self) -> int:
+        return self._retries + sum(getattr(c, "total_retries", 0) for c in self._clients.values())
+
+    @property
+    def retries_denied(self) -> int:
+        return sum(getattr(c, "retries_denied", 0) for c in self._clients.values())
+
+    def drain_kinds(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(failed attempts by kind, retries by kind) of every endpoint together since the
+        last drain (the clients' own, when they count them, and this pool's retries)."""
+        failures: dict[str, int] = {}
+        retries, self.retries_by_kind = self.retries_by_kind, {}
+        for client in self._clients.values():
+            drain = getattr(client, "drain_kinds", None)
+            if drain is None:
+                continue
+            f, r = drain()
+            for target, source in ((failures, f), (retries, r)):
+                for kind, n in source.items():
+                    target[kind] = target.get(kind, 0) + n
+        return failures, retries
 
     def client_of(self, ep: Endpoint) -> RpcClient:
         return self._clients[id(ep)]
@@ -178,9 +214,20 @@ class PooledRpc:
         last_error: RpcError | None = None
         stale: Any = None
         limit = attempts or self.max_attempts
+        deadline = options.get("deadline")
+        options = {k: v for k, v in options.items() if k in _CLIENT_OPTIONS}
         same_endpoint_retries = 0
         for attempt in range(limit):
-            ep = await self._choose(method, tried)
+            if attempt and last_error is not None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break  # the caller's deadline: no new attempt
+                kind = getattr(last_error, "kind", None) or "transport"
+                self.retries_by_kind[kind] = self.retries_by_kind.get(kind, 0) + 1
+                self._retries += 1
+            wait = self.max_wait_s
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            ep = await self._choose(method, tried, wait)
             if ep in tried:  # every endpoint tried: back off before asking one again
                 await self.backoff.wait(same_endpoint_retries)
                 same_endpoint_retries += 1
@@ -217,7 +264,7 @@ class PooledRpc:
     def _others(self, tried: list[Endpoint]) -> bool:
         return any(ep.verified and ep not in tried for ep in self.pool.endpoints)
 
-    async def _choose(self, method: str, tried: list[Endpoint]) -> Endpoint:
+    async def _choose(self, method: str, tried: list[Endpoint], max_wait_s: float) -> Endpoint:
         """An endpoint not tried yet for this call when one can take it soon, else any."""
         untried = [ep for ep in self.pool.endpoints if ep not in tried]
         if tried and untried:
@@ -225,7 +272,7 @@ class PooledRpc:
             if wait is not None and wait <= 0.05:
                 with contextlib.suppress(NoEndpointError):
                     return await self.pool.acquire(method, exclude=tried, max_wait_s=0.05)
-        return await self.pool.acquire(method, max_wait_s=self.max_wait_s)
+        return await self.pool.acquire(method, max_wait_s=max_wait_s)
 
     # ------------------------------------------------------------ start and probes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -198,3 +199,24 @@ def test_an_error_naming_the_url_shows_the_label_instead() -> None:
     text = run(go())
     assert "http://127.0.0.1:1/rpc" in text
     assert "pa55word" not in text and "hunter2" not in text
+
+
+def test_no_attempt_starts_after_the_callers_deadline_and_retries_are_counted() -> None:
+    def down(method: str, params: dict[str, Any]) -> Any:
+        return web.Response(status=502) if method == "getLedgerEntries" else None
+
+    a, b = Node(answer=down), Node(answer=down)
+
+    async def go() -> None:
+        async with pool_of(a, b) as (rpc, _):
+            rpc.drain_kinds()
+            with pytest.raises(RpcTransportError):
+                await rpc.call("getLedgerEntries", {"keys": []}, deadline=time.monotonic())
+            assert a.calls.count("getLedgerEntries") + b.calls.count("getLedgerEntries") == 1
+            with pytest.raises(RpcTransportError):
+                await rpc.call("getLedgerEntries", {"keys": []}, attempts=2)
+            assert a.calls.count("getLedgerEntries") + b.calls.count("getLedgerEntries") == 3
+            _failures, retries = rpc.drain_kinds()
+            assert sum(retries.values()) == 1 and rpc.total_retries >= 1
+
+    run(go())
