@@ -18,12 +18,12 @@ takes an attempt is :class:`shard_worker.endpoint_pool.EndpointPool`'s choice:
 
 :func:`make_rpc` builds the client a worker spec asks for: a plain ``RpcClient`` for a single
 ``rpc_url``, a ``PooledRpc`` for ``rpc_endpoints``. Nothing here logs a URL or a header value:
-errors are cleaned of the endpoint's URL (:func:`scrub`) and endpoints are shown by label.
+errors are cleaned of the endpoint's URL (:func:`shard_worker.rpc_probes.scrub`) and
+endpoints are shown by label.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import time
@@ -37,20 +37,17 @@ from shard_worker.endpoint_pool import (
     SEND,
     EndpointPool,
     NoEndpointError,
-    WrongNetworkError,
-    check_networks,
     purpose_of,
 )
 from shard_worker.endpoints import NEUTRAL_KINDS, Endpoint, HealthPolicy
 from shard_worker.errors import RpcError
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient
+from shard_worker.rpc_probes import Probes, ledger_of, scrub
 from shard_worker.spec import WorkerSpec
 
-__all__ = ["PooledRpc", "make_rpc", "scrub"]
+__all__ = ["PooledRpc", "make_rpc"]
 
-#: how often the probe loop looks for endpoints to probe
-PROBE_TICK_S = 0.25
 #: the keyword options ``RpcClient.call`` takes (a ``deadline`` is also honoured here)
 _CLIENT_OPTIONS = frozenset(inspect.signature(RpcClient.call).parameters) - {
     "self",
@@ -59,32 +56,6 @@ _CLIENT_OPTIONS = frozenset(inspect.signature(RpcClient.call).parameters) - {
     "timeout_s",
     "attempts",
 }
-
-
-def scrub(text: str, ep: Endpoint) -> str:
-    """``text`` with ``ep``'s URL (and its credential-bearing forms) replaced by its label."""
-    url = ep.url
-    for form in sorted({url, url.rstrip("/"), url.split("?")[0], url.split("#")[0]}, key=len)[::-1]:
-        if form and len(form) > 8:
-            text = text.replace(form, ep.label)
-    return text
-
-
-def _ledger_of(method: str, result: Any) -> tuple[int | None, int | None]:
-    """The ledger an answer is as of (``latestLedger``; ``sequence`` for getLatestLedger),
-    and its close time when the answer has one."""
-    if not isinstance(result, dict):
-        return None, None
-    key = "sequence" if method == "getLatestLedger" else "latestLedger"
-    ledger = result.get(key)
-    if isinstance(ledger, str) and ledger.isdigit():
-        ledger = int(ledger)
-    if not isinstance(ledger, int) or isinstance(ledger, bool) or ledger <= 0:
-        return None, None
-    close = result.get("closeTime" if method == "getLatestLedger" else "latestLedgerCloseTime")
-    if isinstance(close, str) and close.isdigit():
-        close = int(close)
-    return ledger, close if isinstance(close, int) and not isinstance(close, bool) else None
 
 
 class PooledRpc:
@@ -123,8 +94,7 @@ class PooledRpc:
         self.retries_by_kind: dict[str, int] = {}
         self._retries = 0
         self._states: dict[str, str] = {}
-        self._probe_task: asyncio.Task[None] | None = None
-        self._probes: set[asyncio.Task[None]] = set()
+        self.probes = Probes(pool, self.client_of, passphrase, log)
 
     def __repr__(self) -> str:
         return f"PooledRpc({self.pool!r})"
@@ -184,7 +154,7 @@ class PooledRpc:
         return calls, errors, latency
 
     async def aclose(self) -> None:
-        await self.stop_probes()
+        await self.probes.stop()
         for client in self._clients.values():
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -246,7 +216,7 @@ class PooledRpc:
                     raise  # about the request itself: another endpoint would say the same
                 last_error = exc
                 continue
-            ledger, close = _ledger_of(method, result)
+            ledger, close = ledger_of(method, result)
             self.pool.record_success(
                 ep, time.monotonic() - started, ledger=ledger, close_time=close
             )
@@ -277,100 +247,8 @@ class PooledRpc:
     # ------------------------------------------------------------ start and probes
 
     async def check_networks(self) -> list[str]:
-        """Every endpoint must serve the configured passphrase: raises
-        :class:`WrongNetworkError` naming each one that does not. Then each endpoint's latest
-        ledger, so that a lagging one is known before the first read. Returns the labels of
-        the endpoints that did not answer (probed until they do). Starts the probe loop."""
-
-        async def ask(ep: Endpoint, method: str) -> Any:
-            await self._token(ep)
-            try:
-                return await self.client_of(ep).call(method, attempts=1)
-            except RpcError as exc:
-                exc.args = (scrub(str(exc), ep),)
-                raise
-
-        down = await check_networks(self.pool, ask, self.passphrase)
-        # each endpoint's latest ledger before the first read: a lagging endpoint must not
-        # answer the start-up checks (an account funded a few ledgers ago "does not exist")
-        await asyncio.gather(
-            *(
-                self._probe(ep, "getLatestLedger", token=True)
-                for ep in self.pool.endpoints
-                if ep.verified
-            )
-        )
-        for ep in down:
-            self.log.warning(
-                "RPC endpoint {} did not answer getNetwork at start: no request goes there "
-                "until a probe finds it on network {!r}",
-                ep.label,
-                self.passphrase,
-            )
-        self.start_probes()
-        return [ep.label for ep in down]
-
-    def start_probes(self) -> None:
-        if self._probe_task is None or self._probe_task.done():
-            self._probe_task = asyncio.create_task(self._probe_loop(), name="rpc-probes")
-
-    async def stop_probes(self) -> None:
-        tasks = [t for t in (self._probe_task, *self._probes) if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._probe_task = None
-        self._probes.clear()
-
-    async def _probe_loop(self) -> None:
-        while True:
-            for ep, method in self.pool.take_probes():
-                if ep.refused:
-                    continue
-                task = asyncio.create_task(self._probe(ep, method))
-                self._probes.add(task)
-                task.add_done_callback(self._probes.discard)
-            await asyncio.sleep(PROBE_TICK_S)
-
-    async def _token(self, ep: Endpoint) -> None:
-        """Wait for a token of ``ep``'s budget and take it (a request outside the pool's
-        choice: the start-up checks). Bounded: a bucket refills within 1/rate s."""
-        bucket = ep.bucket
-        if bucket is None:
-            return
-        for _ in range(100):
-            now = self.pool.now()
-            if bucket.try_take(1, now):
-                return
-            await asyncio.sleep(max(0.001, bucket.wait_time(1, now)))
-
-    async def _probe(self, ep: Endpoint, method: str, *, token: bool = False) -> None:
-        """One probe of ``ep`` (its token already taken by ``take_probes``, unless
-        ``token``), its outcome recorded."""
-        if token:
-            await self._token(ep)
-        started = time.monotonic()
-        try:
-            result = await self.client_of(ep).call(method, attempts=1)
-        except RpcError as exc:
-            self.pool.record_error(ep, exc, time.monotonic() - started)
-            return
-        latency = time.monotonic() - started
-        if method == "getNetwork":
-            try:
-                self.pool.verify_network(ep, result, self.passphrase, latency)
-            except WrongNetworkError as exc:
-                ep.refused = str(exc)
-                self.log.error("{}: the endpoint gets no request", exc)
-            except RpcError:
-                return
-            else:
-                self.log.info("RPC endpoint {} is on the network: in use", ep.label)
-            return
-        ledger, close = _ledger_of(method, result)
-        self.pool.record_success(ep, latency, ledger=ledger, close_time=close)
+        """See :meth:`shard_worker.rpc_probes.Probes.check_networks`."""
+        return await self.probes.check_networks()
 
     # ------------------------------------------------------------ figures
 
