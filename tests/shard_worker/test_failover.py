@@ -5,6 +5,7 @@ judged from the devnet's own record (executions, ledgers, requests per port)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import time
@@ -12,9 +13,10 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from devnet.process import DevnetProcess
+from shard_worker.spec import WorkerSpec
 from sorotask.chaos.analysis import LedgerClock
 from sorotask_core.exitcodes import ExitCode
 from tests.support.devnet import DevnetOptions
@@ -119,6 +121,24 @@ def run_window(
     """One keeper on ``eps`` over fresh recurring tasks for ``seconds``; ``during(t)`` runs
     in a thread every 0.2 s (fault changes). Returns the reporter, the repeat lateness, the
     executions and the exit code."""
+    spec, ids, clock, intervals = prepare(dn, keys, eps)
+    rep = EndpointReporter()
+    t0 = time.monotonic()
+
+    def done() -> bool:
+        if during is not None:
+            during(time.monotonic() - t0)
+        return False
+
+    code = asyncio.run(run_until(spec, rep, done, limit_s=seconds))
+    late, execs = repeat_lateness(dn, ids, clock, intervals)
+    return rep, late, execs, code
+
+
+def prepare(
+    dn: DevnetProcess, keys: Keys, eps: tuple[dict[str, Any], ...]
+) -> tuple[WorkerSpec, list[int], LedgerClock, dict[int, int]]:
+    """A keeper with three channels on ``eps`` over 12 fresh recurring tasks."""
     _keeper, ref = keys.new()
     channels = tuple(keys.new()[1] for _ in range(3))
     ids, clock, intervals = seed_recurring(dn, 12)
@@ -133,17 +153,7 @@ def run_window(
         poll_interval_s=0.1,
         max_lag_ledgers=2,
     )
-    rep = EndpointReporter()
-    t0 = time.monotonic()
-
-    def done() -> bool:
-        if during is not None:
-            during(time.monotonic() - t0)
-        return False
-
-    code = asyncio.run(run_until(spec, rep, done, limit_s=seconds))
-    late, execs = repeat_lateness(dn, ids, clock, intervals)
-    return rep, late, execs, code
+    return spec, ids, clock, intervals
 
 
 def check_clean(execs: list[dict[str, Any]], rep: RecordingReporter, intervals_s: int) -> None:
@@ -205,6 +215,56 @@ class TestFailover:
         assert throttled["breaker_opens"] == 0, throttled
         # reads were spread: every endpoint answered some before its fault
         assert all(e["requests"] > 0 for e in by.values())
+
+    def test_an_endpoint_whose_process_dies_mid_run_costs_at_most_one_ledger(
+        self, devnet: DevnetProcess, keys: Keys
+    ) -> None:
+        """Replica 1 behind a forwarding server in this process, shut down 3 s in: from then
+        on its port refuses connections, as when an RPC process dies."""
+        target = devnet.info.rpc_urls[1]
+
+        async def forward(request: web.Request) -> web.Response:
+            async with (
+                ClientSession() as session,
+                session.post(
+                    target, data=await request.read(), headers={"content-type": "application/json"}
+                ) as resp,
+            ):
+                return web.Response(
+                    status=resp.status, body=await resp.read(), content_type="application/json"
+                )
+
+        rep = EndpointReporter()
+        killed_at: list[float] = []
+
+        async def scenario() -> tuple[int, str, list[int], list[dict[str, Any]]]:
+            async with contextlib.AsyncExitStack() as stack:
+                proxy = await stack.enter_async_context(serve_rpc_proxy(forward))
+                urls = (devnet.info.rpc_urls[0], proxy, devnet.info.rpc_urls[2])
+                spec, ids, clock, intervals = await asyncio.to_thread(
+                    prepare, devnet, keys, endpoints(*urls)
+                )
+
+                async def kill() -> None:
+                    await asyncio.sleep(3.0)
+                    await stack.aclose()  # the listening socket and its connections close
+                    killed_at.append(time.monotonic())
+
+                killer = asyncio.create_task(kill())
+                code = await run_until(spec, rep, lambda: False, limit_s=12.0)
+                await killer
+            late, execs = await asyncio.to_thread(repeat_lateness, devnet, ids, clock, intervals)
+            return code, proxy, late, execs
+
+        code, proxy, late, execs = asyncio.run(scenario())
+        assert code == ExitCode.OK and killed_at
+        check_clean(execs, rep, INTERVAL_LEDGERS * 5)
+        assert len(late) >= 8, late
+        # the healthy figure is 1 (due in ledger N, executed in N + 1): at most one more
+        assert max(late) <= 2, sorted(late)
+        dead = rep.last()[proxy]
+        assert dead["state"] in ("open", "demoted") and dead["requests"] > 0, dead
+        assert dead["errors"].get("transport", 0) + dead["errors"].get("timeout", 0) > 0, dead
 
     def test_an_endpoint_down_at_start_is_left_out_until_it_answers(
         self, devnet: DevnetProcess, keys: Keys
