@@ -123,6 +123,8 @@ class TestBuiltFromTheDeclarations:
             "task_ids",
             "channel_secrets",
             "rpc_endpoints",
+            "public_key",
+            "dry_run",
         }
         names = {f.name for f in dataclasses.fields(WorkerSpec)}
         assert names - shard == {x.name for x in s.WORKER}
