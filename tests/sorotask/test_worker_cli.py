@@ -44,6 +44,7 @@ class TestFlagsFromTheDeclarations:
             "--http-client",
             "--sweep-every-ledgers",
             "--max-requests-per-s",
+            "--max-lag-ledgers",
         }
         assert {s.flag for s in FLAGGED} <= flags
 

@@ -79,6 +79,7 @@ SHARD_KEYS = {
     "last_exit_code",
     "replacement_ms",
     "host",
+    "endpoints",
 }
 TOTALS_KEYS = {
     "cycles",
