@@ -12,8 +12,7 @@ Each cycle (paced by :class:`~shard_worker.pacer.LedgerPacer`):
    named, the ids whose cached due time has come (a task another keeper executed then reads
    as not due and gets its new due time) and the Counter; due tasks are classified as in the
    other modes and handed to the executor;
-4. then a slice of the background sweep (:class:`~shard_worker.sweep.SweepPlan`), at the
-   budget's sweep priority;
+4. then a slice of the background sweep (:class:`~shard_worker.sweep.SweepPlan`);
 5. the position and the state it matches are saved in the state dir
    (:class:`~shard_worker.cursorstore.CursorStore`) every ``SAVE_EVERY_S`` and at stop, so that
    a restart within the RPC's retention resumes without a full re-read.
@@ -183,39 +182,40 @@ class EventReader:
 
     # ------------------------------------------------------------------ the cycle
 
-    async def cycle(self, stats: CycleStats, enqueue: Callable[[list[int]], None]) -> None:
+    async def cycle(
+        self, stats: CycleStats, enqueue: Callable[[list[int]], None]
+    ) -> tuple[ReadPass, Latest | None]:
         """One poll: follow the events; on a new ledger read what they name and what is due,
-        enqueue the due tasks, then sweep a little."""
+        enqueue the due tasks, sweep a little. Returns the reads' finds and their ledger."""
         if not self._resumed:
             await self.resume()
         rp = ReadPass()
         try:
             if self.sync.rescan_reason is not None:
-                await self._rescan(stats, rp, enqueue)
-                return
+                return rp, await self._rescan(stats, rp, enqueue)
             latest, named = await self._follow(stats)
             if self.sync.rescan_reason is not None:
-                await self._rescan(stats, rp, enqueue)
-                return
+                return rp, await self._rescan(stats, rp, enqueue)
             if latest is None:
-                return
+                return rp, None
             stats.ledger, stats.ledger_time = latest.sequence, latest.close_time
             if self.last is not None and latest.sequence <= self.last.sequence:
                 stats.new_ledger = False
                 self.pending |= named
                 if not self.pending:
-                    return
+                    return rp, None
             self.last = self.clock.last_read = latest
             await self._read_changed(named, latest, rp, enqueue)
             await self._sweep(latest, rp, stats)
             if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
                 self.save()
+            return rp, latest
         finally:
             rp.fill(stats)
 
     async def _rescan(
         self, stats: CycleStats, rp: ReadPass, enqueue: Callable[[list[int]], None]
-    ) -> None:
+    ) -> Latest:
         reason = self.sync.rescan_reason
         with priority(RESCAN):
             latest = await self.clock.latest()
@@ -238,6 +238,7 @@ class EventReader:
         self.last = self.clock.last_read = latest
         enqueue(rp.due_ids())
         self.save()
+        return latest
 
     async def _follow(self, stats: CycleStats) -> tuple[Latest | None, set[int]]:
         """getEvents from the position; returns the latest ledger it reported (None when the

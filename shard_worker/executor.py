@@ -24,6 +24,7 @@ from loguru import logger
 from shard_worker import chain, txxdr
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
+from shard_worker.dryrun import DryRun
 from shard_worker.due import Holds
 from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
@@ -84,6 +85,8 @@ class Executor:
         self.clock = clock
         self.tally = tally
         self.log = logger.bind(shard=spec.name)
+        #: a dry run: what it would have executed (nothing is signed or sent)
+        self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 
     # ------------------------------------------------------------------ one execution
 
@@ -111,6 +114,8 @@ class Executor:
     async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
         spec = self.spec
         me = self.identity
+        if self.dry_run is not None and self.dry_run.seen(task_id):
+            return  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
         await self.accounts.ready(acc)
         latest = await self.clock.for_tx()
@@ -126,6 +131,10 @@ class Executor:
         )
         sim = await self.simulate(tx, task_id, acc, latest, recorded=True)
         if sim is None:
+            return
+        if self.dry_run is not None:  # a real run would send this: report it, send nothing
+            fee = spec.base_fee + sim.min_resource_fee
+            self.dry_run.would_execute(task_id, fee, sim.min_resource_fee, latest.sequence)
             return
         if not acc.is_keeper:
             valid_until = latest.sequence + max(10, spec.tx_timeout_s)
@@ -364,6 +373,7 @@ class Submitter:
         if success:
             c.executed += 1
             c.exec_times.append(time.monotonic() - t0)
+            self.tally.lateness.executed(entry.task_id, res.get("ledger"), c.delays)
             totals["executed"] += 1
             self.events.event(
                 "executed",

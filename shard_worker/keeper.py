@@ -19,7 +19,8 @@ nothing on chain can have changed):
 4. due logic (:mod:`shard_worker.due`), skips counted by reason;
 5. due tasks go to the execution pipeline, most overdue first, bounded by
    ``max_concurrent_executions`` and by the source accounts (one pending transaction each);
-6. one :class:`CycleStats` per cycle through ``reporter.cycle``.
+6. one :class:`CycleStats` per cycle through ``reporter.cycle``, with how late the keeper is
+   (:mod:`~shard_worker.lateness`: tasks due now, the oldest overdue, each execution's delay).
 
 The roles, each in its own module: :mod:`~shard_worker.accounts` (source accounts, sequence
 numbers), :mod:`~shard_worker.ledger` (the newest ledger seen), :mod:`~shard_worker.reader`
@@ -49,7 +50,7 @@ from shard_worker.errors import FatalConfigError, RpcError
 from shard_worker.eventreader import EventReader
 from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal
-from shard_worker.ledger import LedgerClock
+from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.preflight import preflight
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
@@ -211,6 +212,8 @@ class Keeper:
         final["journal_left"] = len(self.journal)
         final["rpc_calls"] = self.rpc.total_calls
         final["rpc_errors"] = self.rpc.total_errors
+        if self.executor.dry_run is not None:
+            final.update(self.executor.dry_run.final())
         return final
 
     async def loop(self) -> None:
@@ -276,6 +279,11 @@ class Keeper:
         stats.tx_errors = c.tx_errors
         stats.fees_spent = c.fees
         stats.mean_execution_s = sum(c.exec_times) / len(c.exec_times) if c.exec_times else 0.0
+        stats.execution_delay_ledgers = c.delays
+        stats.would_execute = c.would_execute
+        stats.dry_run_fees = c.dry_run_fees
+        stats.due_now = self.tally.lateness.due_now
+        stats.oldest_overdue_ledgers = self.tally.lateness.oldest_overdue_ledgers
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
@@ -286,7 +294,9 @@ class Keeper:
 
     async def _cycle(self, stats: CycleStats) -> None:
         if self.event_reader is not None:
-            await self.event_reader.cycle(stats, self.dispatcher.enqueue)
+            found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
+            if read_at is not None:
+                self._note_due(read_at, found.due)
             return
         clock = self.clock
         latest_task = asyncio.create_task(clock.latest())
@@ -317,4 +327,19 @@ class Keeper:
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)
+        self._note_due(latest, found.due)
         self.dispatcher.enqueue(found.due_ids())
+
+    def _note_due(self, latest: Latest, due: list[tuple[int, int]]) -> None:
+        """Tell the lateness figures what a read found due. In events mode a due task is
+        read once, when it comes due; while it waits in the queue it stays due now."""
+        in_flight = self.holds.in_flight
+        queued = set(self.dispatcher.queue)
+        found = {task_id for _, task_id in due}
+        waiting = [
+            (due_time, task_id)
+            for task_id, due_time in self.tally.lateness.due_time.items()
+            if task_id in queued and task_id not in found and task_id not in in_flight
+        ]
+        busy = queued | set(in_flight)
+        self.tally.lateness.read(latest.sequence, latest.close_time, [*due, *waiting], busy)

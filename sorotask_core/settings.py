@@ -297,6 +297,9 @@ SHARD = (
         "`[first, last]` inclusive; `last` may be null (open-ended); ranges may not overlap"),
     Key(("secret_env", "secret_file"),
         "where the shard's secret seed is (exactly one); a keypair may serve one shard only"),
+    Key(("public_key",),
+        "the keeper's `G...` key: enough for `sorotask run --dry-run` (no secret needed); with a "
+        "secret too, the secret must be this key's"),
     Key(("channels",),
         "list of `{secret_env}` / `{secret_file}`: extra source accounts so a shard lands "
         "several transactions per ledger"),

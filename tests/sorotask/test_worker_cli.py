@@ -44,6 +44,8 @@ class TestFlagsFromTheDeclarations:
             "--base-fee",
             "--state-dir",
             "--http-client",
+            "--sweep-every-ledgers",
+            "--max-requests-per-s",
         }
         assert {s.flag for s in FLAGGED} <= flags
 
@@ -123,6 +125,30 @@ class TestConfigIsResolvedOutsideTheWorker:
         assert spec["state_dir"] == str((tmp_path / "st" / "a").resolve())
         assert env["WCLI_A"] not in out.stdout
         assert got["loaded"] == []
+
+    def test_dry_run_resolves_a_public_key_only_shard(self, tmp_path: Path) -> None:
+        from sorotask.worker_cli import spec_from_config
+
+        pk = Keypair.random().public_key
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            textwrap.dedent(
+                f"""\
+                network:
+                  rpc_url: "http://127.0.0.1:1"
+                  network_passphrase: "p"
+                  contract_id: "{CONTRACT}"
+                shards:
+                  - {{name: a, range: [1, 10], public_key: {pk}}}
+                """
+            )
+        )
+        spec = spec_from_config(str(cfg), "a", dry_run=True)
+        assert not isinstance(spec, list), spec
+        assert spec.dry_run and spec.secret is None and spec.public_key == pk
+        problems = spec_from_config(str(cfg), "a")
+        assert isinstance(problems, list)
+        assert any("can only dry-run" in p for p in problems)
 
     def test_problems_come_back_as_lines(self, tmp_path: Path) -> None:
         from sorotask.worker_cli import spec_from_config
