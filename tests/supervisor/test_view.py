@@ -56,11 +56,6 @@ FAMILIES = {
     "sorotask_execution_delay_ledgers": "histogram",
     "sorotask_dry_run_would_execute": "counter",
     "sorotask_dry_run_fees_stroops": "counter",
-    "sorotask_events_seen": "counter",
-    "sorotask_rescans": "counter",
-    "sorotask_sweep_reads": "counter",
-    "sorotask_budget_waits": "counter",
-    "sorotask_rpc_bytes": "counter",
     "sorotask_tasks_executed": "counter",
     "sorotask_tasks_failed": "counter",
     "sorotask_tasks_skipped": "counter",
@@ -118,11 +113,6 @@ TOTALS_KEYS = {
     "rpc_errors",
     "rpc_latency_s",
     "events",
-    "events_seen",
-    "rescans",
-    "sweep_reads",
-    "budget_waits",
-    "rpc_bytes",
 }
 
 
