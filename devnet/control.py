@@ -154,6 +154,8 @@ def stats(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     out["entries"] = len(node.ledger.entries)
     out["executions"] = len(node.executions)
     out["surge"] = node.surge.to_json()
+    if hasattr(node, "request_stats"):  # a replica: the requests this port received
+        out["replica"] = node.request_stats()
     return out
 
 

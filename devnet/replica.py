@@ -75,7 +75,7 @@ class ChainView:
 class Replica:
     """One endpoint of the shared chain (see the module docstring)."""
 
-    _OWN = frozenset({"chain", "index", "lag", "_faults"})
+    _OWN = frozenset({"chain", "index", "lag", "_faults", "requests", "per_second"})
 
     def __init__(self, chain: Devnet, index: int = 0) -> None:
         self.chain = chain
@@ -83,6 +83,25 @@ class Replica:
         #: answer as of this many ledgers ago (``devnet_setLag``)
         self.lag = 0
         self._faults = Faults()
+        #: HTTP requests to this endpoint, in all and by wall-clock second (the last hour), so
+        #: a test can check a client's per-endpoint request budget where the requests arrive
+        self.requests = 0
+        self.per_second: dict[int, int] = {}
+
+    def count_request(self, now: float) -> None:
+        self.requests += 1
+        second = int(now)
+        self.per_second[second] = self.per_second.get(second, 0) + 1
+        if len(self.per_second) > 3600:
+            del self.per_second[min(self.per_second)]
+
+    def request_stats(self) -> dict[str, Any]:
+        """This endpoint's request counts (``devnet_stats`` on its port: ``replica``)."""
+        return {
+            "index": self.index,
+            "requests": self.requests,
+            "per_second": {str(k): v for k, v in sorted(self.per_second.items())},
+        }
 
     @property
     def faults(self) -> Faults:

@@ -133,6 +133,7 @@ class RpcServer:
             return web.Response(status=415, text="content-type must be application/json\n")
         body = await request.read()  # > client_max_size raises HTTP 413
         self.node.stats.requests += 1
+        self.node.count_request(time.time())
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:

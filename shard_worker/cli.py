@@ -94,7 +94,12 @@ def _add_setting(p: argparse.ArgumentParser, setting: Setting, flag: str) -> Non
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The flags that describe a shard and its worker settings."""
     p.add_argument("--name", default="worker", help="shard name (logs, journal file)")
-    p.add_argument("--rpc-url", help="Soroban JSON-RPC URL (required without --config)")
+    p.add_argument(
+        "--rpc-url",
+        action="append",
+        help="Soroban JSON-RPC URL (required without --config); repeat it for several "
+        "endpoints with failover (network.rpc_urls)",
+    )
     p.add_argument("--network-passphrase", help="(required without --config)")
     p.add_argument("--contract-id", help="SoroTask contract address C... (without --config)")
     secret = p.add_mutually_exclusive_group()
@@ -148,9 +153,11 @@ def spec_from_args(args: argparse.Namespace) -> WorkerSpec:
     channels = tuple(SecretRef(env=n) for n in args.channel_secret_env) + tuple(
         SecretRef(file=f) for f in args.channel_secret_file
     )
+    urls = list(args.rpc_url or [""])
     return WorkerSpec(
         name=args.name,
-        rpc_url=args.rpc_url,
+        rpc_url=urls[0],
+        rpc_endpoints=tuple({"url": u} for u in urls) if len(urls) > 1 else (),
         network_passphrase=args.network_passphrase,
         contract_id=args.contract_id,
         secret=(

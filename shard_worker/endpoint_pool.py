@@ -272,7 +272,7 @@ class EndpointPool:
         now = self.now()
         out = []
         for ep in self.endpoints:
-            if ep.is_throttled(now) or ep.is_open(now) or self._probing(ep, now):
+            if ep.refused or ep.is_throttled(now) or ep.is_open(now) or self._probing(ep, now):
                 continue
             if not ep.verified:
                 method = "getNetwork"

@@ -194,6 +194,8 @@ class Endpoint:
         self.bucket = None if rate is None else TokenBucket(rate, max(1.0, rate), now)
         #: getNetwork answered the configured passphrase
         self.verified = False
+        #: why the endpoint is refused for good (another network), else None
+        self.refused: str | None = None
         # --- health
         self.consecutive_failures = 0
         self.consecutive_throttles = 0
@@ -251,7 +253,9 @@ class Endpoint:
         out = []
         if self.open_until is not None:
             out.append("half_open" if self.is_half_open(now) else "breaker_open")
-        if not self.verified:
+        if self.refused is not None:
+            out.append("wrong_network")
+        elif not self.verified:
             out.append("unverified")
         if self.is_throttled(now):
             out.append("throttled")

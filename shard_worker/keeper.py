@@ -55,6 +55,7 @@ from shard_worker.preflight import preflight
 from shard_worker.pricing import FeeHooks, Pricer, fee_config
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
+from shard_worker.rpc_pool import PooledRpc, make_rpc
 from shard_worker.rpcbudget import BudgetedRpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
@@ -115,18 +116,24 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         keeper_key.public_key,
         [a.public_key for a in sources if not a.is_keeper],
     )
-    rpc = BudgetedRpcClient(
-        spec.rpc_url,
-        budget=RequestBudget(spec.max_requests_per_s),
-        timeout_s=spec.rpc_timeout_s,
-        transport=spec.http_client,
-        # httpcore scans every pooled connection per request: keep the pool just big enough
-        max_connections=spec.max_concurrent_reads + 2 * len(sources) + 2,
-    )
+    try:
+        rpc = make_rpc(
+            spec,
+            budget=RequestBudget(spec.max_requests_per_s),
+            # httpcore scans every pooled connection per request: keep the pool just big enough
+            max_connections=spec.max_concurrent_reads + 2 * len(sources) + 2,
+            log=events.log,
+        )
+    except (FatalConfigError, ValueError) as exc:  # an endpoint's header variable, say
+        return _fatal(events, str(exc))
     try:
         keeper = Keeper(spec, events, stop, rpc, Identity.of(spec, keeper_key), sources, journal)
         try:
+            if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
+                await rpc.check_networks()
             ready = await preflight(rpc, spec, keeper.accounts, events, stop, events.log)
+            if isinstance(rpc, PooledRpc):
+                rpc.fresh_reads_only = False  # lag within max_lag_ledgers is fine from now on
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:
@@ -149,7 +156,7 @@ class Keeper:
         spec: WorkerSpec,
         events: Events,
         stop: asyncio.Event,
-        rpc: RpcClient,
+        rpc: RpcClient | PooledRpc,
         identity: Identity,
         sources: list[SourceAccount],
         journal: Journal,
@@ -221,6 +228,7 @@ class Keeper:
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
         self._cycle_no = 0
+        self._endpoints_sent_at = 0.0
 
     def final(self) -> dict[str, Any]:
         """The ``goodbye`` totals."""
@@ -240,6 +248,7 @@ class Keeper:
         while not self.stop.is_set():
             stats = await self.run_cycle()
             self.events.safe(self.events.reporter.cycle, stats)
+            self.report_endpoints()
             next_start += interval
             now = time.monotonic()
             if self.event_reader is not None:  # paced around the next ledger's close
@@ -248,6 +257,17 @@ class Keeper:
                 next_start = now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), next_start - now)
+
+    def report_endpoints(self, every_s: float = 1.0) -> None:
+        """Each endpoint's figures to the reporter (at most every ``every_s``), when the shard
+        has several endpoints and the reporter takes them."""
+        send = getattr(self.events.reporter, "endpoints", None)
+        if not isinstance(self.rpc, PooledRpc) or send is None:
+            return
+        now = time.monotonic()
+        if now - self._endpoints_sent_at >= every_s:
+            self._endpoints_sent_at = now
+            self.events.safe(send, self.rpc.status())
 
     async def run_cycle(self) -> CycleStats:
         """One cycle (interrupted by ``stop``); a cycle error (level 3) is reported in the
@@ -313,7 +333,7 @@ class Keeper:
         stats.source_balance = self.accounts.book.balances()
         stats.accounts_out_of_pool = len(self.accounts.book.out_of_pool())
         stats.paused = self.accounts.paused
-        if isinstance(self.rpc, BudgetedRpcClient):
+        if isinstance(self.rpc, BudgetedRpcClient | PooledRpc):
             stats.budget_waits = self.rpc.drain_waits()
             stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors

@@ -31,7 +31,7 @@ async def check_config(rpc: RpcClient, spec: WorkerSpec, accounts: SourceAccount
         raise RpcMalformedError("getNetwork", "passphrase missing")
     if passphrase != spec.network_passphrase:
         raise FatalConfigError(
-            f"wrong network: RPC server {spec.rpc_url} serves network {passphrase!r} but "
+            f"wrong network: RPC server {spec.rpc_label} serves network {passphrase!r} but "
             f"the shard is configured for {spec.network_passphrase!r}; fix "
             "network_passphrase or rpc_url"
         )
@@ -39,7 +39,7 @@ async def check_config(rpc: RpcClient, spec: WorkerSpec, accounts: SourceAccount
     if not found:
         raise FatalConfigError(
             f"contract {spec.contract_id} not found on network {passphrase!r} at "
-            f"{spec.rpc_url}: check contract_id (is it deployed on this network?)"
+            f"{spec.rpc_label}: check contract_id (is it deployed on this network?)"
         )
     friendbot = net.get("friendbotUrl")
     fb = friendbot if isinstance(friendbot, str) else None

@@ -17,6 +17,7 @@ here (the tests' ``tests/support/sdk_client.py`` has an httpx ``BaseAsyncClient`
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -79,13 +80,16 @@ class RpcClient:
         max_response_bytes: int = 32 * 1024 * 1024,
         client: httpx.AsyncClient | None = None,
         transport: str = "httpx",
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """``headers``: extra request headers (an endpoint's API key: never logged)."""
         if transport not in ("httpx", "aiohttp"):
             raise ValueError(f"unknown transport {transport!r}")
         self.transport = "httpx" if client is not None else transport
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.url = url
+        self._headers = {**_JSON_HEADERS, **(headers or {})}
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
         #: the wait before each retry of a failed attempt
@@ -202,7 +206,7 @@ class RpcClient:
                 "POST",
                 self.url,
                 content=body,
-                headers=_JSON_HEADERS,
+                headers=self._headers,
                 timeout=httpx.Timeout(timeout_s),
             )
             response = await self.http.send(request, stream=True)
@@ -245,7 +249,7 @@ class RpcClient:
             async with session.post(
                 self.url,
                 data=body,
-                headers=_JSON_HEADERS,
+                headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
                 length = resp.content_length

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from typing import Any, Literal, Protocol
 
+from shard_worker.endpoint_config import endpoint_label
 from sorotask_core.settings import WORKER
 from sorotask_core.stats import CYCLE_FIELDS
 
@@ -47,6 +48,10 @@ class WorkerSpec:
     task_ids: tuple[int, ...] | None = None
     #: extra source accounts (channel accounts) for more than one transaction per ledger
     channel_secrets: tuple[SecretRef, ...] = ()
+    #: ``network.rpc_urls``: several endpoints, each ``{url, weight, max_requests_per_s,
+    #: headers_from_env, name}`` (:class:`shard_worker.endpoint_config.EndpointConfig`; its
+    #: ``max_requests_per_s`` already this shard's share); empty: ``rpc_url`` alone
+    rpc_endpoints: tuple[dict[str, Any], ...] = ()
     # the worker settings: each is declared once (type, default, bounds, doc) in
     # sorotask_core.settings.WORKER; tests/sorotask_core/test_settings.py checks these fields
     poll_interval_s: float = _W["poll_interval_s"]
@@ -76,6 +81,7 @@ class WorkerSpec:
     balance_refresh_ledgers: int = _W["balance_refresh_ledgers"]
     confirm_poll_s: float = _W["confirm_poll_s"]
     http_client: str = _W["http_client"]
+    max_lag_ledgers: int = _W["max_lag_ledgers"]
     #: the keeper's public key (``G...``): a dry run needs nothing more
     public_key: str | None = None
     #: read, classify and simulate, never sign or send (``sorotask run --dry-run``)
@@ -83,6 +89,18 @@ class WorkerSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def rpc_label(self) -> str:
+        """How the shard's RPC is shown (logs, errors): endpoint labels, never credentials."""
+        urls = [e.get("name") or e["url"] for e in self.rpc_endpoints] or [self.rpc_url]
+        out = []
+        for u in urls:
+            try:
+                out.append(u if not u.startswith(("http://", "https://")) else endpoint_label(u))
+            except ValueError:
+                out.append("(malformed URL)")
+        return ", ".join(out)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:
@@ -93,6 +111,7 @@ class WorkerSpec:
         d = dict(data)
         d["secret"] = SecretRef(**d["secret"]) if d.get("secret") is not None else None
         d["channel_secrets"] = tuple(SecretRef(**s) for s in d.get("channel_secrets", ()))
+        d["rpc_endpoints"] = tuple(dict(e) for e in d.get("rpc_endpoints", ()))
         if d.get("task_ids") is not None:
             d["task_ids"] = tuple(int(i) for i in d["task_ids"])
         return cls(**d)

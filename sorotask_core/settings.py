@@ -26,13 +26,19 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 NAME_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One setting. ``type`` is bool, int, float (an int is accepted) or str; a bool is never
-    an int or a float."""
+    """One setting. ``type`` is bool, int, float (an int is accepted), str or list (its
+    ``rule`` checks the items); a bool is never an int or a float."""
 
     name: str
     type: type
@@ -67,6 +73,8 @@ class Setting:
         """What a value must be, for "expected X, got Y" messages."""
         if self.type is str and not self.choices:
             what = "a non-empty string"
+        elif self.type is list:
+            what = "a non-empty list"
         else:
             what = _TYPE_WORDS[self.type]
         if self.word is not None:
@@ -85,6 +93,8 @@ class Setting:
                 return f"must be one of {', '.join(self.choices)}, got {value!r}"
         elif self.type is str and not value.strip():
             return "expected a non-empty string, got an empty one"
+        elif self.type is list and not value:
+            return "expected a non-empty list, got an empty one"
         if self.ge is not None and value < self.ge:
             return f"must be >= {_num(self.ge)}, got {_num(value)}"
         if self.gt is not None and value <= self.gt:
@@ -164,6 +174,59 @@ def _http_url(v: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+", v) else f"expected an http(s) URL, got {v!r}"
 
 
+#: the keys of one ``network.rpc_urls`` entry written as a mapping
+ENDPOINT_KEYS = ("url", "weight", "max_requests_per_s", "headers", "name")
+_HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+
+
+def endpoint_problem(entry: Any) -> str | None:
+    """The problem of one ``network.rpc_urls`` entry (a URL, or a mapping with ``url`` and
+    optional ``weight``, ``max_requests_per_s``, ``headers`` {header: ENV_VAR}, ``name``), or
+    None. Never echoes a URL (it may hold credentials)."""
+    if isinstance(entry, str):
+        return None if re.match(r"^https?://[^\s/]+", entry) else "expected an http(s) URL"
+    if not isinstance(entry, dict):
+        return "expected a URL or a mapping with url (weight, max_requests_per_s, headers, name)"
+    unknown = sorted(set(map(str, entry)) - set(ENDPOINT_KEYS))
+    if unknown:
+        return f"unknown key {unknown[0]!r} (allowed: {', '.join(ENDPOINT_KEYS)})"
+    url = entry.get("url")
+    if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+        return "url: expected an http(s) URL"
+    if "weight" in entry and not _positive(entry["weight"]):
+        return "weight: expected a number > 0"
+    rate = entry.get("max_requests_per_s")
+    if rate is not None and not _positive(rate):
+        return "max_requests_per_s: expected a number > 0 (or null: unlimited)"
+    name = entry.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        return "name: expected a non-empty string"
+    headers = entry.get("headers", {})
+    if not isinstance(headers, dict):
+        return "headers: expected a mapping of header name to environment variable name"
+    for header, env in headers.items():
+        if not isinstance(header, str) or not re.fullmatch(_HEADER_NAME, header):
+            return f"headers: {header!r} is not a header name"
+        if not isinstance(env, str) or not re.fullmatch(ENV_NAME_PATTERN, env):
+            return (
+                f"headers.{header}: expected the name of the environment variable holding the "
+                "value (values never go in this file)"
+            )
+    return None
+
+
+def _endpoints(v: list[Any]) -> str | None:
+    for i, entry in enumerate(v):
+        problem = endpoint_problem(entry)
+        if problem is not None:
+            return f"entry {i}: {problem}"
+    return None
+
+
 def _contract_address(v: str) -> str | None:
     if re.fullmatch(r"C[A-Z2-7]{55}", v):
         return None
@@ -193,8 +256,11 @@ def host_port_problem(v: str) -> str | None:
 # fmt: off
 
 NETWORK = Section("network", doc="required", settings=(
-    Setting("rpc_url", str, REQUIRED, rule=_http_url,
-            doc="Soroban RPC endpoint (JSON-RPC over HTTP)"),
+    Setting("rpc_url", str, None, nullable=True, rule=_http_url,
+            doc="Soroban RPC endpoint (JSON-RPC over HTTP); give it or `rpc_urls`"),
+    Setting("rpc_urls", list, None, nullable=True, rule=_endpoints,
+            doc="endpoints with failover: URLs or `{url, weight, max_requests_per_s, headers, "
+                "name}`"),
     Setting("network_passphrase", str, REQUIRED,
             doc="checked against the server's `getNetwork` at start"),
     Setting("contract_id", str, REQUIRED, rule=_contract_address,
@@ -256,6 +322,8 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
             doc="each source account's balance is read again after this many ledgers"),
     Setting("confirm_poll_s", float, 0.25, gt=0,
             doc="`getTransaction` poll period while confirming"),
+    Setting("max_lag_ledgers", int, 2, ge=0, flag="--max-lag-ledgers", metavar="LEDGERS",
+            doc="an RPC endpoint this many ledgers behind the freshest one seen is demoted"),
     # flags of `sorotask worker` only: under the supervisor they are not in the YAML file
     Setting("state_dir", str, None, nullable=True, yaml=False, flag="--state-dir",
             doc="directory for the in-flight journal (under the supervisor: "

@@ -165,7 +165,7 @@ def check_config_main(argv: list[str]) -> int:
         spec0 = plan.shards[0].spec if plan.shards else None
         print(f"config {plan.file}: OK, {len(plan.shards)} shards")
         if spec0:
-            print(f"  network  {spec0.rpc_url}  ({spec0.network_passphrase})")
+            print(f"  network  {spec0.rpc_label}  ({spec0.network_passphrase})")
             print(f"  contract {spec0.contract_id}")
         print(f"  status   {st.status_address or '(disabled)'}   logs {st.log_dir}")
         if st.host_count > 1:

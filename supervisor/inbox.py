@@ -99,6 +99,11 @@ def on_goodbye(rec: ShardRecord, msg: Message, now: float) -> None:
     logger.info("shard {}: goodbye {}", rec.name, shown)
 
 
+def on_endpoints(rec: ShardRecord, msg: Message, now: float) -> None:
+    """The latest figures of the shard's RPC endpoints (replaced each time)."""
+    rec.endpoints = msg["figures"]
+
+
 HANDLERS: dict[str, Handler] = {
     "heartbeat": on_heartbeat,
     "started": on_started,
@@ -107,6 +112,7 @@ HANDLERS: dict[str, Handler] = {
     "event": on_event,
     "fatal": on_fatal,
     "goodbye": on_goodbye,
+    "endpoints": on_endpoints,
 }
 assert HANDLERS.keys() == FROM_WORKER.keys(), "every worker message type needs a handler"
 

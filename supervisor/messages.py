@@ -16,6 +16,8 @@ worker -> supervisor
     ``event {kind, data}``  a task outcome
     ``fatal {code, message}``  a fatal error; the worker exits with ``code`` next
     ``goodbye {final}``     final statistics before a clean exit
+    ``endpoints {figures}`` each RPC endpoint's figures (a shard with ``network.rpc_urls``;
+                            at most once a second): labels only, never a URL or header value
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ FROM_WORKER: dict[str, dict[str, tuple[type, ...]]] = {
     "event": {"kind": (str,), "data": (dict,)},
     "fatal": {"code": (int,), "message": (str,)},
     "goodbye": {"final": (dict,)},
+    "endpoints": {"figures": (dict,)},
 }
 
 
@@ -126,11 +129,20 @@ def _check_hello(msg: Message) -> None:
     _check_pid(msg)
 
 
+def _check_endpoints(msg: Message) -> None:
+    eps = msg["figures"].get("endpoints")
+    if not isinstance(eps, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("endpoint"), str) for e in eps
+    ):
+        raise ProtocolError("endpoints: figures.endpoints must be a list of endpoint figures")
+
+
 #: checks beyond the field types, by message type
 CONTENT_CHECKS: dict[str, Callable[[Message], None]] = {
     "started": _check_pid,
     "hello": _check_hello,
     "cycle": lambda msg: _check_cycle_stats(msg["stats"]),
+    "endpoints": _check_endpoints,
 }
 
 

@@ -64,6 +64,8 @@ class ShardRecord:
     #: replacement timing (monotonic), for the "ready in tens of ms" figure
     death_at: float | None = None
     replacement: dict[str, float] = field(default_factory=dict)
+    #: the worker's latest RPC endpoint figures (``network.rpc_urls``), None without
+    endpoints: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -126,6 +128,7 @@ class ShardView:
     rss_bytes: int | None
     cpu_percent: float | None
     replacement: dict[str, float]
+    endpoints: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -156,6 +159,7 @@ class ShardView:
             rss_bytes=rec.rss_bytes,
             cpu_percent=rec.cpu_percent,
             replacement=dict(rec.replacement),
+            endpoints=None if rec.endpoints is None else dict(rec.endpoints),
         )
 
 

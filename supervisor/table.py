@@ -48,6 +48,41 @@ def _row(s: dict[str, Any]) -> list[str]:
     ]
 
 
+ENDPOINT_COLUMNS = ("shard", "endpoint", "state", "why", "requests", "errors", "lag", "ledger")
+
+
+def _endpoint_rows(doc: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for s in doc["shards"]:
+        for e in (s.get("endpoints") or {}).get("endpoints") or []:
+            errors = e.get("errors") or {}
+            rows.append(
+                [
+                    s["name"],
+                    str(e["endpoint"]),
+                    str(e.get("state", "-")),
+                    ",".join(e.get("reasons") or []) or "-",
+                    str(e.get("requests", 0)),
+                    " ".join(f"{k}={v}" for k, v in sorted(errors.items())) or "0",
+                    str(e.get("lag_ledgers", 0)),
+                    str(e.get("latest_ledger") or "-"),
+                ]
+            )
+    return rows
+
+
+def endpoint_table(doc: dict[str, Any]) -> list[str]:
+    """One line per shard and RPC endpoint (shards with ``network.rpc_urls``), or nothing."""
+    rows = _endpoint_rows(doc)
+    if not rows:
+        return []
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(ENDPOINT_COLUMNS)]
+    return ["", "RPC endpoints"] + [
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+        for r in [list(ENDPOINT_COLUMNS), *rows]
+    ]
+
+
 def status_table(doc: dict[str, Any], where: str) -> str:
     """The table (a header line, one line per shard, a TOTAL line, then any failures)."""
     rows = [_row(s) for s in doc["shards"]]
@@ -69,4 +104,5 @@ def status_table(doc: dict[str, Any], where: str) -> str:
                 f" (started again {n}x after the cooldown)" if (n := s["failed_retries"]) else ""
             )
             lines.append(f"shard {s['name']} FAILED{again}: {s['failed_reason']}")
+    lines += endpoint_table(doc)
     return "\n".join(lines)

@@ -64,6 +64,7 @@ def shard_document(s: ShardView, now: float) -> dict[str, Any]:
         "paused": (s.last_cycle or {}).get("paused") if s.alive else None,
         "replacement_ms": {k: round(v, 2) for k, v in s.replacement.items()},
         "host": s.plan.host,
+        "endpoints": s.endpoints,
     }
 
 
@@ -216,6 +217,52 @@ def metric_families(status: dict[str, Any]) -> Iterator[Metric]:
         for st in STATES:
             state.add_metric([s["name"], st], 1.0 if s["state"] == st else 0.0)
     yield state
+    yield from endpoint_families(shards)
+
+
+#: an RPC endpoint's states (``shard_worker.endpoints.STATES``)
+ENDPOINT_STATES = ("up", "demoted", "open")
+
+
+def endpoint_families(shards: list[dict[str, Any]]) -> Iterator[Metric]:
+    """``sorotask_rpc_endpoint_*``: one series per shard and endpoint (label ``endpoint``: the
+    URL without credentials, or the endpoint's name) for shards with ``network.rpc_urls``;
+    none at all when no shard has several endpoints."""
+    p = METRIC_PREFIX + "rpc_endpoint_"
+    labels = ["shard", "endpoint"]
+    requests = CounterMetricFamily(p + "requests", "RPC requests sent to it", labels=labels)
+    errors = CounterMetricFamily(
+        p + "errors",
+        "Failed RPC requests by kind (timeout, http_429, stale, ...)",
+        labels=[*labels, "kind"],
+    )
+    opens = CounterMetricFamily(p + "breaker_opens", "Times its breaker opened", labels=labels)
+    latency = HistogramMetricFamily(p + "latency_seconds", "RPC request latency", labels=labels)
+    lag = GaugeMetricFamily(p + "lag_ledgers", "Ledgers behind the freshest", labels=labels)
+    latest = GaugeMetricFamily(p + "latest_ledger", "Latest ledger it reported", labels=labels)
+    state = GaugeMetricFamily(
+        p + "state",
+        "1 for the endpoint's current state (up, demoted, open)",
+        labels=[*labels, "state"],
+    )
+    for s in shards:
+        for e in (s.get("endpoints") or {}).get("endpoints") or []:
+            key = [s["name"], str(e["endpoint"])]
+            requests.add_metric(key, e.get("requests", 0))
+            for kind, n in (e.get("errors") or {}).items():
+                errors.add_metric([*key, kind], n)
+            opens.add_metric(key, e.get("breaker_opens", 0))
+            lat = e.get("latency") or {}
+            buckets = [(str(le), n) for le, n in lat.get("buckets") or []]
+            if buckets:
+                latency.add_metric(key, buckets, lat.get("sum_s", 0.0))
+            lag.add_metric(key, e.get("lag_ledgers", 0))
+            if e.get("latest_ledger") is not None:
+                latest.add_metric(key, e["latest_ledger"])
+            for st in ENDPOINT_STATES:
+                state.add_metric([*key, st], 1.0 if e.get("state") == st else 0.0)
+    if any((s.get("endpoints") or {}).get("endpoints") for s in shards):
+        yield from (requests, errors, opens, latency, lag, latest, state)
 
 
 # ------------------------------------------------------------------------------ live

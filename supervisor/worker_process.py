@@ -152,6 +152,9 @@ class PipeReporter:
             self.log.fatal(code, message)
         self._send("fatal", code=int(code), message=redact(str(message)))
 
+    def endpoints(self, figures: dict[str, Any]) -> None:
+        self._send("endpoints", figures=dict(figures))
+
     def goodbye(self, final: dict[str, Any]) -> None:
         if self.log is not None:
             self.log.goodbye(final)

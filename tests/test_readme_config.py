@@ -36,14 +36,21 @@ class TestReadmeTables:
 
 
 class TestCommentedExample:
-    def _values(self) -> dict[str, str]:
-        """key -> value text, for every ``key: value`` line (commented or not) of the example;
-        the first occurrence wins."""
-        found: dict[str, str] = {}
+    def _values(self) -> dict[tuple[str, str], str]:
+        """(block, key) -> value text, for every ``key: value`` line (commented or not) of the
+        example, the block being the YAML block it is written in (``worker``,
+        ``supervisor.restart``, ...); the first occurrence in a block wins."""
+        found: dict[tuple[str, str], str] = {}
+        block: list[str] = []
         for line in EXAMPLE.read_text(encoding="utf-8").splitlines():
-            m = re.match(r"^\s*#?\s*([a-z_]+):\s*([^#\s][^#]*?)\s*(#.*)?$", line)
-            if m:
-                found.setdefault(m.group(1), m.group(2).strip('"'))
+            opens = re.match(r"^( {0,2})([a-z_]+):\s*(#.*)?$", line)
+            if opens:  # a block of the file (top level) or of a block (two spaces in)
+                block = [*block[: len(opens.group(1)) // 2], opens.group(2)]
+                continue
+            m = re.match(r"^(\s*)(#?)\s*([a-z_]+):\s*([^#\s][^#]*?)\s*(#.*)?$", line)
+            if m:  # a commented line is in the block open; a set one, in the block its indent says
+                where = block if m.group(2) else block[: len(m.group(1)) // 2]
+                found.setdefault((".".join(where), m.group(3)), m.group(4).strip('"'))
         return found
 
     def test_every_setting_is_in_the_example_with_its_default(self) -> None:
@@ -52,6 +59,6 @@ class TestCommentedExample:
         for section in (WORKER, SUPERVISOR, RESTART):
             for s in section.yaml_settings():
                 want = yaml_text(s.default).strip("`")
-                if values.get(s.name) != want:
-                    wrong[f"{section.path}.{s.name}"] = (values.get(s.name), want)
+                if values.get((section.path, s.name)) != want:
+                    wrong[f"{section.path}.{s.name}"] = (values.get((section.path, s.name)), want)
         assert not wrong, f"example value != declared default: {wrong}"

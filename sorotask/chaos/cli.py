@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sorotask.chaos.endpoints import endpoint_params, run_endpoint_faults
 from sorotask.chaos.hostile import run_hostile
 from sorotask.chaos.params import ChaosParams, hostile_params
 from sorotask.chaos.report import format_summary
@@ -44,6 +45,14 @@ def main(argv: list[str]) -> int:
         "accounts and 120 tasks due every 12 ledgers, kills only with --kill-every; reports "
         "lateness percentiles (ledgers) against p99 <= 5, max <= 10",
     )
+    ap.add_argument(
+        "--endpoint-faults",
+        action="store_true",
+        help="several RPC endpoints (4 devnet replicas as network.rpc_urls) with --hostile's "
+        "workload: for --duration s one lags 5 ledgers, one answers half its requests 429 "
+        "with Retry-After, one goes down a third of the way in; lateness against p99 <= 2, "
+        "max <= 2 ledgers",
+    )
     ap.add_argument("--report", help="write the JSON report here (summary on stdout)")
     ap.add_argument("--shards", type=int, default=None)
     ap.add_argument("--tasks", type=int, default=None)
@@ -64,8 +73,10 @@ def main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     if a.duration is not None and a.duration <= 0:
         ap.error("--duration must be > 0")
-    if a.target and a.hostile:
-        ap.error("--hostile runs its own soak; it does not go with --target")
+    if a.target and (a.hostile or a.endpoint_faults):
+        ap.error("--hostile and --endpoint-faults run their own soak; not with --target")
+    if a.hostile and a.endpoint_faults:
+        ap.error("give --hostile or --endpoint-faults, not both")
     if a.target:
         if not a.yes:
             print(
@@ -96,7 +107,9 @@ def main(argv: list[str]) -> int:
             "quiet_s": a.quiet_s,
             "workdir": a.workdir,
         }
-        if a.hostile:
+        if a.endpoint_faults:
+            p = endpoint_params(**given)
+        elif a.hostile:
             p = hostile_params(**given)
         else:
             p = ChaosParams(**{k: v for k, v in given.items() if v is not None})
@@ -104,7 +117,10 @@ def main(argv: list[str]) -> int:
         p.hot = min(p.hot, p.tasks)
         if p.shards < 1 or p.tasks < p.shards or p.close_every <= 0:
             ap.error("need --shards >= 1, --tasks >= --shards and --close-every > 0")
-        report = run_hostile(p) if a.hostile else run_soak(p)
+        if a.endpoint_faults:
+            report = run_endpoint_faults(p)
+        else:
+            report = run_hostile(p) if a.hostile else run_soak(p)
     text = json.dumps(report, indent=2, default=str)
     if a.report:
         Path(a.report).write_text(text + "\n")

@@ -64,6 +64,9 @@ class ChaosParams:
     #: ``--hostile``: one fault mix (``devnet_setFaults``) for ``duration`` s instead of the
     #: fault phases, then ``quiet_s`` s calm; lateness percentiles judged against targets
     mix: dict[str, Any] | None = None
+    #: devnet ports serving the one chain; more than one: the shards get them all as
+    #: ``network.rpc_urls`` (``--endpoint-faults``)
+    replicas: int = 1
 
     @property
     def poll_interval_s(self) -> float:
@@ -136,8 +139,12 @@ def plan_tasks(p: ChaosParams, now_ts: int, start_ledger_offset: int) -> list[di
 
 def soak_config(p: ChaosParams, info: Any, work: Path, secrets_dir: Path) -> dict[str, Any]:
     """The supervisor's config: fast polls and restarts, a journal per shard, a split."""
+    network = network_section(info)
+    if p.replicas > 1:
+        del network["rpc_url"]
+        network["rpc_urls"] = list(info.rpc_urls)
     return {
-        "network": network_section(info),
+        "network": network,
         "worker": {
             "poll_interval_s": p.poll_interval_s,
             "max_concurrent_executions": max(1, p.channels),

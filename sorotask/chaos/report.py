@@ -51,7 +51,7 @@ def format_summary(r: dict[str, Any]) -> str:
             f"  /status            {st['polls']} polls, {st['failures']} failures, max "
             f"{st['max_latency_s']} s"
         )
-    if r.get("mode") in ("soak", "hostile") and "analysis" in r:
+    if r.get("mode") in ("soak", "hostile", "endpoints") and "analysis" in r:
         a = r["analysis"]
         d = a["delay_ledgers"]
         lw = a["late_windows"]
@@ -100,6 +100,16 @@ def format_summary(r: dict[str, Any]) -> str:
                 for k, t in h["targets"].items()
             )
         )
+    eps = r.get("endpoints")
+    if eps:
+        lines.append(f"  devnet requests    per replica {eps.get('devnet_requests')}")
+        for shard, figs in sorted((eps.get("during_faults") or {}).items()):
+            states = ", ".join(
+                f"{e['endpoint']} {e['state']}"
+                + (f" ({','.join(e['reasons'])})" if e.get("reasons") else "")
+                for e in figs
+            )
+            lines.append(f"  endpoints {shard:<8} {states}")
     for v in r.get("violations", []):
         lines.append(f"  VIOLATION: {v}")
     return "\n".join(lines)

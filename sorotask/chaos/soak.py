@@ -79,6 +79,7 @@ class Soak:
             close_every=p.close_every,
             ledger_seconds=p.ledger_seconds,
             log_path=self.work / "devnet.log",
+            replicas=p.replicas,
         )
         with temporary_secrets(self.work) as secrets_dir:
             # a terminal's Ctrl-C must not reach the devnet before the supervisor has drained

@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from shard_worker.endpoint_config import EndpointConfig
 from shard_worker.spec import WorkerSpec
 from sorotask_core.settings import NETWORK, RESTART, SUPERVISOR, TOP, WORKER, Key
 from supervisor.config.plan import Plan, RestartPolicy, ShardPlan, SupervisorSettings
@@ -77,6 +78,12 @@ def parse_config(
 
     if top.has("network"):
         network = read_block(c, top.raw("network"), ("network",), NETWORK, {})[0]
+        given = top.raw("network") if isinstance(top.raw("network"), dict) else {}
+        has_url, has_urls = (given.get(k) is not None for k in ("rpc_url", "rpc_urls"))
+        if not has_url and not has_urls:
+            c.error(("network", "rpc_url"), "required (or rpc_urls: several endpoints)")
+        elif has_url and has_urls:
+            c.error(("network", "rpc_urls"), "give either rpc_url or rpc_urls, not both")
     else:
         c.error(("network",), "required")
         network = {}
@@ -105,7 +112,8 @@ def parse_config(
             ("supervisor", "host_count"),
             f"{settings.host_count} hosts for {len(drafts)} shards: some hosts run nothing",
         )
-    shard_plans = _shard_plans(c, drafts, network, settings, check_secrets, dry_run)
+    endpoints = rpc_endpoints(c, network, len(drafts))
+    shard_plans = _shard_plans(c, drafts, network, endpoints, settings, check_secrets, dry_run)
 
     c.errors = list(dict.fromkeys(c.errors))
     c.warnings = list(dict.fromkeys(c.warnings))
@@ -236,10 +244,45 @@ def _check_secret_refs(c: Collector, drafts: list[ShardDraft]) -> None:
 # --------------------------------------------------------------------------- plans
 
 
+def rpc_endpoints(c: Collector, network: dict[str, Any], shards: int) -> tuple[dict[str, Any], ...]:
+    """``network.rpc_urls`` as worker-spec entries (empty for a single ``rpc_url``). Each
+    endpoint's ``max_requests_per_s`` is the provider's budget for the whole file, so every
+    shard gets an equal share of it (``shards`` share each endpoint)."""
+    raw = network.get("rpc_urls")
+    if not raw:
+        return ()
+    out: list[dict[str, Any]] = []
+    labels: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        item = {"url": entry} if isinstance(entry, str) else dict(entry)
+        rate = item.get("max_requests_per_s")
+        spec_entry = {
+            "url": item["url"],
+            "weight": float(item.get("weight", 1.0)),
+            "max_requests_per_s": None if rate is None else float(rate) / max(1, shards),
+            "headers_from_env": dict(item.get("headers") or {}),
+            "name": item.get("name"),
+        }
+        try:
+            label = EndpointConfig(**spec_entry).label
+        except ValueError as exc:
+            c.error(("network", "rpc_urls", i), str(exc))
+            continue
+        if label in labels:
+            c.error(
+                ("network", "rpc_urls", i),
+                f"shown as {label}, like entry {labels[label]}: give one of them a name",
+            )
+        labels[label] = i
+        out.append(spec_entry)
+    return tuple(out)
+
+
 def _shard_plans(
     c: Collector,
     drafts: list[ShardDraft],
     network: dict[str, Any],
+    endpoints: tuple[dict[str, Any], ...],
     settings: SupervisorSettings,
     check_secrets: bool,
     dry_run: bool = False,
@@ -296,7 +339,8 @@ def _shard_plans(
             continue
         spec = WorkerSpec(
             name=d.name,
-            rpc_url=network.get("rpc_url") or "",
+            rpc_url=network.get("rpc_url") or (endpoints[0]["url"] if endpoints else ""),
+            rpc_endpoints=endpoints,
             network_passphrase=network.get("network_passphrase") or "",
             contract_id=network.get("contract_id") or "",
             secret=d.secret,

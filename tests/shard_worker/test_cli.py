@@ -41,6 +41,17 @@ class TestWorkerCli:
         assert [c.env or c.file for c in spec.channel_secrets] == ["C1", "/tmp/c2"]
         assert spec.read_mode == "simulate" and spec.max_concurrent_reads == 4
 
+    def test_a_repeated_rpc_url_gives_several_endpoints(self) -> None:
+        args = [*BASE, "--rpc-url", "http://127.0.0.1:2/", "--secret-env", "K"]
+        spec = spec_from_args(build_parser().parse_args(args))
+        assert spec.rpc_url == "http://127.0.0.1:1/"
+        assert [e["url"] for e in spec.rpc_endpoints] == [
+            "http://127.0.0.1:1/",
+            "http://127.0.0.1:2/",
+        ]
+        one = spec_from_args(build_parser().parse_args([*BASE, "--secret-env", "K"]))
+        assert one.rpc_url == "http://127.0.0.1:1/" and one.rpc_endpoints == ()
+
     def test_open_ended_range(self) -> None:
         spec = spec_from_args(
             build_parser().parse_args([*BASE, "--secret-env", "K", "--range", "5:"])

@@ -34,6 +34,8 @@ class TestFlagsFromTheDeclarations:
         assert {s.flag for s in FLAGGED} == {
             "--poll-interval",
             "--read-mode",
+            "--sweep-every-ledgers",
+            "--max-requests-per-s",
             "--max-concurrent-reads",
             "--max-concurrent-executions",
             "--rpc-timeout",
@@ -44,8 +46,7 @@ class TestFlagsFromTheDeclarations:
             "--fee-max-inclusion",
             "--state-dir",
             "--http-client",
-            "--sweep-every-ledgers",
-            "--max-requests-per-s",
+            "--max-lag-ledgers",
         }
         assert {s.flag for s in FLAGGED} <= flags
 

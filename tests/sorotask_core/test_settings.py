@@ -122,6 +122,7 @@ class TestBuiltFromTheDeclarations:
             "range_last",
             "task_ids",
             "channel_secrets",
+            "rpc_endpoints",
             "public_key",
             "dry_run",
         }

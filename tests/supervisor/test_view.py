@@ -23,6 +23,7 @@ from supervisor.view import (
 KEY = "G" + "A" * 55
 #: every family a supervisor exports (the Grafana dashboard and alerts use these names)
 FAMILIES = {
+    "sorotask_budget_waits": "counter",
     "sorotask_cpu_percent": "gauge",
     "sorotask_cycle_duration_seconds": "gauge",
     "sorotask_cycle_errors": "counter",
@@ -37,13 +38,17 @@ FAMILIES = {
     "sorotask_memory_restarts": "counter",
     "sorotask_not_sent_by_simulation": "counter",
     "sorotask_queue_depth": "gauge",
+    "sorotask_events_seen": "counter",
     "sorotask_read_errors": "counter",
+    "sorotask_rescans": "counter",
     "sorotask_restarts": "counter",
     "sorotask_rpc_calls": "counter",
     "sorotask_rpc_errors": "counter",
+    "sorotask_rpc_bytes": "counter",
     "sorotask_rpc_latency_seconds": "gauge",
     "sorotask_rss_bytes": "gauge",
     "sorotask_shard_state": "gauge",
+    "sorotask_sweep_reads": "counter",
     "sorotask_tasks_checked": "counter",
     "sorotask_tasks_due": "counter",
     "sorotask_tasks_due_now": "gauge",
@@ -51,11 +56,6 @@ FAMILIES = {
     "sorotask_execution_delay_ledgers": "histogram",
     "sorotask_dry_run_would_execute": "counter",
     "sorotask_dry_run_fees_stroops": "counter",
-    "sorotask_events_seen": "counter",
-    "sorotask_rescans": "counter",
-    "sorotask_sweep_reads": "counter",
-    "sorotask_budget_waits": "counter",
-    "sorotask_rpc_bytes": "counter",
     "sorotask_tasks_executed": "counter",
     "sorotask_tasks_failed": "counter",
     "sorotask_tasks_skipped": "counter",
@@ -85,6 +85,7 @@ SHARD_KEYS = {
     "paused",
     "replacement_ms",
     "host",
+    "endpoints",
 }
 TOTALS_KEYS = {
     "cycles",
