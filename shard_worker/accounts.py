@@ -171,6 +171,12 @@ class SourceAccounts:
         """``"paused: low balance"`` while every account is out of the pool, else None."""
         return self.book.status()
 
+    def fill(self, stats: Any) -> None:
+        """The balances, the accounts out of the pool and the pause into a ``CycleStats``."""
+        stats.source_balance = self.book.balances()
+        stats.accounts_out_of_pool = len(self.book.out_of_pool())
+        stats.paused = self.paused
+
     def charged(self, public_key: str, fee: int, ledger: int | None) -> None:
         """A result of ``public_key``'s charged ``fee`` (in ``ledger``)."""
         self._settle(self.book.charge(public_key, fee, ledger=ledger))

@@ -59,12 +59,10 @@ from shard_worker.rpc_pool import PooledRpc, make_rpc
 from shard_worker.rpcbudget import BudgetedRpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
-from sorotask_core.stats import FIELDS_BY_NAME, observe
 
 __all__ = ["Keeper", "run_keeper"]
 
 HEARTBEAT_S = 0.5
-FEE_CHARGED = FIELDS_BY_NAME["fee_charged"]
 
 
 async def run_keeper(spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) -> int:
@@ -324,15 +322,8 @@ class Keeper:
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
-        for reason, n in c.fee_skips.items():
-            stats.skipped[reason] = stats.skipped.get(reason, 0) + n
-        stats.escalations = c.escalations
-        for fee in c.fees_charged:
-            observe(FEE_CHARGED, stats.fee_charged, fee)
-        stats.inclusion_fee = self.pricer.offered
-        stats.source_balance = self.accounts.book.balances()
-        stats.accounts_out_of_pool = len(self.accounts.book.out_of_pool())
-        stats.paused = self.accounts.paused
+        self.pricer.fill(stats, c)
+        self.accounts.fill(stats)
         if isinstance(self.rpc, BudgetedRpcClient | PooledRpc):
             stats.budget_waits = self.rpc.drain_waits()
             stats.rpc_bytes = self.rpc.drain_bytes()

@@ -32,7 +32,7 @@ from typing import Any
 from loguru import logger
 
 from shard_worker import chain, txxdr
-from shard_worker.context import Events, Tally
+from shard_worker.context import Counters, Events, Tally
 from shard_worker.errors import FatalConfigError, RpcError
 from shard_worker.feepolicy import (
     ESCALATING_OUTCOMES,
@@ -44,6 +44,7 @@ from shard_worker.feepolicy import (
 from shard_worker.journal import JournalEntry
 from shard_worker.rpc import RpcClient
 from shard_worker.spec import WorkerSpec
+from sorotask_core.stats import FIELDS_BY_NAME, observe
 
 __all__ = ["ESCALATING_OUTCOMES", "FeeHooks", "Pricer", "Rejection", "fee_config"]
 
@@ -62,6 +63,7 @@ class Rejection:
         return self.outcome in ESCALATING_OUTCOMES
 
 
+FEE_CHARGED = FIELDS_BY_NAME["fee_charged"]
 #: tasks whose last verdict is remembered for an escalation (the oldest forgotten beyond)
 MAX_REMEMBERED = 10_000
 
@@ -178,6 +180,15 @@ class Pricer:
             "attempt": verdict.attempt,
         }
         self.events.event("not_sent", data)
+
+    def fill(self, stats: Any, counters: Counters) -> None:
+        """The cycle's fee figures into its ``CycleStats``."""
+        for reason, n in counters.fee_skips.items():
+            stats.skipped[reason] = stats.skipped.get(reason, 0) + n
+        stats.escalations = counters.escalations
+        for fee in counters.fees_charged:
+            observe(FEE_CHARGED, stats.fee_charged, fee)
+        stats.inclusion_fee = self.offered
 
     # ------------------------------------------------------------------ outcomes
 
