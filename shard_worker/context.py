@@ -37,6 +37,10 @@ TOTALS = (
     "stale_ledger_answers",
     "bad_simulations",
     "send_status_unknown",
+    "rejected_too_late",
+    "rejected_insufficient_fee",
+    "rejected_bad_seq",
+    "failed_rpc_unavailable",
 )
 
 
@@ -50,6 +54,8 @@ class Counters:
     tx_errors: int = 0
     fees: int = 0
     exec_times: list[float] = field(default_factory=list)
+    #: answers to sendTransaction by name (``send_results``)
+    sends: dict[str, int] = field(default_factory=dict)
 
 
 class Tally:

@@ -113,7 +113,9 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
     try:
         keeper = Keeper(spec, events, stop, rpc, Identity.of(spec, keeper_key), sources, journal)
         try:
-            ready = await preflight(rpc, spec, keeper.accounts, events, stop, events.log)
+            ready = await preflight(
+                rpc, spec, keeper.accounts, events, stop, events.log, keeper.set_ledger_s
+            )
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:
@@ -188,6 +190,10 @@ class Keeper:
         )
         self._cycle_no = 0
 
+    def set_ledger_s(self, ledger_s: float) -> None:
+        """The network's ledger time, measured at start (time-bound checks use it)."""
+        self.submitter.ledger_s = ledger_s
+
     def final(self) -> dict[str, Any]:
         """The ``goodbye`` totals."""
         final: dict[str, Any] = dict(self.tally.totals)
@@ -195,6 +201,8 @@ class Keeper:
         final["journal_left"] = len(self.journal)
         final["rpc_calls"] = self.rpc.total_calls
         final["rpc_errors"] = self.rpc.total_errors
+        final["rpc_retries"] = self.rpc.total_retries
+        final["rpc_retries_denied"] = self.rpc.retries_denied
         return final
 
     async def loop(self) -> None:
@@ -261,6 +269,8 @@ class Keeper:
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
+        stats.rpc_failures, stats.rpc_retries = self.rpc.drain_kinds()
+        stats.send_results = c.sends
         self.tally.totals["read_errors"] += stats.read_errors
 
     async def _cycle(self, stats: CycleStats) -> None:
