@@ -158,6 +158,11 @@ class Executor:
             tx.auth = sim.auth
         tx.soroban_data = sim.transaction_data
         tx.fee = spec.base_fee + sim.min_resource_fee
+        # prepared while the account's previous transaction was confirmed: sign once it is
+        # final, with the sequence number that follows it (reloaded if it expired unapplied)
+        await self.submitter.wait_turn(acc)
+        await self.accounts.ready(acc)
+        tx.sequence = acc.sequence + 1
         tx_hash = tx.sign(acc.keypair, me.network_id).hex()
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
             return False

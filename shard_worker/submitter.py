@@ -98,6 +98,8 @@ class Submitter:
         #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
         #: executions not yet sent are cancelled
         self.sending: set[asyncio.Task[None]] = set()
+        #: each source account's transaction being confirmed beside the executors
+        self._confirming: dict[str, asyncio.Task[None]] = {}
 
     async def submit(
         self,
@@ -130,7 +132,16 @@ class Submitter:
         )
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
+        self._confirming[acc.public_key] = task
         return True
+
+    async def wait_turn(self, acc: SourceAccount) -> None:
+        """Wait until ``acc``'s previous transaction (confirmed beside the executors) is
+        final: one transaction of an account in flight at a time, while the next one is
+        prepared. (Cancelling the waiter leaves that confirmation running.)"""
+        previous = self._confirming.get(acc.public_key)
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
 
     async def _confirm_detached(self, entry: JournalEntry, acc: SourceAccount, t0: float) -> None:
         """Confirm a queued transaction beside the executors; the task stays in flight
@@ -248,6 +259,8 @@ class Submitter:
             self.count("resent")
             state = await self._send(envelope, entry, acc, resend=True)
             if state == QUEUED:
+                # queued with its sequence number: the local one is right, no reload needed
+                acc.needs_resync = False
                 self.log.info("task {} resend settled the unknown outcome: queued", entry.task_id)
                 return True
             if state != UNKNOWN:
