@@ -20,6 +20,9 @@ simulation error) backs the task off (:class:`~shard_worker.due.Holds`).
 from __future__ import annotations
 
 import asyncio
+import collections
+import secrets
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,12 +40,14 @@ from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
 from shard_worker.spec import WorkerSpec
+from shard_worker.strict_xdr import SOROBAN_CREDENTIALS_ADDRESS, parse_auth_entry
 from shard_worker.submitter import (
     TRY_AGAIN_LATER_BACKOFF,
     TRY_AGAIN_LATER_LIMIT,
     TX_BAD_SEQ,
     Submitter,
 )
+from sorotask_core.xdr import skip_sc_address
 
 __all__ = [
     "TRY_AGAIN_LATER_BACKOFF",
@@ -57,6 +62,22 @@ SIMULATE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
 SIMULATE_RETRY_LIMIT = 20
 #: a ledger the cycle loop saw this recently sets time bounds without another request
 FRESH_LEDGER_S = 2.0
+#: a tentative simulation showed the task is not due (it was counted as not sent)
+DECLINED = object()
+#: tasks whose recorded authorization is kept for their next execution
+AUTH_CACHE_SIZE = 4096
+
+
+def with_nonce(entry: bytes, nonce: int) -> bytes:
+    """A ``SorobanAuthorizationEntry`` with address credentials, its nonce replaced (entries
+    with source-account credentials are returned as they are). Raises :class:`DecodeError`
+    for an entry that does not parse."""
+    parse_auth_entry(entry)
+    (kind,) = struct.unpack_from(">I", entry, 0)
+    if kind != SOROBAN_CREDENTIALS_ADDRESS:
+        return entry
+    end = skip_sc_address(entry, 4)
+    return entry[:end] + struct.pack(">q", nonce) + entry[end + 8 :]
 
 
 class Executor:
@@ -87,6 +108,9 @@ class Executor:
         self.clock = clock
         self.tally = tally
         self.log = logger.bind(shard=spec.name)
+        #: task id -> the authorization entries its last recording simulation from a channel
+        #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
+        self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ one execution
 
@@ -142,39 +166,76 @@ class Executor:
             max_time=max_time,
         )
         deadline = max_time - 2 * self.submitter.ledger_s
-        sim = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
-        if sim is None:
-            return False
-        if not acc.is_keeper:
-            valid_until = latest.sequence + max(10, spec.tx_timeout_s)
+        valid_until = latest.sequence + max(10, spec.tx_timeout_s)
+        sim: Simulation | object | None = None
+        cached = None if acc.is_keeper else self._auth_cache.get(task_id)
+        if cached is not None:
+            # the task's authorization as recorded last time, with a fresh nonce, signed:
+            # one simulation instead of two (an answer other than a good one: the full path)
             tx.auth = [
-                txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id) for a in sim.auth
+                txxdr.sign_auth_entry(
+                    with_nonce(a, secrets.randbits(63)), me.keeper, valid_until, me.network_id
+                )
+                for a in cached
             ]
-            # re-simulate with the signed entry so resources include signature verification
-            sim = await self.simulate(tx, task_id, acc, latest, recorded=False, deadline=deadline)
+            sim = await self.simulate(
+                tx, task_id, acc, latest, recorded=False, deadline=deadline, tentative=True
+            )
+            if sim is DECLINED or self.submitter.stopping:
+                return False  # not due (counted as not sent)
             if sim is None:
+                self._auth_cache.pop(task_id, None)
+        if sim is None:
+            tx.auth = []
+            sim = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
+            if not isinstance(sim, Simulation):
                 return False
-        else:
-            tx.auth = sim.auth
+            if not acc.is_keeper:
+                self._remember_auth(task_id, sim.auth)
+                tx.auth = [
+                    txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id)
+                    for a in sim.auth
+                ]
+                # re-simulate with the signed entry so resources include signature checks
+                sim = await self.simulate(
+                    tx, task_id, acc, latest, recorded=False, deadline=deadline
+                )
+                if not isinstance(sim, Simulation):
+                    return False
+            else:
+                tx.auth = sim.auth
+        assert isinstance(sim, Simulation)
         tx.soroban_data = sim.transaction_data
         tx.fee = spec.base_fee + sim.min_resource_fee
         # prepared while the account's previous transaction was confirmed: sign once it is
         # final, with the sequence number that follows it (reloaded if it expired unapplied)
         await self.submitter.wait_turn(acc)
         await self.accounts.ready(acc)
-        tx.sequence = acc.sequence + 1
-        tx_hash = tx.sign(acc.keypair, me.network_id).hex()
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
             return False
-        entry = JournalEntry(
-            hash=tx_hash,
-            task_id=task_id,
-            source=acc.public_key,
-            sequence=tx.sequence,
-            max_time=max_time,
-            recorded_at=time.time(),
-        )
-        return await self.submitter.submit(tx.envelope_b64(), entry, acc, t0, release)
+
+        async def seal() -> tuple[str, JournalEntry]:
+            """Sequence number, a time bound from the newest ledger (the preparation may
+            have taken ledgers), signature: the envelope and its journal entry. Called
+            again after a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land)."""
+            await self.accounts.ready(acc)  # reloaded after txBAD_SEQ
+            newest = await self._latest_for_tx()
+            tx.time_bounds = (0, newest.close_time + spec.tx_timeout_s)
+            tx.sequence = acc.sequence + 1
+            tx.signatures = []
+            tx_hash = tx.sign(acc.keypair, me.network_id).hex()
+            entry = JournalEntry(
+                hash=tx_hash,
+                task_id=task_id,
+                source=acc.public_key,
+                sequence=tx.sequence,
+                max_time=tx.time_bounds[1],
+                recorded_at=time.time(),
+            )
+            return tx.envelope_b64(), entry
+
+        envelope, entry = await seal()
+        return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
 
     async def _latest_for_tx(self) -> Latest:
         """The ledger a time bound is computed from: the newest one the cycle loop saw, when
@@ -199,13 +260,16 @@ class Executor:
         *,
         recorded: bool,
         deadline: float = float("inf"),
-    ) -> Simulation | None:
+        tentative: bool = False,
+    ) -> Simulation | object | None:
         """Simulate ``tx`` and check the answer; None when it must not be sent (the simulation
         failed, or it does not write the task entry: not due, or the resolver said no).
         A busy or unreachable RPC is retried (short jittered backoff) until the newest ledger's
         close time reaches ``deadline`` (ledger seconds: the last moment the transaction could
         still pass core's time-bound check). Raises :class:`RpcMalformedError` for an unusable
-        answer."""
+        answer. ``tentative`` (a reused authorization): an error or an unusable answer is
+        None, not counted (the caller falls back to recording the authorization); a call
+        that would not write the task is :data:`DECLINED` (counted as not sent)."""
         envelope = tx.envelope_b64()
         for retry in range(SIMULATE_RETRY_LIMIT):
             try:
@@ -227,13 +291,29 @@ class Executor:
                     raise
                 await SIMULATE_BACKOFF.wait(retry)
         if raw.get("error"):
+            if tentative:  # maybe only the reused authorization: the caller falls back
+                return None
             self._sim_failed(task_id, str(raw["error"]), latest.sequence)
             return None
-        sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
+        if tentative:
+            try:
+                sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
+            except RpcMalformedError:
+                return None
+        else:
+            sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
         if not sim.writes_task:
             self._not_sent(task_id, sim.latest_ledger or latest.sequence)
-            return None
+            return DECLINED if tentative else None
         return sim
+
+    def _remember_auth(self, task_id: int, auth: list[bytes]) -> None:
+        """Keep the task's recorded (unsigned) authorization for its next execution."""
+        cache = self._auth_cache
+        cache[task_id] = auth
+        cache.move_to_end(task_id)
+        while len(cache) > AUTH_CACHE_SIZE:
+            cache.popitem(last=False)
 
     def expected(self, task_id: int, acc: SourceAccount, *, recorded: bool) -> Expected:
         """What a simulation of ``execute(keeper, task_id)`` from ``acc`` must show."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -50,13 +50,19 @@ _NAMED_REJECTIONS = {
     "txBAD_SEQ": "rejected_bad_seq",
 }
 #: the wait between sends answered TRY_AGAIN_LATER, and how many sends at most
-TRY_AGAIN_LATER_BACKOFF = Backoff(0.2, factor=1.5, max_s=1.0, jitter=0.3)
+TRY_AGAIN_LATER_BACKOFF = Backoff(0.05, factor=1.5, max_s=1.0, jitter=0.3)
 TRY_AGAIN_LATER_LIMIT = 64
 #: what a send found out (:meth:`Submitter._send`)
 QUEUED, UNKNOWN, NOT_PENDING, REJECTED = "queued", "unknown", "not_pending", "rejected"
 #: the wait between resends of the same envelope after an unknown outcome, and how many
 SETTLE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
 SETTLE_LIMIT = 40
+#: new time bounds for one execution after txTOO_LATE refusals, at most
+RESEAL_LIMIT = 2
+#: the refusals a fresh time bound and sequence number can cure
+RESEALABLE = ("txTOO_LATE", "txBAD_SEQ")
+#: how often a prepared transaction looks for a new ledger behind its account's previous one
+TURN_POLL_S = 0.05
 
 
 def _close_time(res: dict[str, Any], method: str) -> int:
@@ -98,8 +104,14 @@ class Submitter:
         #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
         #: executions not yet sent are cancelled
         self.sending: set[asyncio.Task[None]] = set()
+        #: the result name of a refused send, by hash, until :meth:`submit` has read it
+        self._last_rejection: dict[str, str] = {}
         #: each source account's transaction being confirmed beside the executors
         self._confirming: dict[str, asyncio.Task[None]] = {}
+        #: accounts whose next transaction waits until the previous one is final
+        self._strict: set[str] = set()
+        #: the newest ledger when that transaction was queued
+        self._accepted_at: dict[str, int] = {}
 
     async def submit(
         self,
@@ -108,6 +120,8 @@ class Submitter:
         acc: SourceAccount,
         t0: float,
         release: Callable[[], None] | None = None,
+        *,
+        reseal: Callable[[], Awaitable[tuple[str, JournalEntry]]] | None = None,
     ) -> bool:
         """Journal ``entry`` (durably), send ``envelope`` and confirm it; ``t0`` is when the
         execution started (for ``mean_execution_s``). With ``release``, once the transaction
@@ -120,7 +134,26 @@ class Submitter:
             self.sending.add(current)  # from here on a stop waits for it (bounded)
         self.journal.add(entry)
         state = await self._send(envelope, entry, acc)
+        for _ in range(RESEAL_LIMIT):
+            # refused as txTOO_LATE or txBAD_SEQ (surely not queued, so it can never land):
+            # the same transaction with a fresh time bound and the account's sequence number
+            if state != REJECTED or reseal is None or self.stopping:
+                break
+            name = self._last_rejection.pop(entry.hash, None)
+            if name not in RESEALABLE:
+                break
+            previous = self._confirming.get(acc.public_key)
+            if name == "txBAD_SEQ" and previous is not None and not previous.done():
+                # the account's previous transaction was neither applied nor refused yet
+                # (dropped? delayed?): its next ones wait until it is final
+                self._strict.add(acc.public_key)
+                break
+            envelope, entry = await reseal()
+            self.count("resealed")
+            self.journal.add(entry)
+            state = await self._send(envelope, entry, acc)
         if state == REJECTED:
+            self._last_rejection.pop(entry.hash, None)
             return False
         queued = state == QUEUED or await self.settle(envelope, entry, acc)
         if not (queued and release is not None):
@@ -133,15 +166,25 @@ class Submitter:
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
         self._confirming[acc.public_key] = task
+        newest = self.clock.newest
+        self._accepted_at[acc.public_key] = newest.sequence if newest is not None else 0
         return True
 
     async def wait_turn(self, acc: SourceAccount) -> None:
-        """Wait until ``acc``'s previous transaction (confirmed beside the executors) is
-        final: one transaction of an account in flight at a time, while the next one is
-        prepared. (Cancelling the waiter leaves that confirmation running.)"""
+        """Wait until ``acc``'s previous transaction (confirmed beside the executors) is final
+        or a ledger has closed since it was queued (core keeps one pending transaction per
+        account: sending earlier only earns TRY_AGAIN_LATER). (Cancelling the waiter leaves
+        that confirmation running.)"""
         previous = self._confirming.get(acc.public_key)
-        if previous is not None and not previous.done():
-            await asyncio.wait({previous})
+        accepted_at = self._accepted_at.get(acc.public_key, 0)
+        while previous is not None and not previous.done():
+            if acc.public_key in self._strict:
+                await asyncio.wait({previous})
+                return
+            newest = self.clock.newest
+            if newest is not None and newest.sequence > accepted_at:
+                return  # a ledger closed since: applied (or dropped: then txBAD_SEQ, resealed)
+            await asyncio.wait({previous}, timeout=TURN_POLL_S)
 
     async def _confirm_detached(self, entry: JournalEntry, acc: SourceAccount, t0: float) -> None:
         """Confirm a queued transaction beside the executors; the task stays in flight
@@ -154,6 +197,7 @@ class Submitter:
             self.log.warning("task {} confirmation error: {}", entry.task_id, exc)
         finally:
             self.holds.in_flight.discard(entry.task_id)
+            self._strict.discard(acc.public_key)
 
     def count(self, result: str) -> None:
         """One named answer to a send (``send_results``)."""
@@ -274,6 +318,7 @@ class Submitter:
         sequence number moved: reloaded before its next use)."""
         if code == TX_BAD_SEQ:
             acc.resync()
+        self._last_rejection[entry.hash] = name
         key = _NAMED_REJECTIONS.get(name)
         if key is not None:
             self.tally.totals[key] += 1

@@ -17,10 +17,11 @@ from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
 from shard_worker.errors import RpcMalformedError, RpcTransportError
-from shard_worker.executor import Executor, Submitter
+from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.spec import SecretRef, WorkerSpec
+from shard_worker.strict_xdr import parse_auth_entry
 from sorotask_core.signing import Signer
 from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
 from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
@@ -443,3 +444,56 @@ class TestTransientFailures:
         assert ex.tally.totals["failed"] == 1 and ex.tally.totals["failed_rpc_unavailable"] == 1
         assert TASK not in ex.holds.backoff  # due again next ledger
         assert events_of(ex, "failed")[0]["reason"] == "rpc_unavailable"
+
+
+class TestAuthReuse:
+    """A channel account's repeat execution signs the task's recorded authorization with a
+    fresh nonce: one simulation instead of two."""
+
+    def test_with_nonce_replaces_only_the_nonce(self) -> None:
+        kp = Keypair.random()
+        raw = base64.b64decode(genuine(kp, source=False)["results"][0]["auth"][0])
+        fresh = with_nonce(raw, 123_456_789)
+        assert len(fresh) == len(raw) and fresh != raw
+        before, after = parse_auth_entry(raw), parse_auth_entry(fresh)
+        assert after.nonce == 123_456_789
+        assert (after.address, after.function, after.args) == (
+            before.address,
+            before.function,
+            before.args,
+        )
+        source = base64.b64decode(genuine(kp, source=True)["results"][0]["auth"][0])
+        assert with_nonce(source, 5) == source  # source-account credentials have no nonce
+
+    def test_a_repeat_execution_simulates_once_and_falls_back_on_an_error(self) -> None:
+        kp = Keypair.random()
+        channel = Keypair.random()
+        recorded = genuine(kp, source=False)
+        enforced = dict(recorded)
+        rpc = FakeRpc(
+            {
+                # first execution: recording, then enforcing; second: enforcing only;
+                # third: the reused authorization refused -> recording and enforcing again
+                "simulateTransaction": [
+                    recorded,
+                    enforced,
+                    enforced,
+                    {"error": "nonce"},
+                    recorded,
+                    enforced,
+                ],
+                "sendTransaction": [{"status": "PENDING"}] * 3,
+                "getTransaction": [{"status": "SUCCESS", "ledger": 9}] * 3,
+                "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}] * 3,
+            }
+        )
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        acc = SourceAccount(
+            Signer.from_secret(channel.secret), False, sequence=41, needs_resync=False
+        )
+        for _ in range(3):
+            asyncio.run(ex.execute(acc, TASK))
+        sims = [m for m, _ in rpc.calls if m == "simulateTransaction"]
+        assert len(sims) == 6  # 2 + 1 + (1 refused + 2)
+        assert ex.tally.totals["executed"] == 3 and ex.tally.totals["failed"] == 0
+        assert ex.holds.backoff == {}  # the refused reuse was not a failure of the task
