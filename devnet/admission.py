@@ -23,12 +23,14 @@ second is 20 ledger seconds).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from stellar_sdk import xdr as sx
 
-from devnet.ledger import BASE_FEE
-from devnet.surge import Admission
+from devnet.accounts import Accounts
+from devnet.ledger import BASE_FEE, LedgerState
+from devnet.surge import Admission, Surge
 from devnet.transactions import (
     ParsedTx,
     TryAgainLater,
@@ -36,9 +38,6 @@ from devnet.transactions import (
     check_signatures,
     declared_min_resource_fee,
 )
-
-if TYPE_CHECKING:
-    from devnet.node import Devnet
 
 TRC = sx.TransactionResultCode
 #: core's EXPECTED_CLOSE_TIME_MULT
@@ -72,6 +71,24 @@ class LedgerClock:
         return EXPECTED_CLOSE_TIME_MULT * self.ledger_seconds + self.drift()
 
 
+class Queue(Protocol):
+    """What admission reads of the node (``devnet.node.Devnet`` passes itself): the ledger and
+    its clock, the queue with its limiter, the accounts. Admission changes only the ban list."""
+
+    @property
+    def ledger(self) -> LedgerState: ...
+    @property
+    def clock(self) -> LedgerClock: ...
+    @property
+    def surge(self) -> Surge: ...
+    @property
+    def accounts(self) -> Accounts: ...
+    @property
+    def pending(self) -> Mapping[str, ParsedTx]: ...
+    @property
+    def pending_by_source(self) -> Mapping[str, str]: ...
+
+
 def _bounds(tx: sx.Transaction) -> tuple[sx.TimeBounds | None, sx.LedgerBounds | None]:
     cond = tx.cond
     if cond.type == sx.PreconditionType.PRECOND_TIME:
@@ -81,7 +98,7 @@ def _bounds(tx: sx.Transaction) -> tuple[sx.TimeBounds | None, sx.LedgerBounds |
     return None, None
 
 
-def check_submit_bounds(node: Devnet, tx: sx.Transaction) -> None:
+def check_submit_bounds(node: Queue, tx: sx.Transaction) -> None:
     """txTOO_EARLY / txTOO_LATE as core's TransactionQueue checks them."""
     tb, lb = _bounds(tx)
     last_close = node.ledger.close_time
@@ -102,7 +119,7 @@ def check_submit_bounds(node: Devnet, tx: sx.Transaction) -> None:
             raise TxRejected(TRC.txTOO_LATE)
 
 
-def check_pending(node: Devnet, ptx: ParsedTx) -> None:
+def check_pending(node: Queue, ptx: ParsedTx) -> None:
     """Steps 1-3: raises TryAgainLater, Duplicate or TxRejected."""
     if node.surge.is_banned(ptx.hash_hex):
         raise TryAgainLater
@@ -119,7 +136,7 @@ def check_pending(node: Devnet, ptx: ParsedTx) -> None:
     raise TryAgainLater
 
 
-def check_valid(node: Devnet, ptx: ParsedTx) -> None:
+def check_valid(node: Queue, ptx: ParsedTx) -> None:
     """Step 5, in core's checkValid order: Soroban resources (the declared resource fee), time
     and ledger bounds, the minimum inclusion fee, source account, sequence number, signatures,
     balance. Raises TxRejected."""
@@ -140,7 +157,7 @@ def check_valid(node: Devnet, ptx: ParsedTx) -> None:
         raise TxRejected(TRC.txINSUFFICIENT_BALANCE)
 
 
-def admit(node: Devnet, ptx: ParsedTx) -> Admission:
+def admit(node: Queue, ptx: ParsedTx) -> Admission:
     """Steps 1-5 for a parsed transaction. Returns the queue limiter's admission (with the
     eviction to perform); raises TryAgainLater, Duplicate or TxRejected. Changes nothing but the
     ban list (a transaction refused by the limiter is banned, as core bans it)."""

@@ -15,15 +15,12 @@ about four months of ledgers).
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stellar_sdk import xdr as sx
 
-from devnet.ledger import Entry
+from devnet.ledger import Entry, LedgerState
 from devnet.storage import task_key_b64
-
-if TYPE_CHECKING:
-    from devnet.node import Devnet
 
 #: the TTL a restored entry gets: the network's minimum persistent TTL
 RESTORED_TTL_LEDGERS = 4096
@@ -81,9 +78,9 @@ def _int_list(params: dict[str, Any], name: str) -> list[int]:
     return value
 
 
-def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
-    """``devnet_expireEntries``: end the TTL of task entries (``task_ids``, or
-    ``first_id``..``last_id``) and of any ledger entries (``keys``, base64 ``LedgerKey``s).
+def expire_entries(ledger: LedgerState, contract_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``devnet_expireEntries``: end the TTL of ``contract_id``'s task entries (``task_ids``,
+    or ``first_id``..``last_id``) and of any ledger entries (``keys``, base64 ``LedgerKey``s).
     Their ``liveUntilLedgerSeq`` becomes the latest ledger - 1: persistent ones are archived
     from now on, temporary ones gone. Entries without a TTL (accounts) and missing keys are
     counted in ``skipped``."""
@@ -107,10 +104,9 @@ def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
         raise ExpireParamError(f"undecodable key: {exc}") from exc
     if len(ids) + len(canonical) > MAX_EXPIRE:
         raise ExpireParamError(f"at most {MAX_EXPIRE} entries at once")
-    ledger = node.ledger
     live_until = ledger.sequence - 1
     expired = skipped = 0
-    for key in [task_key_b64(node.contract_id, i) for i in ids] + canonical:
+    for key in [task_key_b64(contract_id, i) for i in ids] + canonical:
         entry = ledger.get(key)
         if entry is None or entry.live_until is None:
             skipped += 1

@@ -11,38 +11,25 @@ from stellar_sdk import StrKey
 
 from devnet import archival, replica, xdrfast
 from devnet.control_net import METHODS as NET_METHODS
+from devnet.control_params import ControlParamError, int_param
 from devnet.faults import FaultParamError, Faults
 from devnet.ledger import DEFAULT_TTL_LEDGERS
 from devnet.node import CREATOR_KEYPAIR, Devnet
 from devnet.sorotask_contract import RESOLVERS, TARGETS
 from devnet.storage import counter_entry_b64, task_encoder
-from sorotask_core.contract import counter_key_b64
-from sorotask_core.xdr import SCV_I128, pack_u32, scv_symbol
+from sorotask_core.contract import GAS_BALANCE_MARKER, counter_key_b64, decode_counter_data
 
 MAX_SEED = 2_000_000
 U64_MAX = 2**64 - 1
 I128_MAX = 2**127 - 1
 
 
-class ControlParamError(ValueError):
-    pass
-
-
-def _int(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = params.get(name, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ControlParamError(f"{name} must be an integer in [{lo}, {hi}]")
-    return value
-
-
 def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """Write ``count`` TaskConfig entries straight into contract storage (no transactions)."""
-    count = _int(params, "count", 1, 1, MAX_SEED)
-    interval = _int(params, "interval", 60, 1, U64_MAX)
-    last_run = _int(params, "last_run", 0, 0, U64_MAX)
-    gas_balance = _int(params, "gas_balance", 1_000_000_000, -(2**127), I128_MAX)
+    count = int_param(params, "count", 1, 1, MAX_SEED)
+    interval = int_param(params, "interval", 60, 1, U64_MAX)
+    last_run = int_param(params, "last_run", 0, 0, U64_MAX)
+    gas_balance = int_param(params, "gas_balance", 1_000_000_000, -(2**127), I128_MAX)
     whitelist = params.get("whitelist") or []
     if not isinstance(whitelist, list) or not all(
         isinstance(a, str) and StrKey.is_valid_ed25519_public_key(a) for a in whitelist
@@ -76,7 +63,7 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     ledger = node.ledger
     counter_key = counter_key_b64(cid)
     counter = ledger.get(counter_key)
-    first = 1 if counter is None else int.from_bytes(counter.data()[-8:], "big") + 1
+    first = 1 if counter is None else decode_counter_data(counter.data()) + 1
     last = first + count - 1
     seq = ledger.sequence
     live_until = seq + DEFAULT_TTL_LEDGERS
@@ -92,18 +79,14 @@ def seed_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     return {"first_id": first, "last_id": last}
 
 
-#: ``ScSymbol("gas_balance")`` followed by the ``SCV_I128`` tag, as TaskConfig's map stores it
-_GAS_FIELD = scv_symbol(b"gas_balance") + pack_u32(SCV_I128)
-
-
 def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """Add ``gas_delta`` to the gas balance of tasks first_id..last_id (a deposit, no transaction).
 
     Benchmarks use it to make many entries change at once (the keeper's changed-entry path).
     """
-    first = _int(params, "first_id", 1, 1, U64_MAX)
-    last = _int(params, "last_id", first, first, U64_MAX)
-    delta = _int(params, "gas_delta", 1, -(2**64), 2**64)
+    first = int_param(params, "first_id", 1, 1, U64_MAX)
+    last = int_param(params, "last_id", first, first, U64_MAX)
+    delta = int_param(params, "gas_delta", 1, -(2**64), 2**64)
     if last - first >= MAX_SEED:
         raise ControlParamError(f"at most {MAX_SEED} tasks at once")
     enc = task_encoder(node.contract_id)
@@ -117,10 +100,10 @@ def touch_tasks(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
         if entry is None:
             continue
         data = bytearray(entry.data())
-        at = data.find(_GAS_FIELD)
+        at = data.find(GAS_BALANCE_MARKER)
         if at < 0:
             continue
-        at += len(_GAS_FIELD)
+        at += len(GAS_BALANCE_MARKER)
         value = int.from_bytes(data[at : at + 16], "big", signed=True) + delta
         if not -(2**127) <= value < 2**127:
             raise ControlParamError(f"gas balance of task {task_id} would overflow i128")
@@ -153,7 +136,7 @@ def set_faults(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def close_ledger(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
-    count = _int(params, "count", 1, 1, 1000)
+    count = int_param(params, "count", 1, 1, 1000)
     applied = 0
     for _ in range(count):
         applied += node.close_ledger()
@@ -190,7 +173,7 @@ def fund(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
 def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """End the TTL of chosen entries (see :func:`devnet.archival.expire_entries`)."""
     try:
-        return archival.expire_entries(node, params)
+        return archival.expire_entries(node.ledger, node.contract_id, params)
     except archival.ExpireParamError as exc:
         raise ControlParamError(str(exc)) from exc
 

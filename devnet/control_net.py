@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from devnet.control_params import ControlParamError
 from devnet.ledger import BASE_FEE
 from devnet.overload import LimitParamError
 from devnet.surge import SurgeParamError
@@ -16,29 +17,23 @@ if TYPE_CHECKING:
     from devnet.node import Devnet
 
 
-def _fail(message: str) -> Exception:
-    from devnet.control import ControlParamError  # here: control.py imports this module
-
-    return ControlParamError(message)
-
-
 def set_limits(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """``{http_limit, methods: {name: {queue, concurrency, timeout_ms, service_ms}}}``."""
     try:
         return {"limits": node.limits.configure(params)}
     except LimitParamError as exc:
-        raise _fail(str(exc)) from exc
+        raise ControlParamError(str(exc)) from exc
 
 
 def set_capacity(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """``{capacity}``: Soroban transactions a ledger may include (null: unlimited)."""
     unknown = set(params) - {"capacity"}
     if unknown:
-        raise _fail(f"unknown fields: {', '.join(sorted(unknown))}")
+        raise ControlParamError(f"unknown fields: {', '.join(sorted(unknown))}")
     try:
         node.surge.set_capacity(params.get("capacity"))
     except SurgeParamError as exc:
-        raise _fail(str(exc)) from exc
+        raise ControlParamError(str(exc)) from exc
     return {"surge": node.surge.to_json()}
 
 
@@ -47,13 +42,13 @@ def set_load(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     stroops of inclusion fee per operation. ``{}`` stops the load."""
     unknown = set(params) - {"count", "fee"}
     if unknown:
-        raise _fail(f"unknown fields: {', '.join(sorted(unknown))}")
+        raise ControlParamError(f"unknown fields: {', '.join(sorted(unknown))}")
     count = params.get("count", 0)
     fee = params.get("fee", BASE_FEE)
     try:
         node.surge.set_load(count, fee)
     except SurgeParamError as exc:
-        raise _fail(str(exc)) from exc
+        raise ControlParamError(str(exc)) from exc
     return {"surge": node.surge.to_json()}
 
 

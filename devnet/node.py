@@ -16,6 +16,7 @@ from stellar_sdk import Keypair, Network, parse_transaction_envelope_from_xdr
 
 from devnet import admission
 from devnet.accounts import Accounts
+from devnet.apply import TxRecord, apply_transaction
 from devnet.events import EventStore
 from devnet.faults import Faults
 from devnet.ledger import RETENTION_LEDGERS, LedgerState
@@ -25,9 +26,7 @@ from devnet.surge import Surge, inclusion_bid
 from devnet.transactions import (
     ParsedTx,
     TryAgainLater,
-    TxRecord,
     TxRejected,
-    apply_transaction,
     check_bounds,
     error_result_b64,
     parse_envelope,

@@ -18,8 +18,8 @@ from devnet.faults import Faults
 from devnet.ledger import Entry, LedgerInfo
 
 if TYPE_CHECKING:
+    from devnet.apply import TxRecord
     from devnet.node import Devnet
-    from devnet.transactions import TxRecord
 
 #: ledgers of entry history kept for lagging replicas when --replicas > 1 (about 5 minutes of
 #: 5 s ledgers; ``sorotask devnet --max-lag`` changes it)

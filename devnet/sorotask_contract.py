@@ -16,7 +16,6 @@ from stellar_sdk import xdr as sx
 from devnet.host import ContractFn, Host, HostError, panic
 from devnet.ledger import LedgerState
 from devnet.storage import (
-    TASK_VAL_OFFSET,
     contract_id,
     counter_entry_b64,
     instance_entry_b64,
@@ -26,7 +25,15 @@ from devnet.storage import (
 )
 from sorotask_core import contract as sc
 from sorotask_core import taskconfig
-from sorotask_core.contract import counter_key_b64, instance_key_b64
+from sorotask_core.contract import (
+    EVENT_GAS_DEPOSITED,
+    EVENT_GAS_WITHDRAWN,
+    EVENT_TASK_REGISTERED,
+    TASK_ENTRY_VAL_OFFSET,
+    counter_key_b64,
+    decode_counter_data,
+    instance_key_b64,
+)
 
 SOROTASK_ID = contract_id("sorotask")
 RESOLVER_TRUE_ID = contract_id("resolver-true")
@@ -97,7 +104,7 @@ def _load_task(host: Host, cid: str, task_id: int) -> taskconfig.TaskConfig:
     data = host.read(task_key_b64(cid, task_id))
     if data is None:
         raise panic("Task not found")
-    return taskconfig.decode_task_config(data[TASK_VAL_OFFSET:])
+    return taskconfig.decode_task_config(data[TASK_ENTRY_VAL_OFFSET:])
 
 
 def _sdk_args(cfg: taskconfig.TaskConfig) -> list[sx.SCVal]:
@@ -139,13 +146,13 @@ def st_register(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVa
         raise HostError("Contract", sc.ERR_INVALID_INTERVAL)
     counter_key = counter_key_b64(cid)
     raw = host.read(counter_key)
-    count = 0 if raw is None else int.from_bytes(raw[-8:], "big")
+    count = 0 if raw is None else decode_counter_data(raw)
     count = wrapping_add_u64(count, 1)
     host.write(counter_key, counter_entry_b64(cid, count))
     _store_task(host, cid, count, cfg)
     host.emit(
         cid,
-        [scval.to_symbol("TaskRegistered"), scval.to_uint64(count)],
+        [scval.to_symbol(EVENT_TASK_REGISTERED), scval.to_uint64(count)],
         scval.to_address(cfg.creator),
     )
     return scval.to_uint64(count)
@@ -157,7 +164,7 @@ def st_get_task(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVa
     data = host.read(task_key_b64(cid, task_id))
     if data is None:
         return VOID_VAL
-    return data[TASK_VAL_OFFSET:]
+    return data[TASK_ENTRY_VAL_OFFSET:]
 
 
 def st_execute(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.SCVal:
@@ -218,7 +225,7 @@ def st_deposit_gas(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.S
     _token(host, cid)  # the devnet moves no tokens (see devnet/README.md)
     cfg.gas_balance = wrapping_i128(cfg.gas_balance + amount)
     _store_task(host, cid, task_id, cfg)
-    _gas_event(host, cid, "GasDeposited", task_id, source, amount)
+    _gas_event(host, cid, EVENT_GAS_DEPOSITED, task_id, source, amount)
     return VOID_VAL
 
 
@@ -235,7 +242,7 @@ def st_withdraw_gas(host: Host, cid: str, _fn: str, args: list[sx.SCVal]) -> sx.
     _token(host, cid)
     cfg.gas_balance = wrapping_i128(cfg.gas_balance - amount)
     _store_task(host, cid, task_id, cfg)
-    _gas_event(host, cid, "GasWithdrawn", task_id, cfg.creator, amount)
+    _gas_event(host, cid, EVENT_GAS_WITHDRAWN, task_id, cfg.creator, amount)
     return VOID_VAL
 
 
@@ -273,13 +280,13 @@ def _target_panic(host: Host, cid: str, fn: str, args: list[sx.SCVal]) -> sx.SCV
 
 CONTRACTS: dict[str, dict[str, ContractFn]] = {
     SOROTASK_ID: {
-        "register": st_register,
-        "get_task": st_get_task,
-        "execute": st_execute,
-        "init": st_init,
-        "get_token": st_get_token,
-        "deposit_gas": st_deposit_gas,
-        "withdraw_gas": st_withdraw_gas,
+        sc.FN_REGISTER: st_register,
+        sc.FN_GET_TASK: st_get_task,
+        sc.FN_EXECUTE: st_execute,
+        sc.FN_INIT: st_init,
+        sc.FN_GET_TOKEN: st_get_token,
+        sc.FN_DEPOSIT_GAS: st_deposit_gas,
+        sc.FN_WITHDRAW_GAS: st_withdraw_gas,
     },
     RESOLVER_TRUE_ID: {"check_condition": _resolver(True)},
     RESOLVER_FALSE_ID: {"check_condition": _resolver(False)},

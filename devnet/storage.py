@@ -18,9 +18,6 @@ from devnet import xdrfast
 from sorotask_core import taskconfig
 from sorotask_core.xdr import SCV_LEDGER_KEY_CONTRACT_INSTANCE_VAL
 
-#: offset of the TaskConfig ScVal inside a task's LedgerEntryData
-TASK_VAL_OFFSET = 84
-
 
 def contract_id(label: str) -> str:
     """The devnet's fixed contract id for ``label``."""

@@ -1,29 +1,22 @@
-"""Parsing and checking transactions, and applying them at ledger close.
+"""Parsing and checking transactions: the envelope's shape, time and ledger bounds, signatures,
+the declared resource fee, and the ERROR answers.
 
 sendTransaction's checks, in stellar-core's order, are in devnet/admission.py; the queue and
-surge pricing in devnet/surge.py. An accepted transaction is applied when a ledger that includes
-it closes: its fee is charged and its sequence number consumed whether the invocation succeeds or
-fails.
+surge pricing in devnet/surge.py; applying an accepted transaction when a ledger closes in
+devnet/apply.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 from stellar_sdk import Keypair, StrKey
 from stellar_sdk import xdr as sx
 from stellar_sdk.exceptions import BadSignatureError
 
-from devnet import fees, xdrfast
-from devnet.archival import restorable
-from devnet.host import AuthContext, Footprint, Host, HostError
+from devnet import fees
 from devnet.ledger import BASE_FEE
-from devnet.sorotask_contract import CONTRACTS, FAILED, SOROTASK_ID
-
-if TYPE_CHECKING:
-    from devnet.node import Devnet
 
 TRC = sx.TransactionResultCode
 
@@ -53,19 +46,6 @@ class ParsedTx:
     fee: int
     resource_fee: int
     seq_num: int
-
-
-@dataclass(slots=True)
-class TxRecord:
-    hash_hex: str
-    successful: bool
-    ledger: int
-    created_at: int
-    application_order: int
-    envelope_b64: str
-    result_b64: str
-    meta_b64: str
-    events_b64: list[str] = field(default_factory=list)
 
 
 def muxed_to_account_id(muxed: sx.MuxedAccount) -> str:
@@ -204,165 +184,3 @@ def error_result_b64(code: sx.TransactionResultCode, fee_charged: int) -> str:
 
 class TryAgainLater(Exception):
     pass
-
-
-def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = None) -> Footprint:
-    fp = data.resources.footprint
-    return Footprint(
-        read_only={k.to_xdr() for k in fp.read_only},
-        read_write={k.to_xdr() for k in fp.read_write},
-        restore=restore or set(),
-    )
-
-
-def apply_transaction(
-    node: Devnet,
-    ptx: ParsedTx,
-    ledger_seq: int,
-    close_time: int,
-    order: int,
-    inclusion_fee: int = BASE_FEE,
-) -> TxRecord | None:
-    """Apply one queued transaction in ledger ``ledger_seq``, charging ``inclusion_fee`` (the
-    ledger's surge price, at most the bid) plus the declared resource fee. Returns None when the
-    transaction is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
-    acct = node.accounts.get(ptx.source)
-    if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
-        return None
-    try:
-        check_bounds(ptx.tx, ledger_seq, close_time)
-    except TxRejected:
-        return None
-    fee = min(inclusion_fee, ptx.fee - ptx.resource_fee) + ptx.resource_fee
-    node.accounts.charge(acct, fee, ptx.seq_num)
-    node.stats.fee(ptx.source, fee)
-
-    restore, unmarked = restorable(node.ledger.get, ptx.soroban_data, ledger_seq)
-    host = Host(
-        node.ledger,
-        ledger_seq=ledger_seq,
-        timestamp=close_time,
-        auth=AuthContext(
-            source_account=ptx.op_source, network_id=node.network_id, entries=ptx.auth
-        ),
-        contracts=CONTRACTS,
-        footprint=footprint_of(ptx.soroban_data, restore),
-    )
-    retval: sx.SCVal | None = None
-    error: HostError | None = None
-    try:
-        if unmarked:  # core fails it before the host runs (INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED)
-            raise HostError("Storage", "MissingValue", "footprint entry is archived")
-        out = host.call(ptx.contract_id, ptx.function, ptx.args)
-        retval = out if isinstance(out, sx.SCVal) else sx.SCVal.from_xdr_bytes(out)
-    except HostError as exc:
-        error = exc
-    except Exception as exc:  # a devnet bug must not kill the close loop
-        error = HostError("Context", "InternalError", repr(exc))
-
-    if error is None:
-        host.commit()
-        events = host.events
-        success_hash = hashlib.sha256(
-            sx.InvokeHostFunctionSuccessPreImage(return_value=retval, events=events).to_xdr_bytes()
-        ).digest()
-        op_result = sx.InvokeHostFunctionResult(
-            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_SUCCESS,
-            success=sx.Hash(success_hash),
-        )
-        code = TRC.txSUCCESS
-    else:
-        events = []
-        op_result = sx.InvokeHostFunctionResult(
-            code=sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_ENTRY_ARCHIVED
-            if unmarked
-            else sx.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_TRAPPED
-        )
-        code = TRC.txFAILED
-    result = sx.TransactionResult(
-        fee_charged=sx.Int64(fee),
-        result=sx.TransactionResultResult(
-            code=code,
-            results=[
-                sx.OperationResult(
-                    code=sx.OperationResultCode.opINNER,
-                    tr=sx.OperationResultTr(
-                        type=sx.OperationType.INVOKE_HOST_FUNCTION,
-                        invoke_host_function_result=op_result,
-                    ),
-                )
-            ],
-        ),
-        ext=sx.TransactionResultExt(v=0),
-    )
-    meta = sx.TransactionMeta(
-        v=4,
-        v4=sx.TransactionMetaV4(
-            ext=sx.ExtensionPoint(0),
-            tx_changes_before=sx.LedgerEntryChanges([]),
-            operations=[
-                sx.OperationMetaV2(
-                    ext=sx.ExtensionPoint(0),
-                    changes=sx.LedgerEntryChanges([]),
-                    events=list(events),
-                )
-            ],
-            tx_changes_after=sx.LedgerEntryChanges([]),
-            soroban_meta=sx.SorobanTransactionMetaV2(
-                ext=sx.SorobanTransactionMetaExt(v=0),
-                return_value=retval,
-            ),
-            events=[],
-            diagnostic_events=[],
-        ),
-    )
-    record = TxRecord(
-        hash_hex=ptx.hash_hex,
-        successful=error is None,
-        ledger=ledger_seq,
-        created_at=close_time,
-        application_order=order,
-        envelope_b64=ptx.envelope_b64,
-        result_b64=result.to_xdr(),
-        meta_b64=meta.to_xdr(),
-        events_b64=[ev.to_xdr() for ev in events],
-    )
-    if error is None:
-        node.stats.tx_applied += 1
-        for i, ev in enumerate(events):
-            node.events.add(ledger_seq, close_time, order, 0, i, ptx.hash_hex, ev)
-    else:
-        node.stats.tx_failed += 1
-    if ptx.contract_id == SOROTASK_ID and ptx.function == "execute":
-        effect = host.effect or FAILED
-        if error is not None and effect not in ("unauthorized",):
-            effect = FAILED
-        node.record_execution(
-            task_id=host.task_id,
-            ledger=ledger_seq,
-            timestamp=close_time,
-            keeper=host.keeper,
-            tx_hash=ptx.hash_hex,
-            effect=effect,
-        )
-    return record
-
-
-def record_to_json(rec: TxRecord) -> dict[str, Any]:
-    return {
-        "status": "SUCCESS" if rec.successful else "FAILED",
-        "txHash": rec.hash_hex,
-        "applicationOrder": rec.application_order,
-        "feeBump": False,
-        "envelopeXdr": rec.envelope_b64,
-        "resultXdr": rec.result_b64,
-        "resultMetaXdr": rec.meta_b64,
-        "ledger": rec.ledger,
-        "createdAt": str(rec.created_at),
-        "diagnosticEventsXdr": [],
-        "events": {"transactionEventsXdr": [], "contractEventsXdr": [rec.events_b64]},
-    }
-
-
-def account_key_b64(account_id: str) -> str:
-    return xdrfast.b64(xdrfast.account_key(StrKey.decode_ed25519_public_key(account_id)))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shard_worker.errors import RpcMalformedError
+from sorotask_core.contract import EVENT_GAS_DEPOSITED, EVENT_NAMES, EVENT_TASK_REGISTERED
 from sorotask_core.xdr import SCV_SYMBOL, SCV_U64, b64encode, scv_symbol
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
 ]
 
 METHOD = "getEvents"
-#: the events that name a task whose entry must be read again
-EVENT_NAMES = ("TaskRegistered", "GasDeposited", "GasWithdrawn")
 #: stellar-rpc's largest page
 MAX_LIMIT = 10_000
 _CURSOR_RE = re.compile(r"(\d{1,19})-(\d{1,10})")
@@ -268,9 +267,9 @@ def parse_events(
             seen.add(event_id)
         batch.event_ids.append(event_id)
         batch.events += 1
-        if name == "TaskRegistered":
+        if name == EVENT_TASK_REGISTERED:
             batch.registered.add(task_id)
-        elif name == "GasDeposited":
+        elif name == EVENT_GAS_DEPOSITED:
             batch.deposited.add(task_id)
         else:
             batch.withdrawn.add(task_id)

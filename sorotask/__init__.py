@@ -1,3 +1,3 @@
-"""SoroTask keeper: shared domain modules and the ``sorotask`` command line."""
+"""SoroTask keeper, the top layer: the ``sorotask`` command line, the demo and the tools."""
 
 __version__ = "0.1.0"

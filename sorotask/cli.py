@@ -14,7 +14,7 @@ from sorotask_core.exitcodes import ExitCode
 #: subcommand -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": (
-        "supervisor.cli",
+        "sorotask.demo",
         "run_main",
         "run the sharded keeper supervisor (default: demo on an embedded devnet)",
     ),

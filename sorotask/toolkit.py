@@ -1,6 +1,5 @@
-"""What the tools (``sorotask chaos``, ``sorotask bench``) share: temporary secrets, the YAML
-config of a split, devnet seeding and funding, a supervisor subprocess and watching its
-``/status``.
+"""What the tools (``sorotask chaos``, ``sorotask bench``, the demo) share: temporary secrets,
+the YAML config, devnet seeding, funding and its ledger, a supervisor subprocess, its ``/status``.
 
 Secrets are written to 0600 files in a private 0700 directory that is removed afterwards; they
 never appear in argv, logs or reports.
@@ -39,9 +38,9 @@ def write_secret(path: Path, secret: str) -> None:
 
 
 @contextlib.contextmanager
-def temporary_secrets(parent: Path | None = None) -> Iterator[Path]:
+def temporary_secrets(parent: Path | None = None, prefix: str = "secrets-") -> Iterator[Path]:
     """A private (0700) directory for secret files, removed with everything in it at exit."""
-    path = Path(tempfile.mkdtemp(prefix="secrets-", dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         os.chmod(path, 0o700)
         yield path
@@ -73,9 +72,10 @@ def seed_tasks(rpc_url: str, calls: list[dict[str, Any]], per_request: int = 200
     devnet_batch(rpc_url, "devnet_seedTasks", calls, per_request)
 
 
-def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: int) -> None:
+def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: int) -> list[str]:
     """Make, fund (one ``devnet_fund`` call) and write a keeper key per shard and ``channels``
-    channel keys per shard, named as :func:`split_section` expects."""
+    channel keys per shard, named as :func:`split_section` (and :func:`secret_files`) expect.
+    Returns the keepers' public keys (G...), shard by shard."""
     from stellar_sdk import Keypair
 
     per_shard = 1 + channels
@@ -86,7 +86,55 @@ def provision_split_secrets(dn: Any, secrets_dir: Path, shards: int, channels: i
         for c in range(channels):
             kp = keys[i * per_shard + 1 + c]
             write_secret(secrets_dir / f"keeper-{i + 1}-ch-{c + 1}.secret", kp.secret)
+    public = [keys[i * per_shard].public_key for i in range(shards)]
     del keys
+    return public
+
+
+def secret_files(secrets_dir: Path, index: int, channels: int) -> tuple[Path, list[Path]]:
+    """Shard ``index``'s (1-based) keeper and channel secret files, as
+    :func:`provision_split_secrets` writes them."""
+    keeper = secrets_dir / f"keeper-{index}.secret"
+    return keeper, [secrets_dir / f"keeper-{index}-ch-{c + 1}.secret" for c in range(channels)]
+
+
+class LedgerSampler:
+    """The devnet's current ledger (``devnet_stats``, never faulted), sampled in a thread."""
+
+    def __init__(self, rpc_url: str, every: float = 0.1) -> None:
+        self.url = rpc_url
+        self.every = every
+        self.client = httpx.Client(timeout=10)
+        self.value: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-ledger", daemon=True)
+
+    def sample(self) -> int | None:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
+            r = self.client.post(
+                self.url,
+                json={"jsonrpc": "2.0", "id": 1, "method": "devnet_stats", "params": {}},
+            )
+            self.value = int(r.json()["result"]["ledger"])
+        return self.value
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def start(self) -> LedgerSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def halt(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.client.close()
 
 
 # ------------------------------------------------------------------------------ YAML config
@@ -189,6 +237,38 @@ def fetch_status(client: httpx.Client, url: str) -> dict[str, Any]:
 
 def shards_by_name(doc: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return {s["name"]: s for s in (doc or {}).get("shards", [])}
+
+
+def shard_of(doc: dict[str, Any] | None, task_id: int) -> str:
+    """The shard whose range (from ``/status``) holds ``task_id``."""
+    for s in (doc or {}).get("shards", []):
+        first, last = s["range"]
+        if first <= task_id and (last is None or task_id <= last):
+            return str(s["name"])
+    return "?"
+
+
+def wait_shards_running(
+    watcher: StatusWatcher,
+    names: list[str],
+    proc: subprocess.Popen[bytes],
+    out_path: Path,
+    timeout: float,
+) -> bool:
+    """Until exactly the shards ``names`` run and each finished a cycle (``/status`` through a
+    started ``watcher``); False after ``timeout`` s. Raises RuntimeError if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shards = shards_by_name(watcher.latest())
+        if len(shards) == len(names) and all(
+            n in shards and shards[n]["state"] == "running" and shards[n]["last_cycle"]
+            for n in names
+        ):
+            return True
+        if proc.poll() is not None:
+            raise RuntimeError(f"supervisor exited with {proc.returncode}; see {out_path}")
+        time.sleep(0.05)
+    return False
 
 
 StatusCallback = Callable[[dict[str, Any], float], None]

@@ -41,8 +41,10 @@ from sorotask_core.xdr import (
     DecodeError,
     b64decode,
     b64encode,
+    contract_data_entry,
     contract_data_ledger_key,
     contract_data_val_offset,
+    pack_u32,
     pack_u64,
     padded_len,
     sc_address_account,
@@ -60,13 +62,28 @@ from sorotask_core.xdr import (
 
 __all__ = [
     "COUNTER_KEY_SCVAL",
+    "EVENT_GAS_DEPOSITED",
+    "EVENT_GAS_WITHDRAWN",
+    "EVENT_NAMES",
+    "EVENT_TASK_REGISTERED",
+    "FN_DEPOSIT_GAS",
+    "FN_EXECUTE",
+    "FN_GET_TASK",
+    "FN_GET_TOKEN",
+    "FN_INIT",
+    "FN_REGISTER",
+    "FN_WITHDRAW_GAS",
+    "GAS_BALANCE_MARKER",
+    "TASK_ENTRY_VAL_OFFSET",
     "TASK_FIELDS",
+    "TASK_FIELD_KEYS",
     "TOKEN_KEY_SCVAL",
     "TaskInfo",
     "TaskKeys",
     "address_strkey",
     "contract_hash",
     "counter_key_b64",
+    "decode_counter_data",
     "decode_counter_entry",
     "decode_task_entry",
     "decode_task_entry_b64",
@@ -91,11 +108,34 @@ TASK_FIELDS = (
     "whitelist",
 )
 
+#: each field's map key (an ``ScSymbol``), as the contract's ``TaskConfig`` map stores it
+TASK_FIELD_KEYS = {name: scv_symbol(name.encode()) for name in TASK_FIELDS}
+#: the bytes right before the gas balance's 16 (an i128) inside an encoded ``TaskConfig``
+GAS_BALANCE_MARKER = TASK_FIELD_KEYS["gas_balance"] + pack_u32(SCV_I128)
+
 # the contract's error codes (``Error(Contract, #n)``)
 ERR_INVALID_INTERVAL = 1
 ERR_UNAUTHORIZED = 2
 ERR_INSUFFICIENT_BALANCE = 3
 ERR_NOT_INITIALIZED = 4
+
+# the contract's functions (the ones a keeper calls: get_task, execute)
+FN_REGISTER = "register"
+FN_GET_TASK = "get_task"
+FN_EXECUTE = "execute"
+FN_INIT = "init"
+FN_GET_TOKEN = "get_token"  # noqa: S105 - a function name, not a secret
+FN_DEPOSIT_GAS = "deposit_gas"
+FN_WITHDRAW_GAS = "withdraw_gas"
+
+# the contract's events: topics ``(ScSymbol name, u64 task id)``; ``register`` emits
+# TaskRegistered (data: the creator), ``deposit_gas`` GasDeposited and ``withdraw_gas``
+# GasWithdrawn (data: ``(address, i128 amount)``)
+EVENT_TASK_REGISTERED = "TaskRegistered"
+EVENT_GAS_DEPOSITED = "GasDeposited"
+EVENT_GAS_WITHDRAWN = "GasWithdrawn"
+#: every event that names a task whose entry changed
+EVENT_NAMES = (EVENT_TASK_REGISTERED, EVENT_GAS_DEPOSITED, EVENT_GAS_WITHDRAWN)
 
 
 # ---------------------------------------------------------------- addresses
@@ -155,6 +195,13 @@ def instance_key_b64(contract_id: str) -> str:
             sc_address_bytes(contract_id), SCV_LEDGER_KEY_CONTRACT_INSTANCE_VAL
         )
     )
+
+
+#: where the ``TaskConfig`` SCVal starts inside a task's ``LedgerEntryData`` (the same for
+#: every task and contract: a contract address and a ``Task(u64)`` key have fixed sizes)
+TASK_ENTRY_VAL_OFFSET = contract_data_val_offset(
+    contract_data_entry(sc_address_contract(bytes(32)), task_key_scval(0), pack_u32(SCV_VOID))
+)
 
 
 class TaskKeys:
@@ -335,7 +382,11 @@ def decode_task_scval_b64(data: str) -> TaskInfo | None:
 
 def decode_counter_entry(data: str) -> int:
     """The contract's ``Counter`` (u64) from its base64 ``LedgerEntryData``."""
-    buf = b64decode(data)
+    return decode_counter_data(b64decode(data))
+
+
+def decode_counter_data(buf: bytes) -> int:
+    """The contract's ``Counter`` (u64) from its ``LedgerEntryData`` bytes."""
     off = contract_data_val_offset(buf)
     try:
         (kind,) = unpack_u32(buf, off)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sorotask_core.contract import (
     COUNTER_KEY_SCVAL,
+    TASK_FIELD_KEYS,
     TASK_FIELDS,
     TaskKeys,
     address_strkey,
@@ -84,9 +85,6 @@ class TaskConfig:
         return self.gas_balance > 0 and ledger_time >= self.last_run + self.interval
 
 
-_FIELD_KEYS = {name: scv_symbol(name.encode()) for name in TASK_FIELDS}
-
-
 def task_config_parts(
     *,
     creator: str,
@@ -132,7 +130,7 @@ def task_config_val(
         "target": target,
         "whitelist": whitelist,
     }
-    return scv_map([(_FIELD_KEYS[name], values[name]) for name in TASK_FIELDS])
+    return scv_map([(TASK_FIELD_KEYS[name], values[name]) for name in TASK_FIELDS])
 
 
 def encode_task_config(cfg: TaskConfig) -> bytes:

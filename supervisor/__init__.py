@@ -17,7 +17,6 @@ Modules:
     sdnotify        systemd notifications (READY, WATCHDOG, STOPPING)
     logsetup        loguru files per shard, rotation, JSON lines, redaction
     logtail         ``sorotask logs``
-    demo            ``sorotask run`` without a config (embedded devnet)
     control         the control socket (0600, peer uid checked); its thread only queues
     commands        what each ``sorotask ctl`` command does (run by the main loop)
     ctl             ``sorotask ctl``, the control client

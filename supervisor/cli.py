@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,11 @@ def _print_problems(exc: Any) -> None:
 # ---------------------------------------------------------------------------------- run
 
 
-def run_main(argv: list[str]) -> int:
-    """``sorotask run [--config FILE] [--duration S] [--summary-json PATH]``."""
+def run_main(argv: list[str], demo: Callable[..., int] | None = None) -> int:
+    """``sorotask run [--config FILE] [--duration S] [--summary-json PATH]``.
+
+    Without ``--config`` it calls ``demo`` (``sorotask.demo.run_demo``, passed in from the top
+    layer: the demo needs the devnet, which the supervisor never imports)."""
     ap = _Parser(
         prog="sorotask run",
         description="Run the sharded keeper supervisor. Without --config: a demo on an "
@@ -61,9 +65,9 @@ def run_main(argv: list[str]) -> int:
         if not host or not port.isdigit() or int(port) > 65535:
             ap.error(f"--status-address must be HOST:PORT, got {args.status_address!r}")
     if args.config is None:
-        from supervisor.demo import run_demo
-
-        return run_demo(
+        if demo is None:
+            ap.error("--config is required")
+        return demo(
             duration=args.duration,
             summary_json=args.summary_json,
             shards=args.demo_shards,

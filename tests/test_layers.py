@@ -34,34 +34,10 @@ NEVER_IMPORTS = {
     "shard_worker": {"stellar_sdk", "pydantic"},
 }
 #: arrows the rules allow by name, each with its reason
-ALLOWED = {
-    ("supervisor.demo", "devnet.process"): (
-        "`sorotask run` without a config starts an embedded devnet (issue 10 allows the demo; "
-        "it could move up to sorotask/)"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 #: what the worker process imports first (supervisor.worker_process.PRELOAD, and
 #: ``sorotask worker`` which runs one keeper in the foreground)
 WORKER_ROOTS = ("supervisor.worker_process", "shard_worker.keeper", "shard_worker.cli")
-
-#: Circles and arrows other branches of issue 10 are removing at the same time. Each entry is
-#: removed by whoever merges the fix (the test fails while an entry is no longer needed).
-KNOWN_UNTIL_MERGE: dict[frozenset[str] | tuple[str, str], str] = {
-    # devnet (issue 10's node <-> transactions, grown): the modules below node name the Devnet
-    # for typing (TYPE_CHECKING imports count: a type is an arrow too)
-    frozenset(
-        {
-            "devnet.admission",
-            "devnet.archival",
-            "devnet.host",
-            "devnet.node",
-            "devnet.sorotask_contract",
-            "devnet.surge",
-            "devnet.transactions",
-        }
-    ): "devnet: node <-> admission, archival, transactions (TYPE_CHECKING imports of Devnet)",
-    frozenset({"devnet.control", "devnet.control_net"}): "devnet: control_net imports control late",
-}
 
 
 @dataclass(frozen=True)
@@ -214,10 +190,6 @@ def layer_violations(arrows: Iterable[Arrow]) -> dict[tuple[str, str], str]:
     return broken
 
 
-def _known(entry: frozenset[str] | tuple[str, str]) -> str:
-    return " <-> ".join(sorted(entry)) if isinstance(entry, frozenset) else " -> ".join(entry)
-
-
 # ---------------------------------------------------------------- the tests
 
 
@@ -235,26 +207,20 @@ class TestImportLayers:
             if a.target in modules:
                 edges.setdefault(a.source, set()).add(a.target)
         circles = _circles(modules, edges)
-        unknown = [c for c in circles if frozenset(c) not in KNOWN_UNTIL_MERGE]
-        assert not unknown, "import circles:\n" + "\n".join(_cycle_path(c, edges) for c in unknown)
-        stale = [
-            e for e in KNOWN_UNTIL_MERGE if isinstance(e, frozenset) and sorted(e) not in circles
-        ]
-        assert not stale, "remove from KNOWN_UNTIL_MERGE (fixed): " + ", ".join(map(_known, stale))
+        assert not circles, "import circles:\n" + "\n".join(_cycle_path(c, edges) for c in circles)
 
     def test_each_package_imports_only_the_layers_below(self) -> None:
         _, arrows = import_graph()
         broken = layer_violations(arrows)
-        unknown = [why for pair, why in broken.items() if pair not in KNOWN_UNTIL_MERGE]
-        assert not unknown, "layer rules broken:\n" + "\n".join(unknown)
+        assert not broken, "layer rules broken:\n" + "\n".join(broken.values())
 
     def test_every_exception_is_still_needed(self) -> None:
         _, arrows = import_graph()
         present = {(a.source, a.target) for a in arrows}
-        broken = layer_violations(arrows)
         gone = [pair for pair in ALLOWED if pair not in present]
-        gone += [e for e in KNOWN_UNTIL_MERGE if isinstance(e, tuple) and e not in broken]
-        assert not gone, "no longer needed, remove the entry: " + ", ".join(map(_known, gone))
+        assert not gone, "no longer needed, remove the entry: " + ", ".join(
+            " -> ".join(pair) for pair in gone
+        )
 
     def test_the_worker_process_never_imports_stellar_sdk_or_pydantic(self) -> None:
         """Everything the worker process may import (its roots, every import they reach, and

@@ -12,77 +12,29 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from sorotask.chaos.analysis import Cause, LedgerClock, TaskSeed, analysis_violations, analyze
 from sorotask.chaos.monkey import Monkey, recovery_violations
 from sorotask.chaos.params import FAULT_PHASES, ChaosParams, plan_tasks, soak_config
 from sorotask.chaos.report import accounting_text, say
 from sorotask.toolkit import (
+    LedgerSampler,
     ProcessRecord,
     StatusWatcher,
     provision_split_secrets,
     seed_tasks,
-    shards_by_name,
+    shard_of,
     start_supervisor,
     temporary_secrets,
+    terminate,
+    wait_shards_running,
     wait_status_url,
     write_yaml,
 )
-
-
-class LedgerSampler:
-    """The devnet's current ledger (``devnet_stats``, never faulted), sampled in a thread."""
-
-    def __init__(self, rpc_url: str, every: float = 0.1) -> None:
-        self.url = rpc_url
-        self.every = every
-        self.client = httpx.Client(timeout=10)
-        self.value: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-ledger", daemon=True)
-
-    def sample(self) -> int | None:
-        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, TypeError):
-            r = self.client.post(
-                self.url,
-                json={"jsonrpc": "2.0", "id": 1, "method": "devnet_stats", "params": {}},
-            )
-            self.value = int(r.json()["result"]["ledger"])
-        return self.value
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.every)
-
-    def start(self) -> LedgerSampler:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def halt(self) -> None:
-        self._stop.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.client.close()
-
-
-def owner(doc: dict[str, Any] | None, task_id: int) -> str:
-    """The shard whose range (from ``/status``) holds ``task_id``."""
-    for s in (doc or {}).get("shards", []):
-        first, last = s["range"]
-        if first <= task_id and (last is None or task_id <= last):
-            return str(s["name"])
-    return "?"
 
 
 def run_soak(p: ChaosParams, *, quiet: bool = False) -> dict[str, Any]:
@@ -193,21 +145,11 @@ class Soak:
             watcher, self.rng, ledger_now=lambda: sampler.value, recover_timeout=p.recover_timeout
         )
         names = [f"shard-{i + 1}" for i in range(p.shards)]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            shards = shards_by_name(watcher.latest())
-            if len(shards) == p.shards and all(
-                shards[n]["state"] == "running" and shards[n]["last_cycle"] for n in names
-            ):
-                break
-            if proc.poll() is not None:
-                raise RuntimeError(f"supervisor exited with {proc.returncode}; see {out_path}")
-            time.sleep(0.05)
-        else:
+        if not wait_shards_running(watcher, names, proc, out_path, timeout=30):
             raise RuntimeError(f"shards not running within 30 s; see {work / 'logs'}")
         running_ledger = sampler.sample() or clock.seq0
         seeds = [
-            TaskSeed(i + 1, owner(watcher.latest(), i + 1), c["interval"], c["last_run"])
+            TaskSeed(i + 1, shard_of(watcher.latest(), i + 1), c["interval"], c["last_run"])
             for i, c in enumerate(calls)
         ]
         self.causes.append(Cause("startup", None, clock.seq0, running_ledger))
@@ -286,13 +228,10 @@ class Soak:
         watcher.stop()  # /status is judged until shutdown begins
         status_counts = watcher.counts()
         # graceful stop; everything the keepers sent reaches a final status
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
+        code = terminate(proc, 40)
+        if code is None:
             self.violations.append("supervisor did not exit within 40 s of SIGTERM")
-            proc.kill()
-            code = proc.wait(timeout=10)
+            code = proc.returncode
         self.report["supervisor_exit_code"] = code
         if code != 0:
             self.violations.append(f"supervisor exit code {code} after SIGTERM")
@@ -374,12 +313,7 @@ class Soak:
         proc = self.proc
         if proc is not None and proc.poll() is None:
             self.procs.add_tree(proc.pid)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            terminate(proc, 20)
         devnet.stop()
 
     def _check_nothing_left(self) -> None:

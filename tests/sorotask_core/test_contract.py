@@ -48,6 +48,34 @@ class TestLayout:
         assert ref.token_key_scval().to_xdr_bytes() == contract.TOKEN_KEY_SCVAL
         assert contract.task_key_scval(2**64 - 1) == ref.task_key_scval(2**64 - 1).to_xdr_bytes()
 
+    def test_events_and_functions_are_lib_rs_names(self) -> None:
+        # SOROBAN_FACTS.md, "Events of the SoroTask contract" and the function list
+        assert contract.EVENT_NAMES == ("TaskRegistered", "GasDeposited", "GasWithdrawn")
+        assert (contract.EVENT_TASK_REGISTERED, contract.EVENT_GAS_DEPOSITED) == (
+            "TaskRegistered",
+            "GasDeposited",
+        )
+        assert contract.EVENT_GAS_WITHDRAWN == "GasWithdrawn"
+        names = [getattr(contract, n) for n in dir(contract) if n.startswith("FN_")]
+        assert sorted(names) == sorted(
+            ["register", "get_task", "execute", "init", "get_token", "deposit_gas", "withdraw_gas"]
+        )
+
+    def test_the_task_value_offset_is_where_the_sdk_puts_the_config(self) -> None:
+        for task_id, cfg in ((1, task_config()), (2**64 - 1, task_config(gas_balance=-1))):
+            raw = base64.b64decode(entry_b64(cfg, task_id))
+            val = encode_task_config(cfg).to_xdr_bytes()
+            assert raw[contract.TASK_ENTRY_VAL_OFFSET :] == val
+
+    def test_the_gas_balance_marker_precedes_the_i128_balance(self) -> None:
+        for gas in (0, 5_000, -(2**127), 2**127 - 1):
+            val = encode_task_config(task_config(gas_balance=gas)).to_xdr_bytes()
+            at = val.index(contract.GAS_BALANCE_MARKER) + len(contract.GAS_BALANCE_MARKER)
+            assert int.from_bytes(val[at : at + 16], "big", signed=True) == gas
+        assert {
+            name: scval.to_symbol(name).to_xdr_bytes() for name in TASK_FIELDS
+        } == contract.TASK_FIELD_KEYS
+
 
 class TestTaskKeys:
     def test_template_keys_equal_sdk_keys(self) -> None:
@@ -228,6 +256,8 @@ class TestDecodeSimulatedGetTask:
 class TestDecodeCounter:
     def test_u64_counter(self) -> None:
         assert decode_counter_entry(counter_b64(123456)) == 123456
+        raw = base64.b64decode(counter_b64(2**64 - 1))
+        assert contract.decode_counter_data(raw) == 2**64 - 1
 
     def test_garbage_counter_raises(self) -> None:
         with pytest.raises(DecodeError):

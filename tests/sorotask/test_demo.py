@@ -84,3 +84,18 @@ class TestDemo:
         assert "sorotask: summary" in res.stdout
         total = rf"TOTAL\s+{summary['cycles']}\s+{summary['checked']}\s+{summary['due']}\s+"
         assert re.search(total + rf"{summary['executed']}\s+0\s+0", res.stdout), res.stdout
+
+
+class TestDispatch:
+    def test_run_without_config_is_the_demo_of_the_top_layer(self) -> None:
+        from sorotask.cli import COMMANDS
+
+        assert COMMANDS["run"][:2] == ("sorotask.demo", "run_main")
+
+    def test_the_supervisor_alone_needs_a_config(self, capsys: pytest.CaptureFixture[str]) -> None:
+        from supervisor.cli import run_main
+
+        with pytest.raises(SystemExit) as exc:
+            run_main(["--duration", "1"])
+        assert exc.value.code == 64
+        assert "--config is required" in capsys.readouterr().err
