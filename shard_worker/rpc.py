@@ -35,7 +35,6 @@ import orjson
 from shard_worker.budget import DUE, RequestBudget, TokenBucket
 from shard_worker.errors import (
     HTTP_429,
-    TIMEOUT,
     RpcError,
     RpcMalformedError,
     RpcResponseError,
@@ -43,6 +42,7 @@ from shard_worker.errors import (
     parse_retry_after,
 )
 from shard_worker.retry import Backoff
+from shard_worker.rpchttp import HttpTransports
 
 if TYPE_CHECKING:
     import httpx
@@ -60,7 +60,6 @@ __all__ = [
 INTERNAL_ERROR = -32603
 #: retries a client may start per second (all its requests together), and their burst
 MAX_RETRIES_PER_S = 50.0
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
 
 class MethodCounters:
@@ -74,7 +73,7 @@ class MethodCounters:
         self.latency_s = 0.0
 
 
-class RpcClient:
+class RpcClient(HttpTransports):
     """Soroban JSON-RPC over one pooled HTTP client.
 
     ``transport="httpx"`` uses one ``httpx.AsyncClient``; ``transport="aiohttp"`` uses one
@@ -281,90 +280,6 @@ class RpcClient:
             wait = parse_retry_after(retry_after, time.time()) if status in (429, 503) else None
             raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)
         return self._parse(method, content, req_id)
-
-    async def _post_httpx(
-        self, method: str, body: bytes, timeout_s: float
-    ) -> tuple[int, bytes, str | None]:
-        import httpx
-
-        assert self.http is not None
-        try:
-            request = self.http.build_request(
-                "POST",
-                self.url,
-                content=body,
-                headers=_JSON_HEADERS,
-                timeout=httpx.Timeout(timeout_s),
-            )
-            response = await self.http.send(request, stream=True)
-            try:
-                status = response.status_code
-                retry_after = response.headers.get("retry-after")
-                length = response.headers.get("content-length")
-                if (
-                    length is not None
-                    and length.isdigit()
-                    and int(length) > self.max_response_bytes
-                ):
-                    raise RpcMalformedError(method, f"response too large ({length} bytes)")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise RpcMalformedError(method, "response too large")
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise RpcTransportError(
-                method, f"timeout ({type(exc).__name__})", kind=TIMEOUT
-            ) from None
-        except httpx.HTTPError as exc:
-            raise RpcTransportError(
-                method, f"transport error ({type(exc).__name__}: {exc})"
-            ) from None
-        return status, chunks[0] if len(chunks) == 1 else b"".join(chunks), retry_after
-
-    async def _post_aiohttp(
-        self, method: str, body: bytes, timeout_s: float
-    ) -> tuple[int, bytes, str | None]:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, keepalive_timeout=30.0, force_close=False
-                ),
-            )
-        limit = self.max_response_bytes
-        try:
-            async with session.post(
-                self.url,
-                data=body,
-                headers=_JSON_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                length = resp.content_length
-                if length is not None and length > limit:
-                    raise RpcMalformedError(method, f"response too large ({length} bytes)")
-                if length is not None:
-                    content = await resp.read()
-                else:
-                    parts: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > limit:
-                            raise RpcMalformedError(method, "response too large")
-                        parts.append(chunk)
-                    content = b"".join(parts)
-                return resp.status, content, resp.headers.get("Retry-After")
-        except TimeoutError:
-            raise RpcTransportError(method, "timeout", kind=TIMEOUT) from None
-        except aiohttp.ClientError as exc:
-            raise RpcTransportError(
-                method, f"transport error ({type(exc).__name__}: {exc})"
-            ) from None
 
     def _parse(self, method: str, content: bytes, req_id: int) -> Any:
         try:
