@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "EndpointChoice",
     "MethodCounters",
     "RpcClient",
     "as_int",
@@ -73,6 +74,15 @@ class MethodCounters:
         self.latency_s = 0.0
 
 
+class EndpointChoice(Protocol):
+    """The seam for an endpoint pool: which URL an attempt goes to, and how it went (``error``
+    None for an answer; else the failure, with its ``kind`` and ``retry_after_s``)."""
+
+    def pick(self, method: str) -> str: ...
+
+    def outcome(self, url: str, method: str, error: RpcError | None, latency_s: float) -> None: ...
+
+
 class RpcClient(HttpTransports):
     """Soroban JSON-RPC over one pooled HTTP client.
 
@@ -96,6 +106,7 @@ class RpcClient(HttpTransports):
         transport: str = "httpx",
         budget: RequestBudget | None = None,
         max_retries_per_s: float = MAX_RETRIES_PER_S,
+        endpoints: EndpointChoice | None = None,
     ) -> None:
         if transport not in ("httpx", "aiohttp"):
             raise ValueError(f"unknown transport {transport!r}")
@@ -128,6 +139,8 @@ class RpcClient(HttpTransports):
         self.total_calls = 0
         self.total_errors = 0
         self.total_retries = 0
+        #: where each attempt goes (None: always ``url``)
+        self.endpoints = endpoints
         #: the shard's request budget: every attempt, first or retry, takes a token
         self.budget = budget
         self.budget_priority = DUE
@@ -272,14 +285,26 @@ class RpcClient(HttpTransports):
         raise last_error
 
     async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
-        if self.transport == "aiohttp":
-            status, content, retry_after = await self._post_aiohttp(method, body, timeout_s)
-        else:
-            status, content, retry_after = await self._post_httpx(method, body, timeout_s)
-        if status != 200:
-            wait = parse_retry_after(retry_after, time.time()) if status in (429, 503) else None
-            raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)
-        return self._parse(method, content, req_id)
+        url = self.url if self.endpoints is None else self.endpoints.pick(method)
+        started = time.monotonic()
+        try:
+            if self.transport == "aiohttp":
+                status, content, retry_after = await self._post_aiohttp(
+                    url, method, body, timeout_s
+                )
+            else:
+                status, content, retry_after = await self._post_httpx(url, method, body, timeout_s)
+            if status != 200:
+                wait = parse_retry_after(retry_after, time.time()) if status in (429, 503) else None
+                raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)
+            result = self._parse(method, content, req_id)
+        except RpcError as exc:
+            if self.endpoints is not None:
+                self.endpoints.outcome(url, method, exc, time.monotonic() - started)
+            raise
+        if self.endpoints is not None:
+            self.endpoints.outcome(url, method, None, time.monotonic() - started)
+        return result
 
     def _parse(self, method: str, content: bytes, req_id: int) -> Any:
         try:

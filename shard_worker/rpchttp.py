@@ -29,7 +29,7 @@ class HttpTransports:
     max_response_bytes: int
 
     async def _post_httpx(
-        self, method: str, body: bytes, timeout_s: float
+        self, url: str, method: str, body: bytes, timeout_s: float
     ) -> tuple[int, bytes, str | None]:
         import httpx
 
@@ -37,7 +37,7 @@ class HttpTransports:
         try:
             request = self.http.build_request(
                 "POST",
-                self.url,
+                url,
                 content=body,
                 headers=JSON_HEADERS,
                 timeout=httpx.Timeout(timeout_s),
@@ -73,7 +73,7 @@ class HttpTransports:
         return status, chunks[0] if len(chunks) == 1 else b"".join(chunks), retry_after
 
     async def _post_aiohttp(
-        self, method: str, body: bytes, timeout_s: float
+        self, url: str, method: str, body: bytes, timeout_s: float
     ) -> tuple[int, bytes, str | None]:
         session = self._session
         if session is None or session.closed:
@@ -85,7 +85,7 @@ class HttpTransports:
         limit = self.max_response_bytes
         try:
             async with session.post(
-                self.url,
+                url,
                 data=body,
                 headers=JSON_HEADERS,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),

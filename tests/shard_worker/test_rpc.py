@@ -455,3 +455,42 @@ class TestOverloadOnTheDevnet:
         elapsed, err = run(go())
         assert elapsed < 0.9 and err.kind == "http_429"
         assert err.retry_after_s == pytest.approx(5.0)
+
+
+class TestEndpointSeam:
+    def test_each_attempt_asks_where_to_go_and_reports_how_it_went(self) -> None:
+        class TwoUrls:
+            def __init__(self, urls: list[str]) -> None:
+                self.urls = urls
+                self.seen: list[tuple[str, str, str | None]] = []
+
+            def pick(self, method: str) -> str:
+                return self.urls[len(self.seen) % 2]
+
+            def outcome(
+                self, url: str, method: str, error: RpcError | None, latency_s: float
+            ) -> None:
+                self.seen.append((url, method, None if error is None else error.kind))
+
+        async def go() -> tuple[Any, TwoUrls]:
+            busy, ok = Script(("status", 503)), Script(("result", 4))
+            r1, url1 = await serve(busy)
+            r2, url2 = await serve(ok)
+            pool = TwoUrls([url1, url2])
+            client = RpcClient(
+                "http://127.0.0.1:9/",
+                backoff_base_s=0.01,
+                transport=TRANSPORT[0],
+                endpoints=pool,
+            )
+            try:
+                return await client.call("getHealth"), pool
+            finally:
+                await client.aclose()
+                await r1.cleanup()
+                await r2.cleanup()
+
+        result, pool = run(go())
+        assert result == 4
+        assert [(m, k) for _, m, k in pool.seen] == [("getHealth", "http_503"), ("getHealth", None)]
+        assert pool.seen[0][0] != pool.seen[1][0]
