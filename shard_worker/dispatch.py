@@ -161,6 +161,11 @@ class Dispatcher:
         try:
             for entry in sorted(entries, key=lambda e: e.sequence):
                 try:
+                    if entry.envelope and acc is not None:
+                        # the same envelope again: queued (DUPLICATE / PENDING) or maybe
+                        # applied (ERROR); getTransaction then decides without waiting for
+                        # the time bound of a transaction that never reached the queue
+                        await self.submitter.resend_journaled(entry, acc)
                     await self.submitter.confirm(entry, acc, time.monotonic())
                 finally:
                     self.in_flight.discard(entry.task_id)

@@ -231,8 +231,9 @@ class Executor:
                 sequence=tx.sequence,
                 max_time=tx.time_bounds[1],
                 recorded_at=time.time(),
+                envelope=tx.envelope_b64(),
             )
-            return tx.envelope_b64(), entry
+            return entry.envelope, entry
 
         envelope, entry = await seal()
         return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)

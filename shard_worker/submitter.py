@@ -311,6 +311,14 @@ class Submitter:
                 return False
         return False
 
+    async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
+        """A restarted worker's journaled transaction: send its envelope once more (never a
+        new one), so one that was journaled but never reached the queue is queued now."""
+        if self.stopping or not self.sendable(entry):
+            return
+        self.count("resent")
+        await self._send(entry.envelope, entry, acc, resend=True)
+
     def _rejected(self, entry: JournalEntry, acc: SourceAccount, code: int, name: str) -> None:
         """ERROR from a first send: the transaction is surely not queued. Named outcomes:
         txTOO_LATE (its max time was not two ledgers ahead by the time it was sent),
