@@ -55,9 +55,9 @@ __all__ = ["Keeper", "run_keeper"]
 HEARTBEAT_S = 0.5
 #: attempts per RPC request (the first and the retries)
 RPC_ATTEMPTS = 6
-#: the first retry's wait (doubling, jittered): short, a ledger is 5 s; a server's
+#: the first retry's wait (10, 20, 40 ... ms, jittered): short, a ledger is 5 s; a server's
 #: Retry-After and the retry bucket slow retries down when it asks
-RPC_BACKOFF_S = 0.03
+RPC_BACKOFF_S = 0.01
 
 
 async def run_keeper(spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) -> int:

@@ -6,7 +6,7 @@ restart); an RPC server that is not answering yet is retried until the keeper is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -26,10 +26,10 @@ __all__ = ["STARTUP_BACKOFF", "check_config", "check_tx_timeout", "preflight"]
 STARTUP_BACKOFF = Backoff(0.5, max_s=5.0)
 
 
-async def check_tx_timeout(rpc: RpcClient, spec: WorkerSpec) -> float:
-    """The network's ledger time (from ``getHealth``; Stellar's 5 s when it cannot tell);
-    raises :class:`FatalConfigError` when ``tx_timeout_s`` is too short for it."""
-    ledger_s = ledger_time_from_health(await rpc.call("getHealth")) or DEFAULT_LEDGER_S
+def check_tx_timeout(health: Any, spec: WorkerSpec) -> float:
+    """The network's ledger time (from a ``getHealth`` answer; Stellar's 5 s when it cannot
+    tell); raises :class:`FatalConfigError` when ``tx_timeout_s`` is too short for it."""
+    ledger_s = ledger_time_from_health(health) or DEFAULT_LEDGER_S
     problem = tx_timeout_problem(spec.tx_timeout_s, ledger_s)
     if problem is not None:
         raise FatalConfigError(
@@ -39,15 +39,34 @@ async def check_tx_timeout(rpc: RpcClient, spec: WorkerSpec) -> float:
     return ledger_s
 
 
+async def _all(*calls: Awaitable[Any]) -> list[Any]:
+    """The calls' results, run together (a start under a busy RPC takes one round trip's
+    retries, not one per check); the first failure cancels the others and is raised."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def check_config(
     rpc: RpcClient,
     spec: WorkerSpec,
     accounts: SourceAccounts,
     on_ledger_s: Callable[[float], None] | None = None,
 ) -> None:
-    """One round of checks; takes each source account's sequence number on the way, and tells
-    ``on_ledger_s`` the network's ledger time."""
-    net = expect_dict(await rpc.call("getNetwork"), "getNetwork")
+    """One round of checks (their requests together, their verdicts in this order: network,
+    ``tx_timeout_s``, contract, accounts); takes each source account's sequence number on
+    the way, and tells ``on_ledger_s`` the network's ledger time."""
+    net_raw, health, found = await _all(
+        rpc.call("getNetwork"),
+        rpc.call("getHealth"),
+        get_ledger_entries(rpc, [contract.instance_key_b64(spec.contract_id)]),
+    )
+    net = expect_dict(net_raw, "getNetwork")
     passphrase = net.get("passphrase")
     if not isinstance(passphrase, str):
         raise RpcMalformedError("getNetwork", "passphrase missing")
@@ -57,10 +76,9 @@ async def check_config(
             f"the shard is configured for {spec.network_passphrase!r}; fix "
             "network_passphrase or rpc_url"
         )
-    ledger_s = await check_tx_timeout(rpc, spec)
+    ledger_s = check_tx_timeout(health, spec)
     if on_ledger_s is not None:
         on_ledger_s(ledger_s)
-    found = await get_ledger_entries(rpc, [contract.instance_key_b64(spec.contract_id)])
     if not found:
         raise FatalConfigError(
             f"contract {spec.contract_id} not found on network {passphrase!r} at "
@@ -68,8 +86,12 @@ async def check_config(
         )
     friendbot = net.get("friendbotUrl")
     fb = friendbot if isinstance(friendbot, str) else None
-    for acc in accounts.all:
-        await accounts.check(acc, spec.network_passphrase, spec.min_fee_balance, fb)
+    await _all(
+        *(
+            accounts.check(acc, spec.network_passphrase, spec.min_fee_balance, fb)
+            for acc in accounts.all
+        )
+    )
 
 
 async def preflight(
