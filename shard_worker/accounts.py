@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 from shard_worker import chain
+from shard_worker.dryrun import WatchOnly
 from shard_worker.errors import FatalConfigError, RpcMalformedError
 from shard_worker.rpc import RpcClient, get_ledger_entries
 from shard_worker.secrets import load_keypair
@@ -28,7 +29,8 @@ __all__ = ["SourceAccount", "SourceAccounts", "load_account", "load_source_accou
 class SourceAccount:
     """A transaction source with its locally tracked sequence number."""
 
-    keypair: Signer
+    #: a :class:`~shard_worker.dryrun.WatchOnly` key in a dry run (it cannot sign)
+    keypair: Signer | WatchOnly
     is_keeper: bool
     #: last sequence number used on chain (the next transaction uses ``sequence + 1``)
     sequence: int = 0
@@ -56,11 +58,22 @@ class SourceAccount:
 
 
 def load_source_accounts(spec: WorkerSpec) -> list[SourceAccount]:
-    """The keeper's and the channel accounts' keys (channels first, the keeper last).
+    """The keeper's and the channel accounts' keys (channels first, the keeper last); in a
+    dry run the keeper's public key only.
 
     Raises a :class:`FatalConfigError` for a missing or malformed secret and for a channel
     account that duplicates the keeper or another channel.
     """
+    if spec.dry_run:  # the keeper's account alone, and a key that cannot sign
+        if spec.public_key is not None:
+            return [SourceAccount(WatchOnly(spec.public_key), True)]
+        if spec.secret is None:
+            raise FatalConfigError("no secret and no public_key for the keeper")
+        return [SourceAccount(WatchOnly(load_keypair(spec.secret).public_key), True)]
+    if spec.secret is None:
+        raise FatalConfigError(
+            "no secret for the keeper: a public_key alone can only dry-run (--dry-run)"
+        )
     keeper = SourceAccount(load_keypair(spec.secret), True)
     accounts = [keeper]
     seen = {keeper.public_key}

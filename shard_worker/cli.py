@@ -26,6 +26,7 @@ from shard_worker.keeper import run_keeper
 from shard_worker.reporting import LoggingReporter
 from shard_worker.spec import SecretRef, WorkerSpec
 from sorotask_core.settings import SUPERVISOR, WORKER, Setting
+from sorotask_core.xdr import U64_MASK
 
 __all__ = ["add_arguments", "missing_flags", "parse_range", "run", "spec_from_args"]
 
@@ -43,6 +44,10 @@ def parse_range(text: str) -> tuple[int, int | None]:
         raise argparse.ArgumentTypeError(f"range {text!r} is not FIRST:LAST") from None
     if first < 1 or (last is not None and last < first):
         raise argparse.ArgumentTypeError(f"range {text!r}: need 1 <= FIRST <= LAST")
+    if max(first, last or 0) > U64_MASK:
+        raise argparse.ArgumentTypeError(
+            f"range {text!r}: beyond u64 ({U64_MASK}): task ids are the contract's u64"
+        )
     return first, last
 
 
@@ -95,6 +100,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     secret = p.add_mutually_exclusive_group()
     secret.add_argument("--secret-env", metavar="NAME", help="env var holding the keeper's seed")
     secret.add_argument("--secret-file", metavar="PATH", help="file holding the keeper's seed")
+    secret.add_argument(
+        "--public-key", metavar="G...", help="the keeper's public key: enough for --dry-run"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, classify and simulate; never sign or send (logs what it would execute)",
+    )
     p.add_argument(
         "--channel-secret-env",
         metavar="NAME",
@@ -122,8 +135,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def missing_flags(args: argparse.Namespace) -> list[str]:
     """The flags a shard described by flags lacks (network, contract, keeper secret)."""
     missing = [f"--{f.replace('_', '-')}" for f in REQUIRED_FLAGS if not getattr(args, f)]
-    if not (args.secret_env or args.secret_file):
-        missing.append("--secret-env or --secret-file")
+    if not (args.secret_env or args.secret_file or (args.dry_run and args.public_key)):
+        missing.append(
+            "--secret-env or --secret-file"
+            + (" (--public-key alone is for --dry-run)" if args.public_key else "")
+        )
     return missing
 
 
@@ -137,7 +153,13 @@ def spec_from_args(args: argparse.Namespace) -> WorkerSpec:
         rpc_url=args.rpc_url,
         network_passphrase=args.network_passphrase,
         contract_id=args.contract_id,
-        secret=SecretRef(env=args.secret_env, file=args.secret_file),
+        secret=(
+            SecretRef(env=args.secret_env, file=args.secret_file)
+            if args.secret_env or args.secret_file
+            else None
+        ),
+        public_key=args.public_key,
+        dry_run=args.dry_run,
         range_first=first,
         range_last=last,
         task_ids=args.task_ids,

@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from shard_worker.errors import FatalConfigError
+from shard_worker.lateness import Lateness
 from shard_worker.spec import Reporter, WorkerSpec
 from sorotask_core import contract
 from sorotask_core.signing import Signer, network_id
@@ -56,16 +57,23 @@ class Counters:
     exec_times: list[float] = field(default_factory=list)
     #: answers to sendTransaction by name (``send_results``)
     sends: dict[str, int] = field(default_factory=dict)
+    #: the ``execution_delay_ledgers`` histogram of the executions since
+    delays: dict[str, Any] = field(default_factory=dict)
+    #: a dry run: tasks it would have executed (first time each), and their fees
+    would_execute: int = 0
+    dry_run_fees: int = 0
 
 
 class Tally:
-    """Totals over the keeper's life and the execution outcomes of the current cycle."""
+    """Totals over the keeper's life, the execution outcomes of the current cycle, and how
+    late the keeper is (:class:`~shard_worker.lateness.Lateness`)."""
 
-    __slots__ = ("cycle", "totals")
+    __slots__ = ("cycle", "lateness", "totals")
 
     def __init__(self) -> None:
         self.totals: dict[str, int] = dict.fromkeys(TOTALS, 0)
         self.cycle = Counters()
+        self.lateness = Lateness()
 
     def take_cycle(self) -> Counters:
         """The outcomes since the last call; counting starts again from zero."""

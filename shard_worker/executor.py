@@ -32,6 +32,7 @@ from loguru import logger
 from shard_worker import chain, txxdr
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
+from shard_worker.dryrun import DryRun
 from shard_worker.due import Holds
 from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.journal import JournalEntry
@@ -111,6 +112,8 @@ class Executor:
         #: task id -> the authorization entries its last recording simulation from a channel
         #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
         self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
+        #: a dry run: what it would have executed (nothing is signed or sent)
+        self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 
     # ------------------------------------------------------------------ one execution
 
@@ -152,6 +155,8 @@ class Executor:
     ) -> bool:
         spec = self.spec
         me = self.identity
+        if self.dry_run is not None and self.dry_run.seen(task_id):
+            return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
         await self.accounts.ready(acc)
         latest = await self._latest_for_tx()
@@ -166,6 +171,12 @@ class Executor:
             max_time=max_time,
         )
         deadline = max_time - 2 * self.submitter.ledger_s
+        if self.dry_run is not None:  # a real run would send this: report it, send nothing
+            dry = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
+            if isinstance(dry, Simulation):
+                fee = spec.base_fee + dry.min_resource_fee
+                self.dry_run.would_execute(task_id, fee, dry.min_resource_fee, latest.sequence)
+            return False
         valid_until = latest.sequence + max(10, spec.tx_timeout_s)
         sim: Simulation | object | None = None
         cached = None if acc.is_keeper else self._auth_cache.get(task_id)

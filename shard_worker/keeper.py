@@ -15,7 +15,8 @@ nothing on chain can have changed):
 4. due logic (:mod:`shard_worker.due`), skips counted by reason;
 5. due tasks go to the execution pipeline, most overdue first, bounded by
    ``max_concurrent_executions`` and by the source accounts (one pending transaction each);
-6. one :class:`CycleStats` per cycle through ``reporter.cycle``.
+6. one :class:`CycleStats` per cycle through ``reporter.cycle``, with how late the keeper is
+   (:mod:`~shard_worker.lateness`: tasks due now, the oldest overdue, each execution's delay).
 
 The roles, each in its own module: :mod:`~shard_worker.accounts` (source accounts, sequence
 numbers), :mod:`~shard_worker.ledger` (the newest ledger seen), :mod:`~shard_worker.reader`
@@ -213,6 +214,8 @@ class Keeper:
         final["rpc_errors"] = self.rpc.total_errors
         final["rpc_retries"] = self.rpc.total_retries
         final["rpc_retries_denied"] = self.rpc.retries_denied
+        if self.executor.dry_run is not None:
+            final.update(self.executor.dry_run.final())
         return final
 
     async def loop(self) -> None:
@@ -276,6 +279,11 @@ class Keeper:
         stats.tx_errors = c.tx_errors
         stats.fees_spent = c.fees
         stats.mean_execution_s = sum(c.exec_times) / len(c.exec_times) if c.exec_times else 0.0
+        stats.execution_delay_ledgers = c.delays
+        stats.would_execute = c.would_execute
+        stats.dry_run_fees = c.dry_run_fees
+        stats.due_now = self.tally.lateness.due_now
+        stats.oldest_overdue_ledgers = self.tally.lateness.oldest_overdue_ledgers
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
@@ -313,4 +321,7 @@ class Keeper:
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)
+        self.tally.lateness.read(
+            latest.sequence, latest.close_time, found.due, self.holds.in_flight
+        )
         self.dispatcher.enqueue(found.due_ids())

@@ -1,12 +1,15 @@
 """Reading a shard's secret keys from where its spec says they are.
 
 A secret lives in an environment variable or a file (never argv, never the config itself).
-Errors name the variable or file, never the secret or any part of it.
+Errors name the variable or file, never the secret or any part of it. Like OpenSSH with a
+private key, a secret file that group or others may read (or write) is refused, with the
+``chmod 600`` that fixes it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from shard_worker.errors import SecretError
@@ -14,7 +17,7 @@ from shard_worker.spec import SecretRef
 from sorotask_core.signing import Signer
 from sorotask_core.strkey import VERSION_SEED, StrKeyError, is_valid_strkey
 
-__all__ = ["load_keypair", "read_secret"]
+__all__ = ["check_file_mode", "load_keypair", "read_secret"]
 
 #: a secret file larger than this is certainly not a seed
 _MAX_FILE_BYTES = 4096
@@ -38,6 +41,7 @@ def read_secret(ref: SecretRef) -> str:
     path = Path(str(ref.file)).expanduser()
     try:
         with path.open("rb") as fh:
+            check_file_mode(path, os.fstat(fh.fileno()).st_mode)
             data = fh.read(_MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SecretError(f"secret file {path} does not exist") from None
@@ -56,6 +60,16 @@ def read_secret(ref: SecretRef) -> str:
     if not value:
         raise SecretError(f"secret file {path} is empty")
     return value
+
+
+def check_file_mode(path: Path | str, mode: int) -> None:
+    """Raise :class:`SecretError` unless only the owner may access the secret file."""
+    if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretError(
+            f"secret file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(mode):04o}): run `chmod 600 {path}` "
+            "(only its owner may read a secret seed)"
+        )
 
 
 def load_keypair(ref: SecretRef) -> Signer:

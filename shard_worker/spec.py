@@ -38,7 +38,8 @@ class WorkerSpec:
     rpc_url: str
     network_passphrase: str
     contract_id: str
-    secret: SecretRef
+    #: where the keeper's secret seed is; None only in a dry run given ``public_key``
+    secret: SecretRef | None
     #: inclusive task-id range; ``range_last`` None means open-ended (up to the Counter)
     range_first: int = 1
     range_last: int | None = None
@@ -64,6 +65,10 @@ class WorkerSpec:
     min_fee_balance: int = _W["min_fee_balance"]
     confirm_poll_s: float = _W["confirm_poll_s"]
     http_client: str = _W["http_client"]
+    #: the keeper's public key (``G...``): a dry run needs nothing more
+    public_key: str | None = None
+    #: read, classify and simulate, never sign or send (``sorotask run --dry-run``)
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +80,7 @@ class WorkerSpec:
         if unknown:
             raise ValueError(f"unknown WorkerSpec fields: {', '.join(sorted(unknown))}")
         d = dict(data)
-        d["secret"] = SecretRef(**d["secret"])
+        d["secret"] = SecretRef(**d["secret"]) if d.get("secret") is not None else None
         d["channel_secrets"] = tuple(SecretRef(**s) for s in d.get("channel_secrets", ()))
         if d.get("task_ids") is not None:
             d["task_ids"] = tuple(int(i) for i in d["task_ids"])

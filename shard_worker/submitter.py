@@ -9,8 +9,7 @@
   queued; an ERROR after a resend says it is not pending but maybe applied meanwhile, so
   ``getTransaction`` decides. No new transaction is built for the task while the old one may
   land (the task stays in flight until its transaction is final or expired).
-* Once queued, the source account is released and the confirmation (``getTransaction`` until
-  SUCCESS / FAILED, or NOT_FOUND past the transaction's max time) runs beside the executors.
+* Once queued, the account is released; the confirmation runs beside the executors.
 """
 
 from __future__ import annotations
@@ -35,12 +34,7 @@ from shard_worker.rpc import RpcClient, as_int, expect_dict
 from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
-__all__ = [
-    "TRY_AGAIN_LATER_BACKOFF",
-    "TRY_AGAIN_LATER_LIMIT",
-    "TX_BAD_SEQ",
-    "Submitter",
-]
+__all__ = ["TRY_AGAIN_LATER_BACKOFF", "TRY_AGAIN_LATER_LIMIT", "TX_BAD_SEQ", "Submitter"]
 
 TX_BAD_SEQ = -5
 #: rejections counted in the keeper's totals by name
@@ -383,6 +377,7 @@ class Submitter:
         if success:
             c.executed += 1
             c.exec_times.append(time.monotonic() - t0)
+            self.tally.lateness.executed(entry.task_id, res.get("ledger"), c.delays)
             totals["executed"] += 1
             self.events.event(
                 "executed",

@@ -39,6 +39,7 @@ _SHARD_FLAGS = (
     "channel_secret_env",
     "channel_secret_file",
     "task_ids",
+    "public_key",
 )
 
 
@@ -53,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resolve(path: str, shard: str | None) -> WorkerSpec | list[str]:
+def _resolve(path: str, shard: str | None, dry_run: bool = False) -> WorkerSpec | list[str]:
     from supervisor.config import ConfigError, load_config
 
     try:
-        plan = load_config(path)
+        plan = load_config(path, dry_run=dry_run)
     except ConfigError as exc:
         return [str(p) for p in exc.problems]
     names = [s.spec.name for s in plan.shards]
@@ -74,9 +75,9 @@ def _resolve(path: str, shard: str | None) -> WorkerSpec | list[str]:
     return found.spec
 
 
-def _resolve_to_bytes(path: str, shard: str | None) -> bytes:
+def _resolve_to_bytes(path: str, shard: str | None, dry_run: bool = False) -> bytes:
     try:
-        found = _resolve(path, shard)
+        found = _resolve(path, shard, dry_run)
     except Exception as exc:  # a bug, not a config problem: say so without a traceback
         found = [f"{path}: cannot load the config: {type(exc).__name__}: {exc}"]
     if isinstance(found, WorkerSpec):
@@ -84,7 +85,9 @@ def _resolve_to_bytes(path: str, shard: str | None) -> bytes:
     return orjson.dumps({"problems": found})
 
 
-def spec_from_config(path: str, shard: str | None) -> WorkerSpec | list[str]:
+def spec_from_config(
+    path: str, shard: str | None, *, dry_run: bool = False
+) -> WorkerSpec | list[str]:
     """Shard ``shard`` of the supervisor config at ``path``: its spec, or every problem
     (as printable lines) when the file is invalid or has no such shard.
 
@@ -93,7 +96,7 @@ def spec_from_config(path: str, shard: str | None) -> WorkerSpec | list[str]:
     the keeper needs.
     """
     if not hasattr(os, "fork"):  # pragma: no cover - Linux and macOS have fork
-        payload = _resolve_to_bytes(path, shard)
+        payload = _resolve_to_bytes(path, shard, dry_run)
     else:
         r, w = os.pipe()
         pid = os.fork()
@@ -101,7 +104,7 @@ def spec_from_config(path: str, shard: str | None) -> WorkerSpec | list[str]:
             try:
                 os.close(r)
                 with os.fdopen(w, "wb") as out:
-                    out.write(_resolve_to_bytes(path, shard))
+                    out.write(_resolve_to_bytes(path, shard, dry_run))
             finally:
                 os._exit(0)
         os.close(w)
@@ -138,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = [f"--{f.replace('_', '-')}" for f in _SHARD_FLAGS if getattr(args, f)]
         if given:
             return _usage_error(parser, f"--config cannot be combined with {', '.join(given)}")
-        found = spec_from_config(args.config, args.shard)
+        found = spec_from_config(args.config, args.shard, dry_run=args.dry_run)
         if isinstance(found, list):
             _print_problems(found)
             return ExitCode.CONFIG

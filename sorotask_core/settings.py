@@ -235,8 +235,7 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
             doc="per-request timeout (requests are retried with backoff on timeouts, 429, 5xx)"),
     Setting("tx_timeout_s", int, 30, ge=1, rule=tx_timeout_problem, flag="--tx-timeout",
             metavar="SECONDS",
-            doc="a transaction's max time bound is the ledger close time plus this (at least "
-                "2 ledgers + 5 s: 15 on 5 s ledgers)"),
+            doc="max time bound = ledger close time + this (at least 2 ledgers + 5 s: 15 s)"),
     Setting("stop_grace_s", float, 20.0, gt=0, flag="--stop-grace", metavar="SECONDS",
             doc="on stop, how long in-flight transactions may take to reach a final status"),
     Setting("base_fee", int, 100, ge=100, flag="--base-fee", metavar="STROOPS",
@@ -318,6 +317,9 @@ SHARD = (
         "`[first, last]` inclusive; `last` may be null (open-ended); ranges may not overlap"),
     Key(("secret_env", "secret_file"),
         "where the shard's secret seed is (exactly one); a keypair may serve one shard only"),
+    Key(("public_key",),
+        "the keeper's `G...` key: enough for `sorotask run --dry-run` (no secret needed); with a "
+        "secret too, the secret must be this key's"),
     Key(("channels",),
         "list of `{secret_env}` / `{secret_file}`: extra source accounts so a shard lands "
         "several transactions per ledger"),

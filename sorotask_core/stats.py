@@ -20,6 +20,12 @@ Kinds:
     About this cycle only: in the report, ``/status`` ``last_cycle`` and the log line, not
     totalled. (The supervisor derives a few totals from some of them itself: the cycle
     duration, the mean execution time, the latest ledger, the cycles with an error.)
+``histogram``
+    Observations this cycle, binned by ``buckets``: a ``{upper bound: count}`` dict (each
+    observation counted once, in the first bucket it fits; ``"+Inf"`` above the last) with
+    the observations' ``"sum"``. Summed like a labelled counter; exported as the Prometheus
+    histogram ``sorotask_<metric>`` (cumulative ``_bucket``, ``_sum``, ``_count``) by shard.
+    :func:`observe` adds one observation.
 
 A labelled field (``label`` set) is a ``{label value: number}`` dict, e.g. skipped by reason.
 Every number is at least 0.
@@ -30,10 +36,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Kind = Literal["counter", "gauge", "cycle"]
+Kind = Literal["counter", "gauge", "cycle", "histogram"]
 COUNTER: Kind = "counter"
 GAUGE: Kind = "gauge"
 CYCLE: Kind = "cycle"
+HISTOGRAM: Kind = "histogram"
+#: a histogram's key for the sum of its observations, and for those above its last bucket
+HIST_SUM = "sum"
+HIST_INF = "+Inf"
 #: prefix of every exported metric name
 METRIC_PREFIX = "sorotask_"
 #: "no default given" (then the default is ``{}``, None or the type's zero)
@@ -68,10 +78,21 @@ class StatField:
     nullable: bool = False
     #: the default when not ``required``
     default: Any = UNSET
+    #: in the log line only when not zero
+    quiet: bool = False
+    #: a histogram's bucket upper bounds, ascending
+    buckets: tuple[float, ...] = ()
+    #: how shards combine in the overall total and the summary: summed, or the largest
+    across: Literal["sum", "max"] = "sum"
 
     @property
     def labelled(self) -> bool:
         return self.label is not None
+
+    @property
+    def summed(self) -> bool:
+        """Summed over cycles: a counter (labelled or not) or a histogram."""
+        return self.kind in (COUNTER, HISTOGRAM)
 
     @property
     def totalled(self) -> bool:
@@ -122,8 +143,14 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
     _f("duration_s", CYCLE, float, "Duration of the cycle in seconds", required=True),
     _f("checked", COUNTER, int, "Tasks checked, summed over cycles", metric="tasks_checked",
        log="checked", summary=True),
-    _f("due", COUNTER, int, "Tasks found due, summed over cycles", metric="tasks_due", log="due",
-       summary=True),
+    _f("due", COUNTER, int, "Tasks found due, summed over cycles", metric="tasks_due",
+       log="due"),
+    _f("due_now", GAUGE, int, "Tasks due at the latest ledger read and not yet executed",
+       metric="tasks_due_now", log="due now", summary=True),
+    _f("oldest_overdue_ledgers", GAUGE, int,
+       "Ledgers since the most overdue of the tasks due now became due",
+       log="oldest overdue (ledgers)",
+       summary=True, across="max"),
     _f("executed", COUNTER, int, "Execute transactions that succeeded", metric="tasks_executed",
        log="executed", summary=True, outcome=True),
     _f("failed", COUNTER, int, "Execute transactions that failed", metric="tasks_failed",
@@ -162,13 +189,21 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        default=True),
     _f("tx_errors", CYCLE, int,
        "Transactions rejected by sendTransaction (ERROR) or expired unapplied"),
+    _f("would_execute", COUNTER, int,
+       "Due tasks a dry run would have executed (simulated, never signed or sent)",
+       metric="dry_run_would_execute", log="would execute", quiet=True),
+    _f("dry_run_fees", COUNTER, int, "Fees the dry run's would-be executions would offer",
+       metric="dry_run_fees_stroops", log="would cost", quiet=True),
+    _f("execution_delay_ledgers", HISTOGRAM, int,
+       "Ledgers from a task becoming due to its successful execution", label="le",
+       buckets=(0, 1, 2, 3, 5, 10, 20, 50)),
 )
 # fmt: on
 
 FIELDS_BY_NAME: dict[str, StatField] = {f.name: f for f in CYCLE_FIELDS}
-#: the fields kept in the totals and exported to /metrics (counters, then gauges)
-TOTALLED: tuple[StatField, ...] = tuple(f for f in CYCLE_FIELDS if f.kind == COUNTER) + tuple(
-    f for f in CYCLE_FIELDS if f.kind == GAUGE
+#: the fields kept in the totals and exported to /metrics (counters, gauges, histograms)
+TOTALLED: tuple[StatField, ...] = tuple(
+    f for kind in (COUNTER, GAUGE, HISTOGRAM) for f in CYCLE_FIELDS if f.kind == kind
 )
 #: the summary's columns between ``cycles`` and ``restarts``
 SUMMARY: tuple[str, ...] = tuple(f.name for f in CYCLE_FIELDS if f.summary)
@@ -204,6 +239,31 @@ def _scalar_problem(type_: type, v: Any) -> str | None:
     return None
 
 
+def bucket_key(bound: float) -> str:
+    """A bucket's key in a histogram dict (``"5"``, ``"0.25"``)."""
+    return f"{bound:g}"
+
+
+def observe(f: StatField, hist: dict[str, Any], value: float) -> None:
+    """Add one observation ``value`` (>= 0) to the histogram dict ``hist`` of field ``f``."""
+    key = next((bucket_key(b) for b in f.buckets if value <= b), HIST_INF)
+    hist[key] = hist.get(key, 0) + 1
+    hist[HIST_SUM] = hist.get(HIST_SUM, 0) + value
+
+
+def cumulative(f: StatField, hist: dict[str, Any]) -> tuple[list[tuple[str, float]], float]:
+    """``([(le, cumulative count), ... ("+Inf", count)], sum)`` of a histogram dict, for
+    Prometheus (``le`` written as the client library writes it: ``"1.0"``)."""
+    out: list[tuple[str, float]] = []
+    running = 0.0
+    for b in f.buckets:
+        running += hist.get(bucket_key(b), 0)
+        out.append((str(float(b)), running))
+    running += hist.get(HIST_INF, 0)
+    out.append((HIST_INF, running))
+    return out, float(hist.get(HIST_SUM, 0))
+
+
 def format_cycle(stats: Any) -> str:
     """The cycle's log line, from any object with the fields as attributes."""
     head = (
@@ -211,7 +271,10 @@ def format_cycle(stats: Any) -> str:
         + ", ".join(
             f"{f.log} {getattr(stats, f.name)}"
             for f in CYCLE_FIELDS
-            if f.log and not f.labelled and not f.nullable
+            if f.log
+            and not f.labelled
+            and not f.nullable
+            and not (f.quiet and not getattr(stats, f.name))
         )
     )
     parts = [head]

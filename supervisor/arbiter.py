@@ -260,7 +260,9 @@ class Arbiter:
             logger.warning("reload: {}", self.last_reload)
             return False
         try:
-            plan = load_config(self.config_path, host_index=self.host_index_override)
+            plan = load_config(
+                self.config_path, host_index=self.host_index_override, dry_run=self.plan.dry_run
+            )
         except ConfigError as exc:
             self.last_reload = f"config invalid, keeping the running one:\n{exc}"
             logger.error("reload: {}", self.last_reload)

@@ -55,6 +55,12 @@ def run_main(argv: list[str], demo: Callable[..., int] | None = None) -> int:
         metavar="HOST:PORT",
         help="override supervisor.status_address (e.g. 0.0.0.0:9100 in a container)",
     )
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, classify and simulate, never sign or send; list what would be executed "
+        "and at what fee (a shard may give public_key instead of a secret)",
+    )
     ap.add_argument("--demo-shards", type=int, default=3, help=argparse.SUPPRESS)
     ap.add_argument("--demo-tasks", type=int, default=300, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -64,6 +70,8 @@ def run_main(argv: list[str], demo: Callable[..., int] | None = None) -> int:
         host, _, port = args.status_address.rpartition(":")
         if not host or not port.isdigit() or int(port) > 65535:
             ap.error(f"--status-address must be HOST:PORT, got {args.status_address!r}")
+    if args.dry_run and args.config is None:
+        ap.error("--dry-run needs --config")
     if args.config is None:
         if demo is None:
             ap.error("--config is required")
@@ -77,7 +85,7 @@ def run_main(argv: list[str], demo: Callable[..., int] | None = None) -> int:
     from supervisor.config import ConfigError, load_config
 
     try:
-        plan = load_config(args.config, host_index=args.host_index)
+        plan = load_config(args.config, host_index=args.host_index, dry_run=args.dry_run)
     except ConfigError as exc:
         _print_problems(exc)
         return ExitCode.CONFIG
@@ -106,6 +114,11 @@ def check_config_main(argv: list[str]) -> int:
     ap.add_argument("--host-index", type=int, help="check as this host (default from config)")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON")
     ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check as `sorotask run --dry-run` loads it (a public_key is enough)",
+    )
+    ap.add_argument(
         "--skip-secrets",
         action="store_true",
         help="check structure only: do not read secrets (e.g. in CI without the keys)",
@@ -115,7 +128,10 @@ def check_config_main(argv: list[str]) -> int:
 
     try:
         plan = load_config(
-            args.file, host_index=args.host_index, check_secrets=not args.skip_secrets
+            args.file,
+            host_index=args.host_index,
+            check_secrets=not args.skip_secrets,
+            dry_run=args.dry_run,
         )
     except ConfigError as exc:
         _print_problems(exc)
@@ -131,7 +147,7 @@ def check_config_main(argv: list[str]) -> int:
                 "host": s.host,
                 "keeper": s.keeper_public_key,
                 "channels": list(s.channel_public_keys),
-                "secret": sp.secret.describe(),
+                "secret": sp.secret.describe() if sp.secret else "none (public_key: dry run)",
                 "poll_interval_s": sp.poll_interval_s,
                 "read_mode": sp.read_mode,
                 "max_concurrent_reads": sp.max_concurrent_reads,

@@ -95,7 +95,8 @@ def on_goodbye(rec: ShardRecord, msg: Message, now: float) -> None:
             if extra > 0:
                 setattr(rec.totals, key, getattr(rec.totals, key) + extra)
                 setattr(rec.life, key, value)
-    logger.info("shard {}: goodbye {}", rec.name, rec.final)
+    shown = {k: v for k, v in rec.final.items() if k != "would_execute"}  # a dry run's list
+    logger.info("shard {}: goodbye {}", rec.name, shown)
 
 
 HANDLERS: dict[str, Handler] = {

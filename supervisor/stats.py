@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sorotask_core.stats import COUNTER, SUMMARY, TOTALLED
+from sorotask_core.stats import COUNTER, FIELDS_BY_NAME, SUMMARY, TOTALLED
 
 #: the summary's columns (``--summary-json``, the summary table, the progress line)
 SUMMARY_FIELDS = ("cycles", *SUMMARY, "restarts")
@@ -65,7 +65,7 @@ class ShardTotals:
         self.last_ledger = 0
         for f in TOTALLED:
             if f.labelled:
-                setattr(self, f.name, Counter() if f.kind == COUNTER else {})
+                setattr(self, f.name, Counter() if f.summed else {})
             else:
                 setattr(self, f.name, f.make_default())
 
@@ -79,7 +79,7 @@ class ShardTotals:
                     setattr(self, f.name, getattr(self, f.name) + f.type(value))
                 else:  # a gauge: the latest level
                     setattr(self, f.name, f.type(value))
-            elif f.kind == COUNTER:
+            elif f.summed:
                 bounded_update(getattr(self, f.name), value)
             else:
                 _bounded_set(getattr(self, f.name), value)
@@ -97,16 +97,18 @@ class ShardTotals:
     def add(self, other: ShardTotals) -> None:
         """Sum another shard's totals into this one (for the overall total).
 
-        Counters and unlabelled gauges (levels: in flight, queue depth) add up; a labelled
-        gauge (the mean latency by method) does not, and stays out of the overall total.
+        Counters, histograms and unlabelled gauges (levels: in flight, queue depth) add up
+        (a gauge declared ``across="max"``, e.g. the oldest overdue, takes the largest); a
+        labelled gauge (the mean latency by method) does not, and stays out of the overall
+        total.
         """
         self.cycles += other.cycles
         self.cycle_errors += other.cycle_errors
         for f in TOTALLED:
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if not f.labelled:
-                setattr(self, f.name, mine + theirs)
-            elif f.kind == COUNTER:
+                setattr(self, f.name, max(mine, theirs) if f.across == "max" else mine + theirs)
+            elif f.summed:
                 mine.update(theirs)
         self.events.update(other.events)
         self.cycle_seconds_total += other.cycle_seconds_total
@@ -165,7 +167,8 @@ def summary(shards: dict[str, tuple[ShardTotals, int]]) -> dict[str, Any]:
         row["restarts"] = restarts
         out["shards"][name] = row
         for k in SUMMARY_FIELDS:
-            out[k] += row[k]
+            f = FIELDS_BY_NAME.get(k)
+            out[k] = max(out[k], row[k]) if f and f.across == "max" else out[k] + row[k]
     return out
 
 

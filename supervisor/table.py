@@ -12,7 +12,8 @@ COLUMNS = (
     "restarts",
     "cycles",
     "checked",
-    "due",
+    "due_now",
+    "overdue_ledgers",
     "executed",
     "failed",
     "rss",
@@ -27,7 +28,8 @@ def _fmt_bytes(n: Any) -> str:
 
 
 def _counts(t: dict[str, Any]) -> list[str]:
-    return [str(t[k]) for k in ("cycles", "checked", "due", "executed", "failed")]
+    keys = ("cycles", "checked", "due_now", "oldest_overdue_ledgers", "executed", "failed")
+    return [str(t.get(k, "-")) for k in keys]
 
 
 def _row(s: dict[str, Any]) -> list[str]:

@@ -15,9 +15,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
-from sorotask_core.stats import COUNTER, METRIC_PREFIX, OUTCOMES, TOTALLED
+from sorotask_core.stats import (
+    COUNTER,
+    FIELDS_BY_NAME,
+    HISTOGRAM,
+    METRIC_PREFIX,
+    OUTCOMES,
+    TOTALLED,
+    cumulative,
+)
 from supervisor.registry import Registry, ShardView, Snapshot, State
 from supervisor.stats import SUMMARY_FIELDS, ShardTotals, summary
 
@@ -123,7 +136,8 @@ def progress_line(snap: Snapshot, doc: dict[str, Any], last: dict[str, int]) -> 
     running = sum(1 for s in snap.shards if s.state == State.RUNNING)
     parts = []
     for key in SUMMARY_FIELDS:
-        text = f"{key} {doc[key]}"
+        f = FIELDS_BY_NAME.get(key)
+        text = f"{f.log if f is not None and f.log else key} {doc[key]}"
         if key in OUTCOMES or key == "restarts":
             text += f" (+{doc[key] - last.get(key, 0)})"
         parts.append(text)
@@ -163,6 +177,13 @@ def metric_families(status: dict[str, Any]) -> Iterator[Metric]:
     """Every ``sorotask_*`` family, one series per shard, from a ``/status`` document."""
     shards = status["shards"]
     for f in TOTALLED:
+        if f.kind == HISTOGRAM:
+            h = HistogramMetricFamily(f.metric_name, f.help, labels=["shard"])
+            for s in shards:
+                buckets, total = cumulative(f, s["totals"][f.name])
+                h.add_metric([s["name"]], buckets, total)
+            yield h
+            continue
         family = CounterMetricFamily if f.kind == COUNTER else GaugeMetricFamily
         labels = ["shard", f.label] if f.label else ["shard"]
         m = family(f.metric_name, f.help, labels=labels)

@@ -31,8 +31,12 @@ def load_config(
     *,
     check_secrets: bool = True,
     host_index: int | None = None,
+    dry_run: bool = False,
 ) -> Plan:
-    """Load and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    """Load and validate ``path``; raise :class:`ConfigError` listing every problem.
+
+    ``dry_run``: for ``sorotask run --dry-run``: a shard may give only its ``public_key``
+    (then no secret of it is read), and every spec says ``dry_run``."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -46,6 +50,7 @@ def load_config(
         base_dir=Path(path).resolve().parent,
         check_secrets=check_secrets,
         host_index=host_index,
+        dry_run=dry_run,
     )
 
 
@@ -56,6 +61,7 @@ def parse_config(
     base_dir: Path | None = None,
     check_secrets: bool = True,
     host_index: int | None = None,
+    dry_run: bool = False,
 ) -> Plan:
     """Validate YAML text into a :class:`Plan` (keys: README's configuration reference)."""
     base_dir = base_dir or Path.cwd()
@@ -98,7 +104,7 @@ def parse_config(
             ("supervisor", "host_count"),
             f"{settings.host_count} hosts for {len(drafts)} shards: some hosts run nothing",
         )
-    shard_plans = _shard_plans(c, drafts, network, settings, check_secrets)
+    shard_plans = _shard_plans(c, drafts, network, settings, check_secrets, dry_run)
 
     c.errors = list(dict.fromkeys(c.errors))
     c.warnings = list(dict.fromkeys(c.warnings))
@@ -106,7 +112,13 @@ def parse_config(
         raise ConfigError(c.errors)
     if settings.host_count > 1 and not any(s.host == settings.host_index for s in shard_plans):
         c.warn(("supervisor", "host_index"), f"host {settings.host_index} has no shards")
-    return Plan(file=file, settings=settings, shards=tuple(shard_plans), warnings=tuple(c.warnings))
+    return Plan(
+        file=file,
+        settings=settings,
+        shards=tuple(shard_plans),
+        warnings=tuple(c.warnings),
+        dry_run=dry_run,
+    )
 
 
 # --------------------------------------------------------------------------- supervisor block
@@ -229,17 +241,37 @@ def _shard_plans(
     network: dict[str, Any],
     settings: SupervisorSettings,
     check_secrets: bool,
+    dry_run: bool = False,
 ) -> list[ShardPlan]:
-    """Secrets checked for this host's shards only (one account per place), then the specs."""
+    """Secrets checked for this host's shards only (one account per place), then the specs.
+
+    A dry run reads no secret of a shard that gives its ``public_key``; a real run refuses a
+    shard that gives only that."""
     plans: list[ShardPlan] = []
     seen_keys: dict[str, str] = {}
     for i, d in enumerate(drafts):
         host = i % settings.host_count
         keeper_pk = None
         ch_pks: list[str | None] = [None] * len(d.channels)
-        if check_secrets and host == settings.host_index and d.secret is not None:
+        watch_only = dry_run and d.public_key is not None
+        if d.secret is None and d.public_key is not None and not dry_run:
+            c.error(
+                (*d.path, "public_key"),
+                "a public_key without a secret can only dry-run (sorotask run --dry-run): "
+                "give secret_env or secret_file to execute tasks",
+            )
+        if watch_only:
+            keeper_pk = d.public_key
+        elif check_secrets and host == settings.host_index and d.secret is not None:
             keeper_pk = check_secret(c, d.secret, d.secret_path)
-            ch_pks = [check_secret(c, ref, cpath) for ref, cpath in d.channels]
+            if not dry_run:  # a dry run does not use the channel accounts
+                ch_pks = [check_secret(c, ref, cpath) for ref, cpath in d.channels]
+            if keeper_pk and d.public_key and keeper_pk != d.public_key:
+                c.error(
+                    d.secret_path,
+                    f"the secret is the key of {keeper_pk}, not of public_key {d.public_key}",
+                )
+                keeper_pk = None
             for pk, ppath, what in [(keeper_pk, d.secret_path, "keeper")] + [
                 (pk, cp, "channel") for pk, (_, cp) in zip(ch_pks, d.channels, strict=True)
             ]:
@@ -259,7 +291,7 @@ def _shard_plans(
                 f"stop_grace_s ({d.worker['stop_grace_s']}) >= supervisor.shutdown_grace_s "
                 f"({settings.shutdown_grace_s}): in-flight transactions may be cut off",
             )
-        if d.secret is None:
+        if d.secret is None and not watch_only:
             continue
         spec = WorkerSpec(
             name=d.name,
@@ -270,8 +302,11 @@ def _shard_plans(
             range_first=d.first,
             range_last=d.last,
             task_ids=d.task_ids,
-            channel_secrets=tuple(r for r, _ in d.channels),
+            # a dry run sends from the keeper's account only: channel secrets are not read
+            channel_secrets=() if dry_run else tuple(r for r, _ in d.channels),
             state_dir=str(Path(settings.state_dir) / d.name),
+            public_key=d.public_key,
+            dry_run=dry_run,
             **d.worker,
         )
         plans.append(ShardPlan(spec, keeper_pk, tuple(ch_pks), host, c.line_of(d.path)))

@@ -78,6 +78,8 @@ class Plan:
     settings: SupervisorSettings
     shards: tuple[ShardPlan, ...]  # every shard of every host
     warnings: tuple[Problem, ...] = ()
+    #: loaded for ``sorotask run --dry-run``: every spec has ``dry_run`` set
+    dry_run: bool = False
 
     @property
     def local_shards(self) -> tuple[ShardPlan, ...]:

@@ -3,9 +3,6 @@ public key; the value never enters a spec, a message, a log line or an error."""
 
 from __future__ import annotations
 
-import os
-import stat
-
 from shard_worker.spec import SecretRef
 from supervisor.config.problems import Collector, FieldPath
 
@@ -26,15 +23,8 @@ def public_key_of(ref: SecretRef) -> str:
 
 
 def check_secret(c: Collector, ref: SecretRef, path: FieldPath) -> str | None:
-    """The public key of ``ref``, or None with the problem reported at ``path``; a secret file
-    readable by group or others is a warning."""
-    if ref.file:
-        try:
-            mode = os.stat(ref.file).st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                c.warn(path, f"secret file {ref.file} is readable by group/others (chmod 600)")
-        except OSError:
-            pass
+    """The public key of ``ref``, or None with the problem reported at ``path`` (a secret file
+    readable by group or others is refused, as the worker refuses it)."""
     try:
         return public_key_of(ref)
     except ValueError as exc:

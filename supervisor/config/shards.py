@@ -20,10 +20,14 @@ from sorotask_core.settings import (
     Key,
     key_names,
 )
+from sorotask_core.strkey import VERSION_ACCOUNT, is_valid_strkey
+from sorotask_core.xdr import U64_MASK
 from supervisor.config.problems import Collector, FieldPath, is_int, type_name
 from supervisor.config.schema import read_block
 
 NAME_RE = re.compile(f"^{NAME_PATTERN}$")
+#: task ids are the contract's u64: an id above this cannot exist
+TASK_ID_MAX = U64_MASK
 ENV_NAME_RE = re.compile(f"^{ENV_NAME_PATTERN}$")
 
 
@@ -40,6 +44,8 @@ class ShardDraft:
     channels: list[tuple[SecretRef, FieldPath]]
     task_ids: tuple[int, ...] | None
     worker: dict[str, Any]
+    #: the keeper's public key, if given (enough for a dry run)
+    public_key: str | None = None
 
 
 class Entry:
@@ -99,6 +105,10 @@ class Entry:
         return v
 
 
+def _beyond_u64(what: str, value: int) -> str:
+    return f"{what} {value} is beyond u64 ({TASK_ID_MAX}): task ids are the contract's u64"
+
+
 def read_range(
     c: Collector, v: Any, path: FieldPath, *, allow_open: bool
 ) -> tuple[int, int | None] | None:
@@ -110,6 +120,9 @@ def read_range(
     if not is_int(first) or first < 1:
         c.error((*path, 0), f"first must be an integer >= 1, got {first!r}")
         ok = False
+    elif first > TASK_ID_MAX:
+        c.error((*path, 0), _beyond_u64("first", first))
+        ok = False
     if last is None:
         if not allow_open:
             c.error((*path, 1), "last must be an integer here (open ranges are not allowed)")
@@ -117,20 +130,27 @@ def read_range(
     elif not is_int(last) or last < 1:
         c.error((*path, 1), f"last must be an integer >= 1 or null, got {last!r}")
         ok = False
+    elif last > TASK_ID_MAX:
+        c.error((*path, 1), _beyond_u64("last", last) + " (null means open-ended)")
+        ok = False
     if ok and last is not None and last < first:
         c.error(path, f"last ({last}) is below first ({first})")
         ok = False
     return (first, last) if ok else None
 
 
-def _secret_ref(c: Collector, f: Entry, path: FieldPath, base_dir: Path) -> SecretRef | None:
+def _secret_ref(
+    c: Collector, f: Entry, path: FieldPath, base_dir: Path, *, optional: bool = False
+) -> SecretRef | None:
+    """The entry's secret reference; ``optional``: none given is no error (a public key is)."""
     env = f.raw("secret_env") if f.has("secret_env") else None
     file = f.raw("secret_file") if f.has("secret_file") else None
     if env is not None and file is not None:
         c.error((*path, "secret_env"), "give exactly one of secret_env or secret_file, not both")
         return None
     if env is None and file is None:
-        c.error(path, "missing secret_env or secret_file")
+        if not optional:
+            c.error(path, "missing secret_env or secret_file")
         return None
     if env is not None:
         if not isinstance(env, str) or not ENV_NAME_RE.match(env):
@@ -172,7 +192,8 @@ def shard_list(
             c.error((*path, "range"), "required")
         else:
             rng = read_range(c, f.raw("range"), (*path, "range"), allow_open=True)
-        secret = _secret_ref(c, f, path, base_dir)
+        public_key = _public_key(c, f, path)
+        secret = _secret_ref(c, f, path, base_dir, optional=public_key is not None)
         channels: list[tuple[SecretRef, FieldPath]] = []
         if f.has("channels"):
             ch = f.raw("channels")
@@ -189,6 +210,9 @@ def shard_list(
             t = f.raw("task_ids")
             if not isinstance(t, list) or not all(is_int(x) and x >= 1 for x in t):
                 c.error((*path, "task_ids"), "expected a list of integers >= 1")
+            elif any(x > TASK_ID_MAX for x in t):
+                j = next(j for j, x in enumerate(t) if x > TASK_ID_MAX)
+                c.error((*path, "task_ids", j), _beyond_u64("task id", t[j]))
             else:
                 task_ids = tuple(sorted(set(t)))
         worker = _worker(c, f.raw("worker"), (*path, "worker"), worker_base)
@@ -196,9 +220,35 @@ def shard_list(
             continue
         secret_path = (*path, secret_key(secret)) if secret else path
         drafts.append(
-            ShardDraft(name, path, rng[0], rng[1], secret, secret_path, channels, task_ids, worker)
+            ShardDraft(
+                name,
+                path,
+                rng[0],
+                rng[1],
+                secret,
+                secret_path,
+                channels,
+                task_ids,
+                worker,
+                public_key,
+            )
         )
     return drafts
+
+
+def _public_key(c: Collector, f: Entry, path: FieldPath) -> str | None:
+    if not f.has("public_key"):
+        return None
+    value = f.raw("public_key")
+    if not isinstance(value, str) or not is_valid_strkey(VERSION_ACCOUNT, value.strip()):
+        hint = (
+            ": that is a secret seed, never put one in the config"
+            if isinstance(value, str) and value.strip().startswith("S")
+            else ""
+        )
+        c.error((*path, "public_key"), f"not a valid Stellar public key (G...){hint}")
+        return None
+    return value.strip()
 
 
 def _pattern(c: Collector, f: Entry, key: str, path: FieldPath, **values: Any) -> str | None:

@@ -144,6 +144,50 @@ class TestKubernetesManifest:
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         assert sts["spec"]["podManagementPolicy"] == "OrderedReady"
 
+    def test_keeper_reads_owner_only_copies_of_the_seeds(self, tmp_path: Path) -> None:
+        """fsGroup turns secret-volume files 0440, which the keeper refuses (issue 15): an
+        init container copies them owner-only into a memory volume; run its command here on
+        0440 files and check the keeper accepts the copies (and refuses the originals)."""
+        from shard_worker.errors import SecretError
+        from shard_worker.secrets import load_keypair
+        from shard_worker.spec import SecretRef
+        from tests.support.supervisor import keypairs
+
+        sts = next(d for d in k8s_docs() if d["kind"] == "StatefulSet")
+        pod = sts["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        main_mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert volumes["keepers"]["emptyDir"]["medium"] == "Memory"
+        assert "secret" in volumes["keepers-mounted"]
+        assert "keepers-mounted" not in main_mounts
+        init = pod["initContainers"][0]
+        init_mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+        assert init_mounts["keepers"] == main_mounts["keepers"] == "/run/secrets/sorotask"
+        cm = next(d for d in k8s_docs() if d["kind"] == "ConfigMap")
+        pattern = yaml.safe_load(cm["data"]["config.yaml"])["split"]["secret_file_pattern"]
+        assert pattern.startswith(main_mounts["keepers"] + "/")
+
+        src, dst = tmp_path / "mounted", tmp_path / "copies"
+        src.mkdir()
+        dst.mkdir()
+        kps = keypairs(2)
+        for i, kp in enumerate(kps, start=1):
+            (src / f"keeper-{i}").write_text(kp.secret)
+            (src / f"keeper-{i}").chmod(0o440)  # what fsGroup makes of defaultMode 0400
+        script = init["command"][-1]
+        script = script.replace(init_mounts["keepers-mounted"], str(src))
+        script = script.replace(init_mounts["keepers"], str(dst))
+        res = subprocess.run(
+            [*init["command"][:-1], script], capture_output=True, text=True, timeout=30
+        )
+        assert res.returncode == 0, res.stderr
+        for i, kp in enumerate(kps, start=1):
+            copy = dst / f"keeper-{i}"
+            assert copy.stat().st_mode & 0o777 == 0o400
+            assert load_keypair(SecretRef(file=str(copy))).public_key == kp.public_key
+            with pytest.raises(SecretError, match="chmod 600"):
+                load_keypair(SecretRef(file=str(src / f"keeper-{i}")))
+
 
 class TestSystemdUnit:
     def test_never_kills_workers_mid_transaction(self) -> None:
@@ -251,6 +295,19 @@ class TestGrafanaDashboard:
         served = self._served_metric_names(tmp_path)
         assert wanted <= served, sorted(wanted - served)
 
+    def test_shows_due_now_the_oldest_overdue_and_the_execution_delay(self) -> None:
+        dash = json.loads((DEPLOY / "grafana" / "sorotask-dashboard.json").read_text())
+        exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+        assert "sorotask_tasks_due_now" in exprs
+        assert "sorotask_oldest_overdue_ledgers" in exprs
+        assert re.search(
+            r"histogram_quantile\(0\.95, sum by \(shard, le\) "
+            r"\(rate\(sorotask_execution_delay_ledgers_bucket",
+            exprs,
+        )
+        ids = [p["id"] for p in dash["panels"]]
+        assert len(ids) == len(set(ids))
+
     @staticmethod
     def _served_metric_names(tmp_path: Path) -> set[str]:
         key = Keypair.random()
@@ -313,6 +370,8 @@ class TestGrafanaDashboard:
                 name = m.group(1)
                 if m.group(2) == "counter" and not name.endswith("_total"):
                     name += "_total"
+                if m.group(2) == "histogram":
+                    names.update(f"{name}_{part}" for part in ("bucket", "sum", "count"))
                 names.add(name)
             return names
         finally:

@@ -54,8 +54,31 @@ class TestWorkerCli:
         flags = {a for action in build_parser()._actions for a in action.option_strings}
         assert "--secret" not in flags and "--seed" not in flags
 
+    def test_dry_run_with_a_public_key_needs_no_secret(self) -> None:
+        pk = "G" + "A" * 55
+        spec = spec_from_args(build_parser().parse_args([*BASE, "--dry-run", "--public-key", pk]))
+        assert spec.dry_run and spec.secret is None and spec.public_key == pk
+
+    def test_a_public_key_without_dry_run_is_a_usage_error(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main([*BASE, "--public-key", "G" + "A" * 55]) == ExitCode.USAGE
+        assert "--public-key alone is for --dry-run" in capsys.readouterr().err
+
     def test_bad_range_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main([*BASE, "--secret-env", "K", "--range", "9:3"]) == ExitCode.USAGE
+
+    def test_range_beyond_u64_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main([*BASE, "--secret-env", "K", "--range", "1:18446744073709551616"]) == (
+            ExitCode.USAGE
+        )
+        assert "beyond u64 (18446744073709551615)" in capsys.readouterr().err
+        spec = spec_from_args(
+            build_parser().parse_args(
+                [*BASE, "--secret-env", "K", "--range", "1:18446744073709551615"]
+            )
+        )
+        assert spec.range_last == 2**64 - 1
 
     def test_missing_secret_env_exits_with_config_code(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

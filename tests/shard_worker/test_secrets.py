@@ -22,6 +22,7 @@ class TestLoadKeypair:
         kp = Keypair.random()
         f = tmp_path / "seed"
         f.write_text(kp.secret + "\n")
+        f.chmod(0o600)
         assert load_keypair(SecretRef(file=str(f))).public_key == kp.public_key
 
     def test_missing_env_var_names_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,8 +52,24 @@ class TestLoadKeypair:
     def test_empty_file(self, tmp_path: Path) -> None:
         f = tmp_path / "empty"
         f.write_text("\n")
+        f.chmod(0o600)
         with pytest.raises(SecretError, match="empty"):
             load_keypair(SecretRef(file=str(f)))
+
+    @pytest.mark.parametrize("mode", [0o644, 0o640, 0o440, 0o604, 0o660, 0o610])
+    def test_file_open_to_group_or_others_is_refused_like_openssh(
+        self, tmp_path: Path, mode: int
+    ) -> None:
+        kp = Keypair.random()
+        f = tmp_path / "seed"
+        f.write_text(kp.secret + "\n")
+        f.chmod(mode)
+        with pytest.raises(SecretError) as err:
+            load_keypair(SecretRef(file=str(f)))
+        assert f"run `chmod 600 {f}`" in str(err.value)
+        assert kp.secret not in str(err.value)
+        f.chmod(0o400)  # owner read-only is fine too
+        assert load_keypair(SecretRef(file=str(f))).public_key == kp.public_key
 
     def test_reference_needs_exactly_one_place(self) -> None:
         with pytest.raises(SecretError):

@@ -82,7 +82,10 @@ class TestDemo:
     def test_prints_a_summary_table(self, demo: tuple) -> None:
         res, summary = demo
         assert "sorotask: summary" in res.stdout
-        total = rf"TOTAL\s+{summary['cycles']}\s+{summary['checked']}\s+{summary['due']}\s+"
+        total = (
+            rf"TOTAL\s+{summary['cycles']}\s+{summary['checked']}\s+{summary['due_now']}\s+"
+            rf"{summary['oldest_overdue_ledgers']}\s+"
+        )
         assert re.search(total + rf"{summary['executed']}\s+0\s+0", res.stdout), res.stdout
 
 

@@ -47,10 +47,10 @@ class TestFlagsFromTheDeclarations:
 
     def test_values_take_the_declared_type(self) -> None:
         args = build_parser().parse_args(
-            ["--poll-interval", "2", "--tx-timeout", "9", "--log-level", "debug"]
+            ["--poll-interval", "2", "--tx-timeout", "19", "--log-level", "debug"]
         )
         assert args.poll_interval_s == 2.0 and isinstance(args.poll_interval_s, float)
-        assert args.tx_timeout_s == 9 and isinstance(args.tx_timeout_s, int)
+        assert args.tx_timeout_s == 19 and isinstance(args.tx_timeout_s, int)
         assert args.log_level == "DEBUG"
 
     @pytest.mark.parametrize(
@@ -60,6 +60,7 @@ class TestFlagsFromTheDeclarations:
             ("--poll-interval", "0", "must be > 0, got 0"),
             ("--base-fee", "99", "must be >= 100, got 99"),
             ("--tx-timeout", "1.5", "expected an integer, got '1.5'"),
+            ("--tx-timeout", "9", "must be at least 15 s"),
             ("--log-level", "LOUD", "must be one of TRACE"),
             ("--read-mode", "turbo", "invalid choice"),
         ],
@@ -121,6 +122,30 @@ class TestConfigIsResolvedOutsideTheWorker:
         assert spec["state_dir"] == str((tmp_path / "st" / "a").resolve())
         assert env["WCLI_A"] not in out.stdout
         assert got["loaded"] == []
+
+    def test_dry_run_resolves_a_public_key_only_shard(self, tmp_path: Path) -> None:
+        from sorotask.worker_cli import spec_from_config
+
+        pk = Keypair.random().public_key
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            textwrap.dedent(
+                f"""\
+                network:
+                  rpc_url: "http://127.0.0.1:1"
+                  network_passphrase: "p"
+                  contract_id: "{CONTRACT}"
+                shards:
+                  - {{name: a, range: [1, 10], public_key: {pk}}}
+                """
+            )
+        )
+        spec = spec_from_config(str(cfg), "a", dry_run=True)
+        assert not isinstance(spec, list), spec
+        assert spec.dry_run and spec.secret is None and spec.public_key == pk
+        problems = spec_from_config(str(cfg), "a")
+        assert isinstance(problems, list)
+        assert any("can only dry-run" in p for p in problems)
 
     def test_problems_come_back_as_lines(self, tmp_path: Path) -> None:
         from sorotask.worker_cli import spec_from_config

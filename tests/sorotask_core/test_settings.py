@@ -122,6 +122,8 @@ class TestBuiltFromTheDeclarations:
             "range_last",
             "task_ids",
             "channel_secrets",
+            "public_key",
+            "dry_run",
         }
         names = {f.name for f in dataclasses.fields(WorkerSpec)}
         assert names - shard == {x.name for x in s.WORKER}

@@ -41,7 +41,9 @@ class TestDeclarations:
 
     def test_each_has_a_kind_a_type_and_one_line_of_help(self) -> None:
         for f in CYCLE_FIELDS:
-            assert f.kind in ("counter", "gauge", "cycle"), f.name
+            assert f.kind in ("counter", "gauge", "cycle", "histogram"), f.name
+            assert bool(f.buckets) == (f.kind == "histogram"), f.name
+            assert list(f.buckets) == sorted(set(f.buckets)), f.name
             assert f.type in (int, float, bool, str), f.name
             assert f.help and "\n" not in f.help and f.help[0].isupper(), f.name
 
@@ -55,12 +57,31 @@ class TestDeclarations:
         for f in stats.TOTALLED:
             assert f.type in (int, float) and not f.nullable and not f.required, f.name
 
-    def test_summary_and_outcome_fields_are_plain_counters(self) -> None:
+    def test_summary_and_outcome_fields_are_plain_numbers(self) -> None:
         for f in CYCLE_FIELDS:
-            if f.summary or f.outcome:
+            if f.outcome:
                 assert f.kind == "counter" and not f.labelled and f.type is int, f.name
-        assert stats.SUMMARY == ("checked", "due", "executed", "failed")
-        assert SUMMARY_FIELDS == ("cycles", "checked", "due", "executed", "failed", "restarts")
+            if f.summary:
+                assert f.kind in ("counter", "gauge") and not f.labelled, f.name
+                assert f.type is int, f.name
+        # "due now" and the oldest overdue, not the due count summed over cycles (issue 15)
+        assert stats.SUMMARY == (
+            "checked",
+            "due_now",
+            "oldest_overdue_ledgers",
+            "executed",
+            "failed",
+        )
+        assert SUMMARY_FIELDS == (
+            "cycles",
+            "checked",
+            "due_now",
+            "oldest_overdue_ledgers",
+            "executed",
+            "failed",
+            "restarts",
+        )
+        assert FIELDS_BY_NAME["oldest_overdue_ledgers"].across == "max"
         assert stats.OUTCOMES == ("executed", "failed", "not_sent_by_simulation", "fees_spent")
 
     def test_one_counter_name_is_written_once(self) -> None:
@@ -190,7 +211,10 @@ class TestLogLine:
         line = format_cycle(
             a_cycle(checked=100, due=1, executed=1, not_sent_by_simulation=2, fees_spent=9)
         )
-        assert line.startswith("cycle 7 ledger 90 (250 ms): checked 100, due 1, executed 1, ")
+        assert line.startswith(
+            "cycle 7 ledger 90 (250 ms): checked 100, due 1, due now 0, "
+            "oldest overdue (ledgers) 0, executed 1, "
+        )
         assert "not sent 2, read errors 0, decoded 0, in flight 0, queue 0, fees 9" in line
         assert "skipped" not in line and "cycle error" not in line
 
@@ -199,3 +223,59 @@ class TestLogLine:
             a_cycle(skipped={"not_due": 2, "archived": 1}, rpc_calls={"m": 3}, cycle_error="boom")
         )
         assert line.endswith("; skipped: archived=1, not_due=2; rpc calls: m=3; cycle error: boom")
+
+
+class TestHistogram:
+    DELAY = FIELDS_BY_NAME["execution_delay_ledgers"]
+
+    def test_execution_delay_is_a_histogram_with_the_rules_buckets(self) -> None:
+        f = self.DELAY
+        assert f.kind == "histogram" and f.metric_name == "sorotask_execution_delay_ledgers"
+        assert f.buckets == (0, 1, 2, 3, 5, 10, 20, 50)
+        assert f in stats.TOTALLED
+
+    def test_observe_bins_each_value_once_and_sums(self) -> None:
+        h: dict[str, int] = {}
+        for v in (0, 1, 1, 4, 5, 51, 7):
+            stats.observe(self.DELAY, h, v)
+        assert h == {"0": 1, "1": 2, "5": 2, "10": 1, "+Inf": 1, "sum": 69}
+        buckets, total = stats.cumulative(self.DELAY, h)
+        assert buckets == [
+            ("0.0", 1),
+            ("1.0", 3),
+            ("2.0", 3),
+            ("3.0", 3),
+            ("5.0", 5),
+            ("10.0", 6),
+            ("20.0", 6),
+            ("50.0", 6),
+            ("+Inf", 7),
+        ]
+        assert total == 69
+
+    def test_histogram_passes_the_pipe_and_sums_into_totals(self) -> None:
+        from supervisor.stats import ShardTotals
+
+        h: dict[str, int] = {}
+        stats.observe(self.DELAY, h, 2)
+        msg = decode_from_worker(
+            encode("cycle", stats=a_cycle(execution_delay_ledgers=h).to_dict())
+        )
+        a, total = ShardTotals(), ShardTotals()
+        a.add_cycle(msg["stats"])
+        a.add_cycle(msg["stats"])
+        total.add(a)
+        total.add(a)
+        assert a.to_dict()["execution_delay_ledgers"] == {"2": 2, "sum": 4}
+        assert total.to_dict()["execution_delay_ledgers"] == {"2": 4, "sum": 8}
+        assert problem(self.DELAY, {"2": -1}) is not None
+
+    def test_oldest_overdue_is_the_largest_across_shards_due_now_the_sum(self) -> None:
+        from supervisor.stats import ShardTotals
+
+        a, b, total = ShardTotals(), ShardTotals(), ShardTotals()
+        a.add_cycle({"due_now": 3, "oldest_overdue_ledgers": 7})
+        b.add_cycle({"due_now": 4, "oldest_overdue_ledgers": 2})
+        total.add(a)
+        total.add(b)
+        assert (total.due_now, total.oldest_overdue_ledgers) == (7, 7)

@@ -114,13 +114,6 @@ class TestValidConfig:
         assert one(w, "101..200").startswith(f"{p}:7: shards[1].range")
         one(w, "from 301 on")
 
-    def test_world_readable_secret_file_is_a_warning(self, tmp_path: Path, env) -> None:
-        sf = tmp_path / "a.secret"
-        sf.write_text(K[0].secret)
-        sf.chmod(0o644)
-        p = write(tmp_path, "shards: [{name: a, range: [1, null], secret_file: a.secret}]\n")
-        one([str(w) for w in load_config(p).warnings], "chmod 600")
-
 
 class TestConfigErrors:
     def test_unknown_key_names_file_line_and_field(self, tmp_path: Path, env) -> None:
@@ -239,6 +232,63 @@ class TestConfigErrors:
         p = write(tmp_path, "shards: [{name: a, range: [1, null], secret_env: NOPE_NOT_SET}]\n")
         msg = one(problems(p), "NOPE_NOT_SET is not set")
         assert msg.startswith(f"{p}:5: shards[0]")
+
+    @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o400 | 0o040])
+    def test_secret_file_readable_by_group_or_others_is_refused_with_the_chmod(
+        self, tmp_path: Path, env, mode: int
+    ) -> None:
+        sf = tmp_path / "a.secret"
+        sf.write_text(K[0].secret)
+        sf.chmod(mode)
+        p = write(tmp_path, "shards: [{name: a, range: [1, null], secret_file: a.secret}]\n")
+        probs = problems(p)
+        msg = one(probs, f"chmod 600 {sf}")
+        assert msg.startswith(f"{p}:5: shards[0].secret_file")
+        assert f"mode {mode:04o}" in msg
+        assert all(K[0].secret not in x for x in probs)
+        sf.chmod(0o600)
+        assert load_config(p).shards[0].keeper_public_key == K[0].public_key
+
+    def test_ranges_and_ids_beyond_u64_are_refused_at_their_field(
+        self, tmp_path: Path, env
+    ) -> None:
+        p = write(
+            tmp_path,
+            """\
+            shards:
+              - {name: a, range: [1, 18446744073709551616], secret_env: KS_0}
+              - {name: b, range: [18446744073709551616, null], secret_env: KS_1}
+              - name: c
+                range: [1, 18446744073709551615]
+                task_ids: [5, 18446744073709551617]
+                secret_env: KS_2
+            """,
+        )
+        probs = problems(p)
+        assert one(probs, "last 18446744073709551616 is beyond u64").startswith(
+            f"{p}:6: shards[0].range[1]"
+        )
+        assert one(probs, "first 18446744073709551616 is beyond u64").startswith(
+            f"{p}:7: shards[1].range[0]"
+        )
+        assert one(probs, "task id 18446744073709551617 is beyond u64").startswith(
+            f"{p}:10: shards[2].task_ids[1]"
+        )
+        assert all("18446744073709551615 is beyond" not in x for x in probs)
+
+    def test_split_range_beyond_u64_is_refused(self, tmp_path: Path, env) -> None:
+        p = write(
+            tmp_path,
+            """\
+            split:
+              range: [1, 99999999999999999999]
+              count: 2
+              name_pattern: "s-{index}"
+              secret_env_pattern: "KS_{index}"
+            """,
+        )
+        msg = one(problems(p), "beyond u64 (18446744073709551615)")
+        assert msg.startswith(f"{p}:6: split.range[1]")
 
     def test_missing_secret_file(self, tmp_path: Path, env) -> None:
         p = write(tmp_path, "shards: [{name: a, range: [1, null], secret_file: gone.secret}]\n")

@@ -342,7 +342,16 @@ class TestRunCommand:
         finally:
             sv.kill_tree()
         doc = json.loads(out.read_text())
-        for key in ("cycles", "checked", "due", "executed", "failed", "restarts", "shards"):
+        for key in (
+            "cycles",
+            "checked",
+            "due_now",
+            "oldest_overdue_ledgers",
+            "executed",
+            "failed",
+            "restarts",
+            "shards",
+        ):
             assert key in doc
         assert set(doc["shards"]) == {"s0", "s1", "s2"}
         assert doc["cycles"] == sum(s["cycles"] for s in doc["shards"].values()) > 0

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(60)
 KEYS = keypairs(2)
 ENV = {f"KP_{i}": kp.secret for i, kp in enumerate(KEYS)}
 LINE = re.compile(
-    r"progress: (\d+)/(\d+) shards running; cycles (\d+), checked \d+, due \d+, "
+    r"progress: (\d+)/(\d+) shards running; cycles (\d+), checked \d+, due now \d+, "
+    r"oldest overdue \(ledgers\) \d+, "
     r"executed (\d+) \(\+(\d+)\), failed \d+ \(\+\d+\), restarts \d+ \(\+\d+\)"
 )
 
@@ -56,5 +57,5 @@ class TestShardLog:
         text = (tmp_path / "logs" / "p0.log").read_text()
         assert re.search(r"\| p0 \| keeper started: pid \d+ keeper G[A-Z2-7]{55}", text)
         assert re.search(r"\| p0 \| cycle 1 ledger 101 \(\d+ ms\): checked 100, due 1", text)
-        assert re.search(r"\| p0 \| executed \{'task_id': 1, ", text)
+        assert re.search(r"\| p0 \| executed task_id=1 tx=0{64}\n", text)
         assert "keeper stopped:" in text

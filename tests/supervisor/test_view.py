@@ -49,6 +49,11 @@ FAMILIES = {
     "sorotask_shard_state": "gauge",
     "sorotask_tasks_checked": "counter",
     "sorotask_tasks_due": "counter",
+    "sorotask_tasks_due_now": "gauge",
+    "sorotask_oldest_overdue_ledgers": "gauge",
+    "sorotask_execution_delay_ledgers": "histogram",
+    "sorotask_dry_run_would_execute": "counter",
+    "sorotask_dry_run_fees_stroops": "counter",
     "sorotask_tasks_executed": "counter",
     "sorotask_tasks_failed": "counter",
     "sorotask_tasks_skipped": "counter",
@@ -77,6 +82,11 @@ TOTALS_KEYS = {
     "cycles",
     "checked",
     "due",
+    "due_now",
+    "oldest_overdue_ledgers",
+    "execution_delay_ledgers",
+    "would_execute",
+    "dry_run_fees",
     "skipped",
     "read_errors",
     "executed",
@@ -131,10 +141,16 @@ def running_registry(health_max_cycle_age_s: float | None = None) -> Registry:
         rec.worker_started(1001, 10.0)
         hello = {"pid": 1001, "keeper_public_key": KEY, "channel_public_keys": []}
         inbox.dispatch(rec, Message("hello", hello), 11.0)
-        for t, executed in ((20.0, 1), (22.0, 2)):
+        for t, executed, due_now, oldest, delays in (
+            (20.0, 1, 3, 4, {"1": 1, "sum": 1}),
+            (22.0, 2, 2, 5, {"0": 1, "10": 1, "sum": 7}),
+        ):
             stats = {
                 "checked": 100,
                 "due": 3,
+                "due_now": due_now,
+                "oldest_overdue_ledgers": oldest,
+                "execution_delay_ledgers": delays,
                 "executed": executed,
                 "duration_s": 0.5,
                 "mean_execution_s": 2.0,
@@ -185,6 +201,10 @@ class TestStatus:
         assert (a["failed_retries"], a["memory_restarts"]) == (0, 0)
         assert doc["totals"]["restarts"] == 5 and doc["totals"]["cycles"] == 2
         assert doc["totals"]["success_rate"] == 1.0
+        # due now and the oldest overdue are the latest levels, not sums over cycles
+        assert (a["totals"]["due_now"], a["totals"]["oldest_overdue_ledgers"]) == (2, 5)
+        assert (doc["totals"]["due_now"], doc["totals"]["oldest_overdue_ledgers"]) == (2, 5)
+        assert a["totals"]["execution_delay_ledgers"] == {"0": 1, "1": 1, "10": 1, "sum": 8}
 
     def test_removed_shards_stay_in_the_total(self) -> None:
         reg = running_registry()
@@ -192,6 +212,21 @@ class TestStatus:
         doc = status_document(reg.snapshot(), now=24.0)
         assert [s["name"] for s in doc["shards"]] == ["b", "c"]
         assert doc["totals"]["executed"] == 3 and doc["totals"]["restarts"] == 5
+
+
+class TestStatusTable:
+    def test_shows_due_now_and_the_oldest_overdue_not_the_summed_due(self) -> None:
+        from supervisor.table import status_table
+
+        doc = status_document(running_registry().snapshot(), now=24.0)
+        lines = status_table(doc, "http://x").splitlines()
+        header = lines[1].split()
+        assert header[5:10] == ["cycles", "checked", "due_now", "overdue_ledgers", "executed"]
+        assert "due" not in header
+        row_a = lines[2].split()
+        assert row_a[0] == "a" and row_a[5:10] == ["2", "200", "2", "5", "3"]
+        total = next(line for line in lines if line.startswith("TOTAL")).split()
+        assert total[1:7] == ["5", "2", "200", "2", "5", "3"]
 
 
 class TestHealth:
@@ -241,8 +276,8 @@ class TestSummaryAndProgress:
         doc = summary_document(snap)
         line = progress_line(snap, doc, {"executed": 1, "restarts": 5})
         assert line == (
-            "progress: 2/3 shards running; cycles 2, checked 200, due 6, executed 3 (+2), "
-            "failed 0 (+0), restarts 5 (+0)"
+            "progress: 2/3 shards running; cycles 2, checked 200, due now 2, "
+            "oldest overdue (ledgers) 5, executed 3 (+2), failed 0 (+0), restarts 5 (+0)"
         )
 
     def test_live_progress_remembers_the_previous_line(self) -> None:
@@ -286,12 +321,29 @@ class TestMetrics:
         assert state[("a", "running")] == 1.0 and state[("a", "failed")] == 0.0
         assert state[("b", "failed")] == 1.0 and sum(state.values()) == 3.0
 
+    def test_execution_delay_is_a_histogram_per_shard(self) -> None:
+        fams = self.families()
+        got = {
+            (s.name, s.labels.get("le")): s.value
+            for s in fams["sorotask_execution_delay_ledgers"].samples  # type: ignore[attr-defined]
+            if s.labels["shard"] == "a"
+        }
+        assert got[("sorotask_execution_delay_ledgers_bucket", "0.0")] == 1
+        assert got[("sorotask_execution_delay_ledgers_bucket", "1.0")] == 2
+        assert got[("sorotask_execution_delay_ledgers_bucket", "5.0")] == 2
+        assert got[("sorotask_execution_delay_ledgers_bucket", "10.0")] == 3
+        assert got[("sorotask_execution_delay_ledgers_bucket", "+Inf")] == 3
+        assert got[("sorotask_execution_delay_ledgers_count", None)] == 3
+        assert got[("sorotask_execution_delay_ledgers_sum", None)] == 8
+
     def test_the_view_is_a_prometheus_collector(self) -> None:
         collectors = CollectorRegistry(auto_describe=False)
         collectors.register(View(running_registry()))
         text = generate_latest(collectors).decode()
         assert 'sorotask_tasks_executed_total{shard="a"} 3.0' in text
         assert 'sorotask_shard_state{shard="b",state="failed"} 1.0' in text
+        assert 'sorotask_execution_delay_ledgers_bucket{le="3.0",shard="a"} 2.0' in text
+        assert 'sorotask_execution_delay_ledgers_count{shard="b"} 0.0' in text
 
 
 @pytest.mark.parametrize("stopping", [False, True])
