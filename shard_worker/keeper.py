@@ -4,6 +4,10 @@ Entry point for the supervisor and the foreground command::
 
     exit_code = await run_keeper(spec, reporter, stop)
 
+In ``read_mode: events`` (the default) a cycle is :meth:`shard_worker.eventreader.EventReader.cycle`
+(events since the last ledger, re-reads of what they name and of what is due, a sweep slice),
+paced around the next ledger's expected close. In ``ledger_entries`` and ``simulate`` mode:
+
 Cycle (every ``poll_interval_s``; a cycle whose ledger has not advanced does no reads, since
 nothing on chain can have changed):
 
@@ -38,16 +42,19 @@ from loguru import logger
 
 from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts, load_source_accounts
+from shard_worker.budget import RequestBudget
 from shard_worker.context import Events, Identity, Tally, check_contract_id
 from shard_worker.dispatch import Dispatcher
 from shard_worker.due import Holds
 from shard_worker.errors import FatalConfigError, RpcError
+from shard_worker.eventreader import EventReader
 from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal
-from shard_worker.ledger import LedgerClock
+from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.preflight import preflight
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
+from shard_worker.rpcbudget import BudgetedRpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
 
@@ -109,8 +116,9 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         keeper_key.public_key,
         [a.public_key for a in sources if not a.is_keeper],
     )
-    rpc = RpcClient(
+    rpc = BudgetedRpcClient(
         spec.rpc_url,
+        budget=RequestBudget(spec.max_requests_per_s),
         timeout_s=spec.rpc_timeout_s,
         transport=spec.http_client,
         # a busy RPC answers "try again later" to many requests: six attempts make a read
@@ -133,6 +141,8 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
             keeper.dispatcher.start()
             await keeper.loop()
         await keeper.dispatcher.drain()
+        if keeper.event_reader is not None:
+            keeper.event_reader.save()
         events.safe(events.reporter.goodbye, keeper.final())
         return ExitCode.OK
     finally:
@@ -176,6 +186,12 @@ class Keeper:
             holds=self.holds,
             get_task=get_task,
         )
+        #: ``read_mode: events``: the event-driven reads (None in the other modes)
+        self.event_reader: EventReader | None = None
+        if spec.read_mode == "events":
+            self.event_reader = EventReader(
+                spec, rpc, events, reader=self.reader, holds=self.holds, clock=self.clock
+            )
         self.submitter = Submitter(
             spec,
             rpc,
@@ -227,6 +243,8 @@ class Keeper:
             self.events.safe(self.events.reporter.cycle, stats)
             next_start += interval
             now = time.monotonic()
+            if self.event_reader is not None:  # paced around the next ledger's close
+                next_start = now + self.event_reader.next_delay()
             if next_start < now:
                 next_start = now
             with contextlib.suppress(TimeoutError):
@@ -289,9 +307,17 @@ class Keeper:
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
         stats.rpc_failures, stats.rpc_retries = self.rpc.drain_kinds()
         stats.send_results = c.sends
+        if isinstance(self.rpc, BudgetedRpcClient):
+            stats.budget_waits = self.rpc.drain_waits()
+            stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors
 
     async def _cycle(self, stats: CycleStats) -> None:
+        if self.event_reader is not None:
+            found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
+            if read_at is not None:
+                self._note_due(read_at, found.due)
+            return
         clock = self.clock
         latest_task = asyncio.create_task(clock.latest())
         counter_task = asyncio.create_task(self.reader.read_counter())
@@ -321,7 +347,19 @@ class Keeper:
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)
-        self.tally.lateness.read(
-            latest.sequence, latest.close_time, found.due, self.holds.in_flight
-        )
+        self._note_due(latest, found.due)
         self.dispatcher.enqueue(found.due_ids())
+
+    def _note_due(self, latest: Latest, due: list[tuple[int, int]]) -> None:
+        """Tell the lateness figures what a read found due. In events mode a due task is
+        read once, when it comes due; while it waits in the queue it stays due now."""
+        in_flight = self.holds.in_flight
+        queued = set(self.dispatcher.queue)
+        found = {task_id for _, task_id in due}
+        waiting = [
+            (due_time, task_id)
+            for task_id, due_time in self.tally.lateness.due_time.items()
+            if task_id in queued and task_id not in found and task_id not in in_flight
+        ]
+        busy = queued | set(in_flight)
+        self.tally.lateness.read(latest.sequence, latest.close_time, [*due, *waiting], busy)

@@ -7,10 +7,11 @@
   backoff (:class:`shard_worker.retry.Backoff`), never sooner than the server's
   ``Retry-After`` (seconds or an HTTP-date, capped at 30 s; it pauses every request of the
   client), bounded by ``attempts`` and by the caller's ``deadline``;
-* one accounting for first attempts and retries: each attempt takes a token of the shard's
-  :class:`~shard_worker.budget.RequestBudget` when one is given, and retries of all requests
-  share a token bucket (``max_retries_per_s``), so failures cannot become an overload of their
-  own; requests on the wire are counted (``in_flight``);
+* one accounting for first attempts and retries: every attempt goes through ``_attempt``,
+  where :class:`~shard_worker.rpcbudget.BudgetedRpcClient` takes a token of the shard's
+  request budget, and retries of all requests share a token bucket (``max_retries_per_s``),
+  so failures cannot become an overload of their own; requests on the wire are counted
+  (``in_flight``);
 * other JSON-RPC error objects (:class:`RpcResponseError` with the code) and other HTTP
   statuses are raised at once; anything that is not a well-formed JSON-RPC response raises
   :class:`RpcMalformedError`;
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 import orjson
 
-from shard_worker.budget import DUE, RequestBudget, TokenBucket
+from shard_worker.budget import TokenBucket
 from shard_worker.errors import (
     HTTP_429,
     RpcError,
@@ -104,7 +105,6 @@ class RpcClient(HttpTransports):
         max_response_bytes: int = 32 * 1024 * 1024,
         client: httpx.AsyncClient | None = None,
         transport: str = "httpx",
-        budget: RequestBudget | None = None,
         max_retries_per_s: float = MAX_RETRIES_PER_S,
         endpoints: EndpointChoice | None = None,
     ) -> None:
@@ -141,9 +141,6 @@ class RpcClient(HttpTransports):
         self.total_retries = 0
         #: where each attempt goes (None: always ``url``)
         self.endpoints = endpoints
-        #: the shard's request budget: every attempt, first or retry, takes a token
-        self.budget = budget
-        self.budget_priority = DUE
         #: retries of all requests share this bucket, so a storm of failures cannot turn
         #: into a storm of retries (a retry without a token is not made: the error is raised)
         self.retry_bucket = TokenBucket(max_retries_per_s, max_retries_per_s, time.monotonic())
@@ -214,7 +211,8 @@ class RpcClient(HttpTransports):
 
     async def _gate(self, method: str, deadline: float | None) -> None:
         """Before each attempt: wait out a server's ``Retry-After`` (it holds for every
-        request of this client), then take a token of the shared request budget."""
+        request of this client). (The request budget is taken per attempt too, by
+        :class:`~shard_worker.rpcbudget.BudgetedRpcClient`.)"""
         wait = self._not_before - time.monotonic()
         if wait > 0:
             if deadline is not None and time.monotonic() + wait >= deadline:
@@ -225,8 +223,6 @@ class RpcClient(HttpTransports):
                     retry_after_s=wait,
                 )
             await asyncio.sleep(wait)
-        if self.budget is not None:
-            await self.budget.acquire(self.budget_priority)
 
     async def call(
         self,

@@ -18,7 +18,7 @@ from sorotask_core.stats import CYCLE_FIELDS
 
 _W = WORKER.defaults()
 
-ReadMode = Literal["ledger_entries", "simulate"]
+ReadMode = Literal["events", "ledger_entries", "simulate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,8 @@ class WorkerSpec:
     # sorotask_core.settings.WORKER; tests/sorotask_core/test_settings.py checks these fields
     poll_interval_s: float = _W["poll_interval_s"]
     read_mode: ReadMode = _W["read_mode"]
+    sweep_every_ledgers: int = _W["sweep_every_ledgers"]
+    max_requests_per_s: float | None = _W["max_requests_per_s"]
     max_concurrent_reads: int = _W["max_concurrent_reads"]
     max_concurrent_executions: int = _W["max_concurrent_executions"]
     rpc_timeout_s: float = _W["rpc_timeout_s"]

@@ -223,10 +223,18 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
                  settings=(
     Setting("poll_interval_s", float, 5.0, gt=0, flag="--poll-interval", metavar="SECONDS",
             doc="seconds between cycles; a cycle reads only when a new ledger closed"),
-    Setting("read_mode", str, "ledger_entries", choices=("ledger_entries", "simulate"),
+    Setting("read_mode", str, "events", choices=("events", "ledger_entries", "simulate"),
             flag="--read-mode",
-            doc="`ledger_entries` (200 tasks a call) or `simulate` (the seed's `get_task` per "
-                "task)"),
+            doc="`events` (read what events name and what is due), `ledger_entries` (all, "
+                "each ledger) or `simulate`"),
+    Setting("sweep_every_ledgers", int, 720, ge=1, flag="--sweep-every-ledgers",
+            metavar="LEDGERS",
+            doc="`events` mode: every entry is re-read once per this many ledgers (TTL, "
+                "safety net)"),
+    Setting("max_requests_per_s", float, None, gt=0, nullable=True,
+            flag="--max-requests-per-s", metavar="N",
+            doc="RPC requests a second per shard (due work first, sweep last); null: "
+                "unlimited"),
     Setting("max_concurrent_reads", int, 10, ge=1, flag="--max-concurrent-reads",
             doc="RPC read calls in flight per shard"),
     Setting("max_concurrent_executions", int, 3, ge=1, flag="--max-concurrent-executions",

@@ -34,6 +34,20 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--close-every", type=float, default=d.close_every)
     ap.add_argument("--poll-interval", type=float, default=d.poll_interval_s)
     ap.add_argument("--timeout", type=float, default=d.timeout_s)
+    ap.add_argument(
+        "--read-mode",
+        default=",".join(d.read_modes),
+        help="the keeper's read mode(s), comma-separated, each run in turn on one devnet "
+        "(events, ledger_entries, simulate)",
+    )
+    ap.add_argument(
+        "--change-fraction",
+        type=float,
+        default=d.change_fraction,
+        help="fraction of tasks others change each ledger with real contract calls",
+    )
+    ap.add_argument("--ledger-seconds", type=int, default=d.ledger_seconds)
+    ap.add_argument("--skip-seed", action="store_true", help="do not measure the seed design")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     problems = [
@@ -50,6 +64,11 @@ def main(argv: list[str]) -> int:
     ]
     if not 0.0 <= a.due_fraction <= 1.0:
         problems.append("--due-fraction must be within 0..1")
+    if not 0.0 <= a.change_fraction <= 0.1:
+        problems.append("--change-fraction must be within 0..0.1")
+    modes = tuple(m.strip() for m in a.read_mode.split(",") if m.strip())
+    if not modes or any(m not in ("events", "ledger_entries", "simulate") for m in modes):
+        problems.append("--read-mode: events, ledger_entries or simulate (comma-separated)")
     if problems:
         print("sorotask bench: " + "; ".join(problems), file=sys.stderr)
         return ExitCode.USAGE
@@ -65,6 +84,10 @@ def main(argv: list[str]) -> int:
         close_every=a.close_every,
         poll_interval_s=a.poll_interval,
         timeout_s=a.timeout,
+        read_modes=modes,
+        change_fraction=a.change_fraction,
+        ledger_seconds=a.ledger_seconds,
+        skip_seed=a.skip_seed,
     )
     with contextlib.suppress(KeyboardInterrupt):
         result = run_bench(params)

@@ -141,17 +141,80 @@ def result_figures(
         },
         "seed": seed,
     }
-    ratio: dict[str, float | None] = {}
-    if p50:
-        ratio["cycle_time"] = round(seed["cycle_s"] / p50, 1)
-    if cpu_unchanged:
-        ratio["cpu_per_1k"] = round(seed["cpu_s_per_1k"] / cpu_unchanged, 1)
-    if result["ours"]["rpc_requests_per_cycle"]:
-        ratio["rpc_requests_per_cycle"] = round(
-            seed["rpc_requests_per_cycle"] / result["ours"]["rpc_requests_per_cycle"], 1
-        )
-    result["ratio_vs_seed"] = ratio
+    result["ratio_vs_seed"] = _seed_ratio(seed, result["ours"])
     return result
+
+
+def _seed_ratio(seed: dict[str, Any], o: dict[str, Any]) -> dict[str, float | None]:
+    ratio: dict[str, float | None] = {}
+    p50 = o["cycle_wall_s"]["p50"]
+    if p50 and seed.get("cycle_s"):
+        ratio["cycle_time"] = round(seed["cycle_s"] / p50, 1)
+    if o["cpu_s_per_1k_unchanged"] and seed.get("cpu_s_per_1k"):
+        ratio["cpu_per_1k"] = round(seed["cpu_s_per_1k"] / o["cpu_s_per_1k_unchanged"], 1)
+    if o["rpc_requests_per_cycle"] and seed.get("rpc_requests_per_cycle"):
+        ratio["rpc_requests_per_cycle"] = round(
+            seed["rpc_requests_per_cycle"] / o["rpc_requests_per_cycle"], 1
+        )
+    return ratio
+
+
+#: the seed design's keys when it was not measured (``--skip-seed``)
+NO_SEED: dict[str, Any] = {
+    "sample_tasks": 0,
+    "sample_cycle_s": None,
+    "sample_checked": 0,
+    "sample_read_errors": 0,
+    "cycle_s": None,
+    "cycle_s_is_extrapolated": False,
+    "cpu_s_per_1k": None,
+    "rpc_requests_per_cycle": None,
+}
+
+
+def mode_figures(
+    p: BenchParams,
+    runs: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]],
+    seed: dict[str, Any] | None,
+    seeding_s: float,
+) -> dict[str, Any]:
+    """The JSON of a run over one or more read modes: today's keys for the first mode, with
+    ``rpc_requests_per_cycle`` and ``rpc_bytes_per_cycle`` per ledger in steady state (every
+    shard, from the shards' totals) and ``initial_sync_s``; ``modes`` holds each mode's
+    ``ours``; ``events_vs_ledger_entries`` the ratios when both ran."""
+    seed = seed or dict(NO_SEED)
+    first: dict[str, Any] | None = None
+    modes: dict[str, dict[str, Any]] = {}
+    for mode, ours, ex, latency in runs:
+        r = result_figures(p, ours, ex, seed, seeding_s)
+        o = r["ours"]
+        o["read_mode"] = mode
+        o["rpc_requests_per_cycle"] = ours["steady"]["requests_per_ledger"]
+        o["rpc_bytes_per_cycle"] = ours["steady"]["bytes_per_ledger"]
+        o["initial_sync_s"] = ours["initial_sync_s"]
+        o["steady_state"] = ours["steady"]
+        o["change_to_action_ledgers"] = latency
+        r["ratio_vs_seed"] = _seed_ratio(seed, o)
+        modes[mode] = o
+        if first is None:
+            first = r
+    assert first is not None
+    first["params"]["read_modes"] = [m for m, *_ in runs]
+    first["params"]["change_fraction"] = p.change_fraction
+    first["modes"] = modes
+    if "events" in modes and "ledger_entries" in modes:
+        ev, le = modes["events"]["steady_state"], modes["ledger_entries"]["steady_state"]
+
+        def ratio(key: str) -> float | None:
+            return round(le[key] / ev[key], 1) if ev[key] else None
+
+        first["events_vs_ledger_entries"] = {
+            "requests": ratio("requests_per_ledger"),
+            "bytes": ratio("bytes_per_ledger"),
+            "read_requests": ratio("read_requests_per_ledger"),
+            "read_bytes": ratio("read_bytes_per_ledger"),
+        }
+    return first
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -162,13 +225,17 @@ def format_report(r: dict[str, Any]) -> str:
 
     rows = [
         ("tasks / shards / latency", f"{p['tasks']} / {p['shards']} / {p['latency_ms']} ms"),
+        ("read mode", str(o.get("read_mode", "ledger_entries"))),
+        ("initial sync", f"{o.get('initial_sync_s')} s"),
         (
             "cycle wall time p50 / p95",
             f"{ms(o['cycle_wall_s']['p50'])} / {ms(o['cycle_wall_s']['p95'])}",
         ),
         (
             "seed design cycle",
-            f"{s['cycle_s']:.2f} s"
+            "-"
+            if s["cycle_s"] is None
+            else f"{s['cycle_s']:.2f} s"
             + (
                 f" (scaled from {s['sample_tasks']} tasks: {s['sample_cycle_s']:.2f} s)"
                 if s["cycle_s_is_extrapolated"]
@@ -198,5 +265,28 @@ def format_report(r: dict[str, Any]) -> str:
         ("wasted transactions", str(o["wasted_transactions"])),
         ("ratio vs seed", ", ".join(f"{k} {v}x" for k, v in r["ratio_vs_seed"].items())),
     ]
+    for mode, m in r.get("modes", {}).items():
+        lat = m["change_to_action_ledgers"]
+        rows.append(
+            (
+                f"{mode}: per ledger",
+                f"{m['rpc_requests_per_cycle']} requests, "
+                f"{(m['rpc_bytes_per_cycle'] or 0) / 2**20:.3f} MiB (reads: "
+                f"{m['steady_state']['read_requests_per_ledger']} requests, "
+                f"{m['steady_state']['read_bytes_per_ledger'] / 2**20:.3f} MiB); initial sync "
+                f"{m['initial_sync_s']} s; change-to-action p50 {lat['p50']} p95 {lat['p95']}"
+                f" (n={lat['samples']}); delay p95 {m['delay_ledgers']['p95']}; RSS max "
+                f"{(m['rss_bytes_max'] or 0) / 2**20:.1f} MiB",
+            )
+        )
+    if r.get("events_vs_ledger_entries"):
+        ratio = r["events_vs_ledger_entries"]
+        rows.append(
+            (
+                "events vs ledger_entries",
+                f"{ratio['requests']}x fewer requests, {ratio['bytes']}x fewer bytes (reads: "
+                f"{ratio['read_requests']}x, {ratio['read_bytes']}x)",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

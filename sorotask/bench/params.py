@@ -23,6 +23,24 @@ class BenchParams:
     poll_interval_s: float = 1.0
     max_concurrent_reads: int = 10
     timeout_s: float = 600.0
+    #: the keeper's read modes, each run in turn on the same devnet (the first is ``ours``)
+    read_modes: tuple[str, ...] = ("events",)
+    #: the fraction of tasks others change each ledger with real contract calls
+    change_fraction: float = 0.0
+    #: skip the seed design's measurement (a large run comparing read modes)
+    skip_seed: bool = False
+
+    @property
+    def changes_per_ledger(self) -> int:
+        return round(self.tasks * self.change_fraction)
+
+    @property
+    def no_gas_pool(self) -> int:
+        """Due tasks without gas kept for the deposits of the changing load."""
+        if not self.change_fraction:
+            return 0
+        per_run = (self.changes_per_ledger // 10 + 1) * (self.cycles + 40)
+        return min(self.tasks // 4, per_run * len(self.read_modes))
 
 
 def seed_calls(p: BenchParams) -> tuple[list[dict[str, Any]], int]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sorotask.bench.figures import execution_figures, result_figures
-from sorotask.bench.params import BenchParams, seed_calls
+from sorotask.bench.figures import execution_figures, mode_figures
+from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls
+from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals
 from sorotask.toolkit import (
     StatusWatcher,
     network_section,
@@ -62,12 +63,14 @@ def measure_seed_design(dn: Any, p: BenchParams) -> dict[str, Any]:
     }
 
 
-def bench_config(p: BenchParams, info: Any, tmp: Path, secrets_dir: Path) -> dict[str, Any]:
+def bench_config(
+    p: BenchParams, info: Any, tmp: Path, secrets_dir: Path, read_mode: str = "ledger_entries"
+) -> dict[str, Any]:
     return {
         "network": network_section(info),
         "worker": {
             "poll_interval_s": p.poll_interval_s,
-            "read_mode": "ledger_entries",
+            "read_mode": read_mode,
             "max_concurrent_reads": p.max_concurrent_reads,
             "max_concurrent_executions": p.source_accounts,
         },
@@ -130,13 +133,24 @@ class CycleWatcher:
         self.status.stop()
 
 
-def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
-    """Our supervisor on the devnet: ``p.cycles`` measured rounds after one warm-up round,
-    then one round after every task entry changed."""
+def run_ours(
+    dn: Any,
+    p: BenchParams,
+    tmp: Path,
+    read_mode: str = "ledger_entries",
+    load: Callable[[], ChangeLoad | None] | None = None,
+) -> dict[str, Any]:
+    """Our supervisor on the devnet in ``read_mode``: ``p.cycles`` measured rounds after one
+    warm-up round (the initial full read), under the changing ``load`` if any; then (not in
+    ``events`` mode, where no event announces it) one round after every task entry changed."""
+    tmp = tmp / read_mode
+    tmp.mkdir(parents=True, exist_ok=True)
     out_path = tmp / "supervisor.out"
+    change: ChangeLoad | None = None
     with temporary_secrets(tmp) as secrets_dir:
         provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
-        cfg = write_yaml(tmp / "bench.yaml", bench_config(p, dn.info, tmp, secrets_dir))
+        cfg = write_yaml(tmp / "bench.yaml", bench_config(p, dn.info, tmp, secrets_dir, read_mode))
+        t_start = time.monotonic()
         proc = start_supervisor(cfg, out_path, cwd=tmp)
         watcher: CycleWatcher | None = None
         warmup = 1
@@ -144,26 +158,55 @@ def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
             watcher = CycleWatcher(wait_status_url(proc, out_path, 60))
             # the devnet's byte counter at the start and end of the measured rounds
             watcher.wait(watcher.rounds_at_least(p.shards, warmup), p.timeout_s, proc)
+            initial_sync_s = time.monotonic() - t_start
+            change = load() if load is not None else None
+            load_from = int(dn.rpc("getLatestLedger")["sequence"])
+            if change is not None:
+                change.start()
+                # one ledger for the load to get going
+                seq = load_from
+                watcher.wait(lambda: int(dn.rpc("getLatestLedger")["sequence"]) > seq + 1, 60, proc)
+            watcher.status.poll_once()
+            totals_before = totals(watcher.status.doc)
+            ledger_before = int(dn.rpc("getLatestLedger")["sequence"])
             stats_before = dn.stats()
             ok = watcher.wait(
                 watcher.rounds_at_least(p.shards, warmup + p.cycles), p.timeout_s, proc
             )
-            stats_after = dn.stats()
-            measured = {n: s.read[warmup : warmup + p.cycles] for n, s in watcher.shards.items()}
-            # one cycle in which every entry changed
-            dn.rpc("devnet_touchTasks", {"first_id": 1, "last_id": p.tasks, "gas_delta": 1})
-            before = {n: len(s.read) for n, s in watcher.shards.items()}
-            shards = watcher.shards
+            ledger_target = ledger_before + p.cycles
             watcher.wait(
-                lambda: all(len(s.read) > before[n] for n, s in shards.items()),
-                min(120.0, p.timeout_s),
+                lambda: int(dn.rpc("getLatestLedger")["sequence"]) >= ledger_target,
+                p.timeout_s,
                 proc,
             )
-            changed = {
-                n: next((c for c in s.read[before[n] :] if c.get("decoded", 0) > 0), None)
-                for n, s in watcher.shards.items()
-            }
+            watcher.status.poll_once()
+            totals_after = totals(watcher.status.doc)
+            ledger_after = int(dn.rpc("getLatestLedger")["sequence"])
+            stats_after = dn.stats()
+            if change is not None:
+                change.stop()
+            measured = {n: s.read[warmup : warmup + p.cycles] for n, s in watcher.shards.items()}
+            steady = per_ledger(totals_before, totals_after, ledger_after - ledger_before)
+            steady["changes_sent"] = change.sent if change is not None else 0
+            steady["change_ledgers"] = change.ledgers if change is not None else 0
+            changed: dict[str, Any] = {}
+            if read_mode != "events":
+                # one cycle in which every entry changed
+                dn.rpc("devnet_touchTasks", {"first_id": 1, "last_id": p.tasks, "gas_delta": 1})
+                before = {n: len(s.read) for n, s in watcher.shards.items()}
+                shards = watcher.shards
+                watcher.wait(
+                    lambda: all(len(s.read) > before[n] for n, s in shards.items()),
+                    min(120.0, p.timeout_s),
+                    proc,
+                )
+                changed = {
+                    n: next((c for c in s.read[before[n] :] if c.get("decoded", 0) > 0), None)
+                    for n, s in watcher.shards.items()
+                }
         finally:
+            if change is not None:
+                change.stop()
             terminate(proc, 60)
             if watcher is not None:
                 watcher.close()
@@ -173,12 +216,29 @@ def run_ours(dn: Any, p: BenchParams, tmp: Path) -> dict[str, Any]:
             f"see {out_path}"
         )
     return {
+        "read_mode": read_mode,
         "measured": measured,
         "changed": changed,
         "rss": watcher.rss,
         "stats_before": stats_before,
         "stats_after": stats_after,
+        "initial_sync_s": round(initial_sync_s, 2),
+        "steady": steady,
+        "ledgers": (ledger_before, ledger_after),
+        "load_from_ledger": load_from,
+        "deposited_no_gas": list(change.deposited_no_gas) if change is not None else [],
     }
+
+
+def _recurring_ids(calls: list[dict[str, Any]]) -> list[int]:
+    """The ids of the recurring due tasks ``calls`` seed on a fresh devnet (ids from 1)."""
+    out: list[int] = []
+    next_id = 1
+    for c in calls:
+        if c["interval"] != NOT_DUE_INTERVAL and c.get("gas_balance", 1):
+            out.extend(range(next_id, next_id + c["count"]))
+        next_id += c["count"]
+    return out
 
 
 def run_bench(p: BenchParams) -> dict[str, Any]:
@@ -186,6 +246,7 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
     import tempfile
 
     from devnet.process import DevnetProcess
+    from sorotask.bench.changes import Changer
 
     with (
         tempfile.TemporaryDirectory(prefix="sorotask-bench-") as tmpname,
@@ -198,14 +259,64 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
     ):
         tmp = Path(tmpname)
         t_seed = time.perf_counter()
-        calls, due_tasks = seed_calls(p)
+        pool = p.no_gas_pool
+        calls, due_tasks = seed_calls(replace(p, tasks=p.tasks - pool))
+        if pool:  # due, without gas: the deposits of the changing load make them executable
+            interval = p.due_interval_ledgers * p.ledger_seconds
+            calls.append({"count": pool, "interval": interval, "last_run": 0, "gas_balance": 0})
         # one JSON-RPC batch per 1000 seed calls: the injected latency is paid once per batch
         seed_tasks(dn.info.rpc_url, calls, per_request=1000)
         seeding_s = time.perf_counter() - t_seed
-        seed = measure_seed_design(dn, p)
-        latest = dn.rpc("getLatestLedger", {})
-        seq0, t0 = int(latest["sequence"]), int(latest["closeTime"])
-        ours = run_ours(dn, p, tmp)
-        ceiling = p.shards * p.source_accounts
-        ex = execution_figures(dn.executions(), p, seq0, t0, ceiling, due_tasks)
-    return result_figures(p, ours, ex, seed, seeding_s)
+        seed = measure_seed_design(dn, p) if not p.skip_seed else None
+        changer = None
+        if p.change_fraction:
+            changer = Changer(dn, accounts=p.changes_per_ledger + 2, threads=16)
+        others = {k.public_key for k in changer.pool} if changer is not None else set()
+        no_gas = list(range(p.tasks - pool + 1, p.tasks + 1))
+        recurring = _recurring_ids(calls)
+        runs: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        try:
+            for mode in p.read_modes:
+                latest = dn.rpc("getLatestLedger", {})
+                seq0, t0 = int(latest["sequence"]), int(latest["closeTime"])
+                load = None
+                if changer is not None:
+                    ch = changer
+
+                    def load(ch: Any = ch) -> ChangeLoad:
+                        return ChangeLoad(
+                            dn,
+                            ch,
+                            per_ledger=p.changes_per_ledger,
+                            no_gas_ids=no_gas,
+                            due_ids=recurring,
+                            all_ids=(1, p.tasks - pool),
+                        )
+
+                ours = run_ours(dn, p, tmp, mode, load)
+                end = ours["ledgers"][1]
+                window = [e for e in dn.executions() if seq0 <= e["ledger"] <= end]
+                # another keeper executed the task first in the same ledger: a lost race (our
+                # simulation saw it due), not a transaction our design wasted
+                theirs = {
+                    (e["task_id"], e["ledger"])
+                    for e in window
+                    if e.get("keeper") in others and e["effect"] == "executed"
+                }
+                execs = [e for e in window if e.get("keeper") not in others]
+                raced = [
+                    e
+                    for e in execs
+                    if e["effect"] not in ("executed", "failed")
+                    and (e["task_id"], e["ledger"]) in theirs
+                ]
+                execs = [e for e in execs if e not in raced]
+                ceiling = p.shards * p.source_accounts
+                ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks)
+                ex["lost_races"] = len(raced)
+                lat = change_latency(dn, ours["deposited_no_gas"], ours["load_from_ledger"], others)
+                runs.append((mode, ours, ex, lat))
+        finally:
+            if changer is not None:
+                changer.close()
+    return mode_figures(p, runs, seed, seeding_s)

@@ -44,7 +44,7 @@ worker_values = st.fixed_dictionaries(
     {},
     optional={
         "poll_interval_s": st.floats(0.05, 60, allow_nan=False),
-        "read_mode": st.sampled_from(["ledger_entries", "simulate"]),
+        "read_mode": st.sampled_from(["events", "ledger_entries", "simulate"]),
         "max_concurrent_reads": st.integers(1, 64),
         "max_concurrent_executions": st.integers(1, 16),
         "tx_timeout_s": st.integers(15, 300),  # valid from 2 ledgers + 5 s

@@ -101,6 +101,7 @@ def run_through(
     post: Post | None = None,
     tasks: int = 4,
     sends: int | None = None,
+    **spec_kw: Any,
 ) -> tuple[int, RecordingReporter, MutatingProxy, list[int], dict[str, Any]]:
     """Run a keeper through a proxy until every task ran (or ``sends`` were sent), 15 s max."""
     _, ref = keys.new()
@@ -113,7 +114,13 @@ def run_through(
     async def go() -> int:
         async with serve_rpc_proxy(proxy.handle) as url:
             spec = make_spec(
-                dn, ref, rpc_url=url, range_first=first, range_last=last, base_fee=BASE_FEE
+                dn,
+                ref,
+                rpc_url=url,
+                range_first=first,
+                range_last=last,
+                base_fee=BASE_FEE,
+                **spec_kw,
             )
             stop = asyncio.Event()
             task = asyncio.create_task(run_keeper(spec, rep, stop))
@@ -183,8 +190,12 @@ class TestLedgerGoesBackwards:
     def test_stale_ledger_is_counted_and_nothing_runs_twice_or_wastes_a_fee(
         self, devnet: DevnetProcess, keys: Keys
     ) -> None:
+        # the cycle's own getLatestLedger is ledger_entries mode's (events mode learns the
+        # ledger from getEvents; its executions' time bounds are the test below)
         pre, _ = stale_ledger_every(devnet, 3)
-        code, rep, proxy, ids, _delta = run_through(devnet, keys, pre=pre)
+        code, rep, proxy, ids, _delta = run_through(
+            devnet, keys, pre=pre, read_mode="ledger_entries"
+        )
         assert code == ExitCode.OK and not rep.fatals
         assert proxy.mutated >= 3
         execs = devnet.executions(ids)

@@ -65,11 +65,16 @@ def report() -> dict:
             "2",
             "--timeout",
             "120",
+            # ledger_entries first: it is ``ours`` (every task read each round, as below)
+            "--read-mode",
+            "ledger_entries,events",
+            "--change-fraction",
+            "0.002",
             "--json",
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=400,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
@@ -112,3 +117,23 @@ class TestBenchJson:
     def test_measures_rss_of_every_worker(self, report: dict) -> None:
         assert set(report["ours"]["rss_bytes_per_worker"]) == {"shard-1", "shard-2"}
         assert all(v > 10 * 2**20 for v in report["ours"]["rss_bytes_per_worker"].values())
+
+
+class TestReadModes:
+    def test_both_modes_ran_under_the_changing_load(self, report: dict) -> None:
+        assert report["params"]["read_modes"] == ["ledger_entries", "events"]
+        assert set(report["modes"]) == {"ledger_entries", "events"}
+        for mode in report["modes"].values():
+            assert set(mode) >= OURS_KEYS | {"initial_sync_s", "change_to_action_ledgers"}
+            assert mode["initial_sync_s"] > 0
+            assert mode["steady_state"]["changes_sent"] > 0
+            assert mode["wasted_transactions"] == 0
+
+    def test_events_mode_reads_far_less_per_ledger(self, report: dict) -> None:
+        ev = report["modes"]["events"]["steady_state"]
+        le = report["modes"]["ledger_entries"]["steady_state"]
+        # ledger_entries reads all 3000 entries (15 calls) a ledger; events a handful
+        assert le["read_requests_per_ledger"] >= 15
+        assert ev["read_requests_per_ledger"] < le["read_requests_per_ledger"] / 2
+        assert ev["read_bytes_per_ledger"] * 10 < le["read_bytes_per_ledger"]
+        assert report["events_vs_ledger_entries"]["read_bytes"] > 10

@@ -25,6 +25,7 @@ from shard_worker.errors import (
     parse_retry_after,
 )
 from shard_worker.rpc import RpcClient, as_int
+from shard_worker.rpcbudget import BudgetedRpcClient
 from tests.support.sdk_client import HttpxAsyncClient
 
 Handler = Callable[[dict[str, Any], int], Any]
@@ -350,7 +351,19 @@ class TestOverloadKinds:
 
     def test_each_attempt_takes_a_token_of_the_shared_budget(self) -> None:
         budget = RequestBudget(1000)
-        result, _ = run(call(Script(("status", 503), ("result", 1)), budget=budget))
+
+        async def go() -> Any:
+            runner, url = await serve(Script(("status", 503), ("result", 1)))
+            client = BudgetedRpcClient(
+                url, budget=budget, backoff_base_s=0.01, transport=TRANSPORT[0]
+            )
+            try:
+                return await client.call("getHealth")
+            finally:
+                await client.aclose()
+                await runner.cleanup()
+
+        result = run(go())
         assert result == 1
         assert budget.drain_stats()["granted"] == {"due": 2}
 

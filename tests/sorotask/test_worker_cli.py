@@ -42,6 +42,8 @@ class TestFlagsFromTheDeclarations:
             "--base-fee",
             "--state-dir",
             "--http-client",
+            "--sweep-every-ledgers",
+            "--max-requests-per-s",
         }
         assert {s.flag for s in FLAGGED} <= flags
 

@@ -83,7 +83,7 @@ class TestDeclarations:
         assert w["poll_interval_s"].problem(2.5) is None
         assert r["jitter"].problem(1.0) == "must be < 1, got 1"
         assert w["read_mode"].problem("turbo") == (
-            "must be ledger_entries or simulate, got 'turbo'"
+            "must be one of events, ledger_entries, simulate, got 'turbo'"
         )
         assert sup["log_level"].problem("debug") is None
         assert "must be one of TRACE" in str(sup["log_level"].problem("LOUD"))

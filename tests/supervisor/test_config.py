@@ -316,7 +316,7 @@ class TestConfigErrors:
         probs = problems(p)
         assert one(probs, "worker.poll_interval_s").endswith("expected a number, got string")
         one(probs, "worker.max_concurrent_reads: expected an integer, got number")
-        one(probs, "worker.read_mode: must be ledger_entries or simulate")
+        one(probs, "worker.read_mode: must be one of events, ledger_entries, simulate")
         assert one(probs, "supervisor.json_logs").startswith(f"{p}:6:")
         one(probs, "supervisor.status_address: expected 'host:port'")
 
