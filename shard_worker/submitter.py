@@ -223,8 +223,9 @@ class Submitter:
         or its time bound passed), so getTransaction decides."""
         for retry in range(TRY_AGAIN_LATER_LIMIT):
             try:
+                # one attempt: a client retry could meet it applied meanwhile (txBAD_SEQ)
                 res = expect_dict(
-                    await self.rpc.call("sendTransaction", {"transaction": envelope}),
+                    await self.rpc.call("sendTransaction", {"transaction": envelope}, attempts=1),
                     "sendTransaction",
                 )
                 status = res.get("status")
