@@ -40,6 +40,10 @@ TOTALS = (
     "send_status_unknown",
     "fee_skipped",
     "escalations",
+    "rejected_too_late",
+    "rejected_insufficient_fee",
+    "rejected_bad_seq",
+    "failed_rpc_unavailable",
 )
 
 
@@ -59,6 +63,8 @@ class Counters:
     escalations: int = 0
     #: the fee charged by each applied transaction (the fee-charged histogram)
     fees_charged: list[int] = field(default_factory=list)
+    #: answers to sendTransaction by name (``send_results``)
+    sends: dict[str, int] = field(default_factory=dict)
     #: the ``execution_delay_ledgers`` histogram of the executions since
     delays: dict[str, Any] = field(default_factory=dict)
     #: a dry run: tasks it would have executed (first time each), and their fees

@@ -1,22 +1,30 @@
-"""Executing one due task from one source account (:class:`Executor`), and landing the
-signed transaction (:class:`Submitter`).
+"""Executing one due task from one source account (:class:`Executor`); the signed transaction
+is landed by the :class:`~shard_worker.submitter.Submitter` (re-exported here).
 
 Build ``execute(keeper, id)`` with time bounds (from the newest ledger seen, never from a
-stale ``getLatestLedger`` answer), simulate, check the whole answer
+stale ``getLatestLedger`` answer; the one the cycle loop saw within the last poll interval
+saves a request), simulate, check the whole answer
 (:func:`shard_worker.simcheck.check_simulation`); if the task's entry is not in the read-write
 footprint (not due at that ledger, or the resolver said no) it is not sent. Otherwise
 assemble, sign (the keeper signs the auth entry when a channel account is the source, then
-the transaction is simulated again so its resources include the signature check), journal,
-``sendTransaction``, then ``getTransaction`` until SUCCESS / FAILED or the ledger close time
-passes the transaction's max time. An unknown ``sendTransaction`` status is treated like an
-unanswered send: maybe queued, so confirmed.
+the transaction is simulated again so its resources include the signature check) and hand it
+to the submitter (journal, send, settle, confirm).
+
+A busy or unreachable RPC (the client's retries spent) is retried here too while the
+transaction could still be sent in time; an execution that fails only because of it is
+counted failed (``failed_rpc_unavailable``) but the task does not back off: it is due again
+next ledger. A real failure (an unusable simulation, the transaction failed on chain, a
+simulation error) backs the task off (:class:`~shard_worker.due.Holds`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import secrets
+import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -27,13 +35,21 @@ from shard_worker.context import Events, Identity, Tally
 from shard_worker.dryrun import DryRun
 from shard_worker.due import Holds
 from shard_worker.errors import RpcError, RpcMalformedError
-from shard_worker.journal import Journal, JournalEntry
+from shard_worker.journal import JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
-from shard_worker.pricing import FeeHooks, Pricer
+from shard_worker.pricing import Pricer
 from shard_worker.retry import Backoff
-from shard_worker.rpc import RpcClient, as_int, expect_dict
+from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
 from shard_worker.spec import WorkerSpec
+from shard_worker.strict_xdr import SOROBAN_CREDENTIALS_ADDRESS, parse_auth_entry
+from shard_worker.submitter import (
+    TRY_AGAIN_LATER_BACKOFF,
+    TRY_AGAIN_LATER_LIMIT,
+    TX_BAD_SEQ,
+    Submitter,
+)
+from sorotask_core.xdr import skip_sc_address
 
 __all__ = [
     "TRY_AGAIN_LATER_BACKOFF",
@@ -43,19 +59,27 @@ __all__ = [
     "Submitter",
 ]
 
-TX_BAD_SEQ = -5
-#: the wait between sends answered TRY_AGAIN_LATER, and how many sends at most
-TRY_AGAIN_LATER_BACKOFF = Backoff(0.2, factor=1.5, max_s=1.0, jitter=0.3)
-TRY_AGAIN_LATER_LIMIT = 64
+#: the wait between simulations of an RPC that stayed busy through the client's retries
+SIMULATE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
+SIMULATE_RETRY_LIMIT = 20
+#: a ledger the cycle loop saw this recently sets time bounds without another request
+FRESH_LEDGER_S = 2.0
+#: a tentative simulation showed the task is not due (it was counted as not sent)
+DECLINED = object()
+#: tasks whose recorded authorization is kept for their next execution
+AUTH_CACHE_SIZE = 4096
 
 
-def _close_time(res: dict[str, Any], method: str) -> int:
-    """``latestLedgerCloseTime`` of a send/getTransaction answer; 0 when missing or garbled
-    (the caller then keeps waiting rather than failing on a field it only uses as a clock)."""
-    try:
-        return as_int(res, "latestLedgerCloseTime", method, 0)
-    except RpcMalformedError:
-        return 0
+def with_nonce(entry: bytes, nonce: int) -> bytes:
+    """A ``SorobanAuthorizationEntry`` with address credentials, its nonce replaced (entries
+    with source-account credentials are returned as they are). Raises :class:`DecodeError`
+    for an entry that does not parse."""
+    parse_auth_entry(entry)
+    (kind,) = struct.unpack_from(">I", entry, 0)
+    if kind != SOROBAN_CREDENTIALS_ADDRESS:
+        return entry
+    end = skip_sc_address(entry, 4)
+    return entry[:end] + struct.pack(">q", nonce) + entry[end + 8 :]
 
 
 class Executor:
@@ -88,40 +112,57 @@ class Executor:
         self.clock = clock
         self.tally = tally
         self.log = logger.bind(shard=spec.name)
+        #: task id -> the authorization entries its last recording simulation from a channel
+        #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
+        self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 
     # ------------------------------------------------------------------ one execution
 
-    async def execute(self, acc: SourceAccount, task_id: int) -> None:
+    async def execute(
+        self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None = None
+    ) -> None:
         """Execute ``task_id`` from ``acc``; an error is counted and reported (level 2),
-        never raised, and the task backs off."""
+        never raised. The task backs off (ledgers) after a real failure; after an RPC that
+        stayed busy or unreachable past the retries it is simply due again."""
         self.holds.in_flight.add(task_id)
+        detached = False
         try:
-            await self._execute_with(acc, task_id)
+            detached = await self._execute_with(acc, task_id, release)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # level 2: one execution error, never the keeper
+            transient = isinstance(exc, RpcError) and exc.unavailable
             self.tally.cycle.failed += 1
             self.tally.totals["failed"] += 1
+            if transient:
+                self.tally.totals["failed_rpc_unavailable"] += 1
             self.log.warning("task {} execution error: {}", task_id, exc)
             self.events.event(
                 "failed",
-                {"task_id": task_id, "reason": "error", "error": f"{type(exc).__name__}: {exc}"},
+                {
+                    "task_id": task_id,
+                    "reason": "rpc_unavailable" if transient else "error",
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
             )
-            if self.clock.last_read is not None:
+            if not transient and self.clock.last_read is not None:
                 self.holds.back_off(task_id, self.clock.last_read.sequence)
         finally:
-            self.holds.in_flight.discard(task_id)
+            if not detached:
+                self.holds.in_flight.discard(task_id)
 
-    async def _execute_with(self, acc: SourceAccount, task_id: int) -> None:
+    async def _execute_with(
+        self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None
+    ) -> bool:
         spec = self.spec
         me = self.identity
         if self.dry_run is not None and self.dry_run.seen(task_id):
-            return  # reported once; nothing changes on chain in a dry run
+            return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
         await self.accounts.ready(acc)
-        latest = await self.clock.for_tx()
+        latest = await self._latest_for_tx()
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
             source=acc.public_key,
@@ -132,42 +173,100 @@ class Executor:
             base_fee=spec.base_fee,
             max_time=max_time,
         )
-        sim = await self.simulate(tx, task_id, acc, latest, recorded=True)
-        if sim is None:
-            return
+        deadline = max_time - 2 * self.submitter.ledger_s
         if self.dry_run is not None:  # a real run would send this: report it, send nothing
-            fee = self.pricer.verdict(task_id, sim.min_resource_fee).total
-            self.dry_run.would_execute(task_id, fee, sim.min_resource_fee, latest.sequence)
-            return
-        if not acc.is_keeper:
-            valid_until = latest.sequence + max(10, spec.tx_timeout_s)
+            dry = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
+            if isinstance(dry, Simulation):
+                fee = self.pricer.verdict(task_id, dry.min_resource_fee).total
+                self.dry_run.would_execute(task_id, fee, dry.min_resource_fee, latest.sequence)
+            return False
+        valid_until = latest.sequence + max(10, spec.tx_timeout_s)
+        sim: Simulation | object | None = None
+        cached = None if acc.is_keeper else self._auth_cache.get(task_id)
+        if cached is not None:
+            # the task's authorization as recorded last time, with a fresh nonce, signed:
+            # one simulation instead of two (an answer other than a good one: the full path)
             tx.auth = [
-                txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id) for a in sim.auth
+                txxdr.sign_auth_entry(
+                    with_nonce(a, secrets.randbits(63)), me.keeper, valid_until, me.network_id
+                )
+                for a in cached
             ]
-            # re-simulate with the signed entry so resources include signature verification
-            sim = await self.simulate(tx, task_id, acc, latest, recorded=False)
+            sim = await self.simulate(
+                tx, task_id, acc, latest, recorded=False, deadline=deadline, tentative=True
+            )
+            if sim is DECLINED or self.submitter.stopping:
+                return False  # not due (counted as not sent)
             if sim is None:
-                return
-        else:
-            tx.auth = sim.auth
+                self._auth_cache.pop(task_id, None)
+        if sim is None:
+            tx.auth = []
+            sim = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
+            if not isinstance(sim, Simulation):
+                return False
+            if not acc.is_keeper:
+                self._remember_auth(task_id, sim.auth)
+                tx.auth = [
+                    txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id)
+                    for a in sim.auth
+                ]
+                # re-simulate with the signed entry so resources include signature checks
+                sim = await self.simulate(
+                    tx, task_id, acc, latest, recorded=False, deadline=deadline
+                )
+                if not isinstance(sim, Simulation):
+                    return False
+            else:
+                tx.auth = sim.auth
+        assert isinstance(sim, Simulation)
         verdict = self.pricer.verdict(task_id, sim.min_resource_fee)
         if not verdict.send:
             self.pricer.skipped(task_id, verdict)
             self.holds.back_off(task_id, latest.sequence)
-            return
+            return False
         self.pricer.apply(task_id, tx, sim.transaction_data, verdict)
-        tx_hash = tx.sign(acc.keypair, me.network_id).hex()
+        # prepared while the account's previous transaction was confirmed: sign once it is
+        # final, with the sequence number that follows it (reloaded if it expired unapplied)
+        await self.submitter.wait_turn(acc)
+        await self.accounts.ready(acc)
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
-            return
-        entry = JournalEntry(
-            hash=tx_hash,
-            task_id=task_id,
-            source=acc.public_key,
-            sequence=tx.sequence,
-            max_time=max_time,
-            recorded_at=time.time(),
-        )
-        await self.submitter.submit(tx.envelope_b64(), entry, acc, t0)
+            return False
+
+        async def seal() -> tuple[str, JournalEntry]:
+            """Sequence number, a time bound from the newest ledger (the preparation may
+            have taken ledgers), signature: the envelope and its journal entry. Called
+            again after a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land)."""
+            await self.accounts.ready(acc)  # reloaded after txBAD_SEQ
+            newest = await self._latest_for_tx()
+            tx.time_bounds = (0, newest.close_time + spec.tx_timeout_s)
+            tx.sequence = acc.sequence + 1
+            tx.signatures = []
+            tx_hash = tx.sign(acc.keypair, me.network_id).hex()
+            entry = JournalEntry(
+                hash=tx_hash,
+                task_id=task_id,
+                source=acc.public_key,
+                sequence=tx.sequence,
+                max_time=tx.time_bounds[1],
+                recorded_at=time.time(),
+                envelope=tx.envelope_b64(),
+            )
+            return entry.envelope, entry
+
+        envelope, entry = await seal()
+        return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
+
+    async def _latest_for_tx(self) -> Latest:
+        """The ledger a time bound is computed from: the newest one the cycle loop saw, when
+        it saw it within the last :data:`FRESH_LEDGER_S` s (one request less per execution
+        under a busy RPC), else asked for. Within one poll interval it is at most the ledger
+        the RPC would answer now, as the loop polls that often."""
+        newest = self.clock.newest
+        seen = self.clock.newest_seen_at
+        fresh_s = min(FRESH_LEDGER_S, self.spec.poll_interval_s)
+        if newest is not None and time.monotonic() - seen <= fresh_s:
+            return newest
+        return await self.clock.for_tx()
 
     # ------------------------------------------------------------------ simulation
 
@@ -179,22 +278,61 @@ class Executor:
         latest: Latest,
         *,
         recorded: bool,
-    ) -> Simulation | None:
+        deadline: float = float("inf"),
+        tentative: bool = False,
+    ) -> Simulation | object | None:
         """Simulate ``tx`` and check the answer; None when it must not be sent (the simulation
         failed, or it does not write the task entry: not due, or the resolver said no).
-        Raises :class:`RpcMalformedError` for an unusable answer."""
-        raw = expect_dict(
-            await self.rpc.call("simulateTransaction", {"transaction": tx.envelope_b64()}),
-            "simulateTransaction",
-        )
+        A busy or unreachable RPC is retried (short jittered backoff) until the newest ledger's
+        close time reaches ``deadline`` (ledger seconds: the last moment the transaction could
+        still pass core's time-bound check). Raises :class:`RpcMalformedError` for an unusable
+        answer. ``tentative`` (a reused authorization): an error or an unusable answer is
+        None, not counted (the caller falls back to recording the authorization); a call
+        that would not write the task is :data:`DECLINED` (counted as not sent)."""
+        envelope = tx.envelope_b64()
+        for retry in range(SIMULATE_RETRY_LIMIT):
+            try:
+                raw = expect_dict(
+                    await self.rpc.call("simulateTransaction", {"transaction": envelope}),
+                    "simulateTransaction",
+                )
+                break
+            except RpcError as exc:
+                # busy or unreachable: retried while the transaction could still be sent in
+                # time (its max time more than two ledgers past the newest ledger seen)
+                newest = self.clock.newest
+                if (
+                    not exc.unavailable
+                    or self.submitter.stopping
+                    or retry + 1 >= SIMULATE_RETRY_LIMIT
+                    or (newest is not None and newest.close_time >= deadline)
+                ):
+                    raise
+                await SIMULATE_BACKOFF.wait(retry)
         if raw.get("error"):
+            if tentative:  # maybe only the reused authorization: the caller falls back
+                return None
             self._sim_failed(task_id, str(raw["error"]), latest.sequence)
             return None
-        sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
+        if tentative:
+            try:
+                sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
+            except RpcMalformedError:
+                return None
+        else:
+            sim = self.check_simulation(raw, task_id, acc, recorded=recorded)
         if not sim.writes_task:
             self._not_sent(task_id, sim.latest_ledger or latest.sequence)
-            return None
+            return DECLINED if tentative else None
         return sim
+
+    def _remember_auth(self, task_id: int, auth: list[bytes]) -> None:
+        """Keep the task's recorded (unsigned) authorization for its next execution."""
+        cache = self._auth_cache
+        cache[task_id] = auth
+        cache.move_to_end(task_id)
+        while len(cache) > AUTH_CACHE_SIZE:
+            cache.popitem(last=False)
 
     def expected(self, task_id: int, acc: SourceAccount, *, recorded: bool) -> Expected:
         """What a simulation of ``execute(keeper, task_id)`` from ``acc`` must show."""
@@ -235,176 +373,4 @@ class Executor:
         self.holds.back_off(task_id, ledger)
         self.events.event(
             "failed", {"task_id": task_id, "reason": "simulation", "error": error[:500]}
-        )
-
-
-class Submitter:
-    """Lands signed transactions: journal, ``sendTransaction``, ``getTransaction`` until a
-    final status; counts each outcome once (in the :class:`Tally`) and reports it."""
-
-    def __init__(
-        self,
-        spec: WorkerSpec,
-        rpc: RpcClient,
-        events: Events,
-        *,
-        journal: Journal,
-        holds: Holds,
-        clock: LedgerClock,
-        tally: Tally,
-    ) -> None:
-        self.spec = spec
-        self.rpc = rpc
-        self.events = events
-        self.journal = journal
-        self.holds = holds
-        self.clock = clock
-        self.tally = tally
-        self.log = logger.bind(shard=spec.name)
-        #: set once the keeper stops: nothing new is sent
-        self.stopping = False
-        #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
-        #: executions not yet sent are cancelled
-        self.sending: set[asyncio.Task[None]] = set()
-        #: told of each transaction applied, refused or expired (shard_worker.pricing)
-        self.fee_hooks: FeeHooks | None = None
-
-    async def submit(
-        self, envelope: str, entry: JournalEntry, acc: SourceAccount, t0: float
-    ) -> None:
-        """Journal ``entry`` (durably), send ``envelope`` and confirm it; ``t0`` is when the
-        execution started (for ``mean_execution_s``)."""
-        current = asyncio.current_task()
-        if current is not None:
-            self.sending.add(current)  # from here on a stop waits for it (bounded)
-        self.journal.add(entry)
-        if await self.send(envelope, entry, acc):
-            await self.confirm(entry, acc, t0)
-
-    async def send(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
-        """True when the transaction may be queued (confirm it); False when it surely is not."""
-        for retry in range(TRY_AGAIN_LATER_LIMIT):
-            try:
-                res = expect_dict(
-                    await self.rpc.call("sendTransaction", {"transaction": envelope}),
-                    "sendTransaction",
-                )
-                status = res.get("status")
-            except RpcError as exc:
-                # unknown whether it reached the queue: confirm until its time bound passes
-                self.log.warning("task {} send uncertain ({}); confirming", entry.task_id, exc)
-                acc.sent(entry.sequence, accepted=False)
-                return True
-            if status in ("PENDING", "DUPLICATE"):
-                acc.sent(entry.sequence, accepted=True)
-                return True
-            if status == "TRY_AGAIN_LATER":
-                close = _close_time(res, "sendTransaction")
-                if close > entry.max_time or self.stopping:
-                    self._tx_error(entry, "TRY_AGAIN_LATER until its time bound")
-                    return False
-                await TRY_AGAIN_LATER_BACKOFF.wait(retry)
-                continue
-            if status == "ERROR":
-                code, name = -1, "unknown"
-                raw = res.get("errorResultXdr")
-                if isinstance(raw, str):
-                    with contextlib.suppress(Exception):
-                        code, name = chain.result_code(raw)
-                if code == TX_BAD_SEQ:
-                    acc.resync()
-                if self.fee_hooks is not None:
-                    self.fee_hooks.not_applied(entry, name, raw)
-                self._tx_error(entry, f"rejected: {name}")
-                return False
-            # an unknown or garbled status: the server may well have queued it (the answer
-            # was mangled on the way, or a newer server has a new status). Treat it like an
-            # unanswered send: the sequence number counts as used (resynced from the chain
-            # before the account's next use, after the confirmation), the journal entry
-            # stays, and getTransaction says what really happened.
-            self.tally.totals["send_status_unknown"] += 1
-            self.rpc.note_error("sendTransaction")
-            self.log.warning(
-                "task {} send answered unknown status {!r}; confirming",
-                entry.task_id,
-                str(status)[:80],
-            )
-            acc.sent(entry.sequence, accepted=False)
-            return True
-        self._tx_error(entry, "TRY_AGAIN_LATER too many times")
-        return False
-
-    def _tx_error(self, entry: JournalEntry, reason: str) -> None:
-        self.journal.remove(entry.hash)
-        self.tally.cycle.tx_errors += 1
-        self.tally.totals["tx_errors"] += 1
-        self.events.event(
-            "tx_error", {"task_id": entry.task_id, "tx_hash": entry.hash, "reason": reason}
-        )
-
-    async def confirm(self, entry: JournalEntry, acc: SourceAccount | None, t0: float) -> None:
-        """Poll getTransaction until a final status or the time bound has passed; ``acc`` is
-        the transaction's source (None for a source no longer configured)."""
-        poll = max(0.05, self.spec.confirm_poll_s)
-        while True:
-            try:
-                res = expect_dict(
-                    await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
-                )
-                status = res.get("status")
-            except RpcError as exc:
-                self.log.debug("getTransaction {}: {}", entry.hash, exc)
-                await asyncio.sleep(min(2.0, poll * 4))
-                continue
-            if status == "SUCCESS" or status == "FAILED":
-                self._applied(entry, res, t0, success=status == "SUCCESS")
-                return
-            if status == "NOT_FOUND":
-                close = _close_time(res, "getTransaction")
-                if close > entry.max_time:
-                    if acc is not None:
-                        acc.resync()  # its sequence number was not consumed
-                    if self.fee_hooks is not None:
-                        self.fee_hooks.not_applied(entry, "expired", None)
-                    self._tx_error(entry, "not applied before its time bound (expired)")
-                    return
-            await asyncio.sleep(poll)
-
-    def _applied(
-        self, entry: JournalEntry, res: dict[str, Any], t0: float, *, success: bool
-    ) -> None:
-        """The transaction is in a ledger (its fee charged), SUCCESS or FAILED."""
-        fee = 0
-        if isinstance(res.get("resultXdr"), str):
-            with contextlib.suppress(Exception):
-                fee = chain.fee_charged(res["resultXdr"])
-        self.journal.remove(entry.hash)
-        c = self.tally.cycle
-        totals = self.tally.totals
-        c.fees += fee
-        totals["fees_spent"] += fee
-        if self.fee_hooks is not None:
-            self.fee_hooks.applied(entry, fee, res.get("ledger"))
-        if success:
-            c.executed += 1
-            c.exec_times.append(time.monotonic() - t0)
-            self.tally.lateness.executed(entry.task_id, res.get("ledger"), c.delays)
-            totals["executed"] += 1
-            self.events.event(
-                "executed",
-                {
-                    "task_id": entry.task_id,
-                    "tx_hash": entry.hash,
-                    "ledger": res.get("ledger"),
-                    "fee": fee,
-                    "source": entry.source,
-                },
-            )
-            return
-        c.failed += 1
-        totals["failed"] += 1
-        if self.clock.last_read is not None:
-            self.holds.back_off(entry.task_id, self.clock.last_read.sequence)
-        self.events.event(
-            "failed", {"task_id": entry.task_id, "reason": "tx_failed", "tx_hash": entry.hash}
         )

@@ -1,6 +1,7 @@
 """Crash-safe in-flight journal: which transactions a shard has (maybe) submitted.
 
-Before ``sendTransaction`` the keeper records ``{hash, task_id, source, sequence, max_time}``
+Before ``sendTransaction`` the keeper records ``{hash, task_id, source, sequence, max_time,
+envelope}``
 and removes the record once the transaction reached a final status (SUCCESS, FAILED, rejected,
 or its time bound passed without it being applied). Every change rewrites the whole file
 atomically (temporary file, fsync, ``os.replace``, fsync of the directory), so after a kill
@@ -38,6 +39,9 @@ class JournalEntry:
     max_time: int
     #: unix time (local clock) the record was written; informative only
     recorded_at: float = 0.0
+    #: the signed envelope (base64): a restarted worker resends it to learn its fate at once
+    #: (DUPLICATE / PENDING / applied) instead of waiting for its time bound
+    envelope: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -54,6 +58,7 @@ def _entry_from(obj: object) -> JournalEntry | None:
             sequence=int(obj["sequence"]),
             max_time=int(obj["max_time"]),
             recorded_at=float(obj.get("recorded_at", 0.0)),
+            envelope=str(obj.get("envelope", "")),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -8,6 +8,7 @@ computed from it may already have passed (the transaction would be rejected ``tx
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from loguru import logger
@@ -42,8 +43,10 @@ class LedgerClock:
         self.rpc = rpc
         self.tally = tally
         self.log = log
-        #: the newest ledger any getLatestLedger answer reported
+        #: the newest ledger any getLatestLedger answer reported, and when (monotonic) an
+        #: answer last confirmed it
         self.newest: Latest | None = None
+        self.newest_seen_at = 0.0
         #: the ledger of the last completed read cycle (None before the first)
         self.last_read: Latest | None = None
 
@@ -62,6 +65,7 @@ class LedgerClock:
         latest = Latest(seq, close_time)
         if not latest.older_than(self.newest):
             self.newest = latest
+            self.newest_seen_at = time.monotonic()
         return latest
 
     def is_stale(self, latest: Latest) -> bool:

@@ -1,12 +1,22 @@
 """A small, fast Soroban JSON-RPC client: one pooled ``httpx.AsyncClient`` and orjson.
 
-* per-request timeouts; retries with exponential backoff and jitter
-  (:class:`shard_worker.retry.Backoff`) on timeouts, connection errors, dropped/truncated
-  responses, HTTP 429 and 5xx (bounded attempts);
-* JSON-RPC error objects raise :class:`RpcResponseError` carrying the code (only -32603,
-  internal error, is retried);
-* anything that is not a well-formed JSON-RPC response raises :class:`RpcMalformedError`;
-* per-method call / error / latency counters, drained once per cycle into ``CycleStats``.
+* per-request timeouts; every failure has a ``kind`` (:mod:`shard_worker.errors`: the pure
+  functions ``kind_of_status`` / ``kind_of_code`` / ``parse_retry_after``). "Try again later"
+  (-32098 queue full, -32001 execution limit, HTTP 503, HTTP 429) and transient failures
+  (timeouts, dropped connections, garbled answers, other 5xx, -32603) are retried with the one
+  backoff (:class:`shard_worker.retry.Backoff`), never sooner than the server's
+  ``Retry-After`` (seconds or an HTTP-date, capped at 30 s; it pauses every request of the
+  client), bounded by ``attempts`` and by the caller's ``deadline``;
+* one accounting for first attempts and retries: every attempt goes through ``_attempt``,
+  where :class:`~shard_worker.rpcbudget.BudgetedRpcClient` takes a token of the shard's
+  request budget, and retries of all requests share a token bucket (``max_retries_per_s``),
+  so failures cannot become an overload of their own; requests on the wire are counted
+  (``in_flight``);
+* other JSON-RPC error objects (:class:`RpcResponseError` with the code) and other HTTP
+  statuses are raised at once; anything that is not a well-formed JSON-RPC response raises
+  :class:`RpcMalformedError`;
+* per-method call / error / latency counters and failures / retries by kind, drained once per
+  cycle into ``CycleStats``.
 
 httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in): the
 default aiohttp transport keeps it out of the worker process. stellar-sdk is never imported
@@ -16,25 +26,31 @@ here (the tests' ``tests/support/sdk_client.py`` has an httpx ``BaseAsyncClient`
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
 
+from shard_worker.budget import TokenBucket
 from shard_worker.errors import (
+    HTTP_429,
     RpcError,
     RpcMalformedError,
     RpcResponseError,
     RpcTransportError,
+    parse_retry_after,
 )
 from shard_worker.retry import Backoff
+from shard_worker.rpchttp import JSON_HEADERS, HttpTransports
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "EndpointChoice",
     "MethodCounters",
     "RpcClient",
     "as_int",
@@ -43,9 +59,10 @@ __all__ = [
     "get_ledger_entries",
 ]
 
-#: JSON-RPC "internal error": the one JSON-RPC error code worth retrying
+#: JSON-RPC "internal error" (retried, like the overload codes -32098 and -32001)
 INTERNAL_ERROR = -32603
-_JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+#: retries a client may start per second (all its requests together), and their burst
+MAX_RETRIES_PER_S = 50.0
 
 
 class MethodCounters:
@@ -59,7 +76,16 @@ class MethodCounters:
         self.latency_s = 0.0
 
 
-class RpcClient:
+class EndpointChoice(Protocol):
+    """The seam for an endpoint pool: which URL an attempt goes to, and how it went (``error``
+    None for an answer; else the failure, with its ``kind`` and ``retry_after_s``)."""
+
+    def pick(self, method: str) -> str: ...
+
+    def outcome(self, url: str, method: str, error: RpcError | None, latency_s: float) -> None: ...
+
+
+class RpcClient(HttpTransports):
     """Soroban JSON-RPC over one pooled HTTP client.
 
     ``transport="httpx"`` uses one ``httpx.AsyncClient``; ``transport="aiohttp"`` uses one
@@ -81,6 +107,8 @@ class RpcClient:
         client: httpx.AsyncClient | None = None,
         transport: str = "httpx",
         headers: Mapping[str, str] | None = None,
+        max_retries_per_s: float = MAX_RETRIES_PER_S,
+        endpoints: EndpointChoice | None = None,
     ) -> None:
         """``headers``: extra request headers (an endpoint's API key: never logged)."""
         if transport not in ("httpx", "aiohttp"):
@@ -89,7 +117,7 @@ class RpcClient:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.url = url
-        self._headers = {**_JSON_HEADERS, **(headers or {})}
+        self._headers = {**JSON_HEADERS, **(headers or {})}
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
         #: the wait before each retry of a failed attempt
@@ -114,6 +142,20 @@ class RpcClient:
         #: totals over the client's life (never reset)
         self.total_calls = 0
         self.total_errors = 0
+        self.total_retries = 0
+        #: where each attempt goes (None: always ``url``)
+        self.endpoints = endpoints
+        #: retries of all requests share this bucket, so a storm of failures cannot turn
+        #: into a storm of retries (a retry without a token is not made: the error is raised)
+        self.retry_bucket = TokenBucket(max_retries_per_s, max_retries_per_s, time.monotonic())
+        self.retries_denied = 0
+        #: no attempt before this ``time.monotonic()`` (the latest ``Retry-After``)
+        self._not_before = 0.0
+        #: requests on the wire now
+        self.in_flight = 0
+        #: failed attempts and retries by kind since the last :meth:`drain_kinds`
+        self.failures_by_kind: dict[str, int] = {}
+        self.retries_by_kind: dict[str, int] = {}
 
     async def aclose(self) -> None:
         if self._own_client and self.http is not None:
@@ -145,6 +187,47 @@ class RpcClient:
         counters.errors += 1
         self.total_errors += 1
 
+    def drain_kinds(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(failed attempts by kind, retries by kind) since the last drain; resets them."""
+        failures, retries = self.failures_by_kind, self.retries_by_kind
+        self.failures_by_kind, self.retries_by_kind = {}, {}
+        return failures, retries
+
+    def _retry_delay(self, retry: int, error: RpcError) -> float:
+        """The backoff before retry ``retry``, at least the server's ``Retry-After``."""
+        delay = self.backoff.delay(retry)
+        if error.retry_after_s is not None:
+            delay = max(delay, error.retry_after_s)
+        return delay
+
+    def _may_retry(self, error: RpcError, delay: float, deadline: float | None) -> bool:
+        """A retry after ``delay`` s: within the caller's deadline, and a token of the retry
+        bucket (retries of all requests together stay under ``max_retries_per_s``)."""
+        now = time.monotonic()
+        if deadline is not None and now + delay >= deadline:
+            return False
+        if not self.retry_bucket.try_take(1.0, now):
+            self.retries_denied += 1
+            return False
+        self.retries_by_kind[error.kind] = self.retries_by_kind.get(error.kind, 0) + 1
+        self.total_retries += 1
+        return True
+
+    async def _gate(self, method: str, deadline: float | None) -> None:
+        """Before each attempt: wait out a server's ``Retry-After`` (it holds for every
+        request of this client). (The request budget is taken per attempt too, by
+        :class:`~shard_worker.rpcbudget.BudgetedRpcClient`.)"""
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            if deadline is not None and time.monotonic() + wait >= deadline:
+                raise RpcTransportError(
+                    method,
+                    "throttled (Retry-After) past the deadline",
+                    kind=HTTP_429,
+                    retry_after_s=wait,
+                )
+            await asyncio.sleep(wait)
+
     async def call(
         self,
         method: str,
@@ -152,8 +235,13 @@ class RpcClient:
         *,
         timeout_s: float | None = None,
         attempts: int | None = None,
+        deadline: float | None = None,
     ) -> Any:
-        """Call ``method`` and return its ``result``; raises an :class:`RpcError` subclass."""
+        """Call ``method`` and return its ``result``; raises an :class:`RpcError` subclass
+        (with its ``kind``). A retryable failure is retried with backoff (at least the
+        server's ``Retry-After``) up to ``attempts`` times and, when given, until the
+        ``deadline`` (a ``time.monotonic()`` value): no retry starts that could not begin
+        before it, and no attempt waits past it."""
         self._next_id += 1
         req_id = self._next_id
         body = orjson.dumps(
@@ -166,117 +254,59 @@ class RpcClient:
         timeout = timeout_s or self.timeout_s
         last_error: RpcError | None = None
         for attempt in range(max_attempts):
-            if attempt:
-                await self.backoff.wait(attempt - 1)
+            if last_error is not None:
+                delay = self._retry_delay(attempt - 1, last_error)
+                if not self._may_retry(last_error, delay, deadline):
+                    raise last_error
+                await asyncio.sleep(delay)
+            await self._gate(method, deadline)
+            attempt_timeout = timeout
+            if deadline is not None:
+                attempt_timeout = max(0.05, min(timeout, deadline - time.monotonic()))
             counters.calls += 1
             self.total_calls += 1
+            self.in_flight += 1
             started = time.perf_counter()
             try:
-                return await self._attempt(method, body, req_id, timeout)
-            except RpcResponseError as exc:
-                counters.errors += 1
-                self.total_errors += 1
-                if exc.code != INTERNAL_ERROR:
-                    raise
-                last_error = exc  # -32603 may be transient: retried like a 5xx
+                return await self._attempt(method, body, req_id, attempt_timeout)
             except RpcError as exc:
                 counters.errors += 1
                 self.total_errors += 1
-                last_error = exc
-                if isinstance(exc, RpcTransportError) and not _retryable_status(exc.status):
+                self.failures_by_kind[exc.kind] = self.failures_by_kind.get(exc.kind, 0) + 1
+                if exc.retry_after_s is not None:
+                    self._not_before = max(self._not_before, time.monotonic() + exc.retry_after_s)
+                if not exc.retryable:
                     raise
+                last_error = exc
             finally:
+                self.in_flight -= 1
                 counters.latency_s += time.perf_counter() - started
         assert last_error is not None
         raise last_error
 
     async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
-        if self.transport == "aiohttp":
-            status, content = await self._post_aiohttp(method, body, timeout_s)
-            return self._parse(method, status, content, req_id)
-        status, content = await self._post_httpx(method, body, timeout_s)
-        return self._parse(method, status, content, req_id)
-
-    async def _post_httpx(self, method: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
-        import httpx
-
-        assert self.http is not None
+        url = self.url if self.endpoints is None else self.endpoints.pick(method)
+        started = time.monotonic()
         try:
-            request = self.http.build_request(
-                "POST",
-                self.url,
-                content=body,
-                headers=self._headers,
-                timeout=httpx.Timeout(timeout_s),
-            )
-            response = await self.http.send(request, stream=True)
-            try:
-                status = response.status_code
-                length = response.headers.get("content-length")
-                if (
-                    length is not None
-                    and length.isdigit()
-                    and int(length) > self.max_response_bytes
-                ):
-                    raise RpcMalformedError(method, f"response too large ({length} bytes)")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.max_response_bytes:
-                        raise RpcMalformedError(method, "response too large")
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise RpcTransportError(method, f"timeout ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise RpcTransportError(
-                method, f"transport error ({type(exc).__name__}: {exc})"
-            ) from None
-        return status, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if self.transport == "aiohttp":
+                status, content, retry_after = await self._post_aiohttp(
+                    url, method, body, timeout_s
+                )
+            else:
+                status, content, retry_after = await self._post_httpx(url, method, body, timeout_s)
+            if status != 200:
+                wait = parse_retry_after(retry_after, time.time()) if status in (429, 503) else None
+                raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)
+            result = self._parse(method, content, req_id)
+        except RpcError as exc:
+            if self.endpoints is not None:
+                self.endpoints.outcome(url, method, exc, time.monotonic() - started)
+            raise
+        if self.endpoints is not None:
+            self.endpoints.outcome(url, method, None, time.monotonic() - started)
+        return result
 
-    async def _post_aiohttp(self, method: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, keepalive_timeout=30.0, force_close=False
-                ),
-            )
-        limit = self.max_response_bytes
-        try:
-            async with session.post(
-                self.url,
-                data=body,
-                headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as resp:
-                length = resp.content_length
-                if length is not None and length > limit:
-                    raise RpcMalformedError(method, f"response too large ({length} bytes)")
-                if length is not None:
-                    content = await resp.read()
-                else:
-                    parts: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.content.iter_chunked(1 << 16):
-                        size += len(chunk)
-                        if size > limit:
-                            raise RpcMalformedError(method, "response too large")
-                        parts.append(chunk)
-                    content = b"".join(parts)
-                return resp.status, content
-        except TimeoutError:
-            raise RpcTransportError(method, "timeout") from None
-        except aiohttp.ClientError as exc:
-            raise RpcTransportError(
-                method, f"transport error ({type(exc).__name__}: {exc})"
-            ) from None
-
-    def _parse(self, method: str, status: int, content: bytes, req_id: int) -> Any:
-        if status != 200:
-            raise RpcTransportError(method, f"HTTP {status}", status=status)
+    def _parse(self, method: str, content: bytes, req_id: int) -> Any:
         try:
             payload = orjson.loads(content)
         except orjson.JSONDecodeError:
@@ -297,10 +327,6 @@ class RpcClient:
         if "result" not in payload:
             raise RpcMalformedError(method, "response has neither result nor error")
         return payload["result"]
-
-
-def _retryable_status(status: int | None) -> bool:
-    return status is None or status == 429 or status >= 500
 
 
 def expect_dict(value: Any, method: str) -> dict[str, Any]:

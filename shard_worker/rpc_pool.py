@@ -289,9 +289,11 @@ def make_rpc(
     max_connections: int,
     budget: RequestBudget | None = None,
     log: Any = logger,
+    **client_kw: Any,
 ) -> BudgetedRpcClient | PooledRpc:
     """The RPC client of a worker spec: one endpoint (``rpc_url``) or a pool
-    (``rpc_endpoints``; header values read from the environment here, once); every attempt,
+    (``rpc_endpoints``; header values read from the environment here, once; ``client_kw`` go
+    to each endpoint's :class:`RpcClient`, e.g. its attempts and backoff); every attempt,
     on any endpoint, takes a token of the shard's ``budget`` first (default: the spec's
     ``max_requests_per_s``)."""
     if budget is None:
@@ -303,6 +305,7 @@ def make_rpc(
             timeout_s=spec.rpc_timeout_s,
             transport=spec.http_client,
             max_connections=max_connections,
+            **client_kw,
         )
     configs = [
         EndpointConfig(
@@ -327,6 +330,7 @@ def make_rpc(
             transport=spec.http_client,
             max_connections=max_connections,
             headers=ep.headers,
+            **client_kw,
         )
         for ep in pool.endpoints
     ]

@@ -51,9 +51,9 @@ class BudgetedRpcClient(RpcClient):
             await self.budget.acquire(level)
         return await super()._attempt(method, body, req_id, timeout_s)
 
-    def _parse(self, method: str, status: int, content: bytes, req_id: int) -> Any:
+    def _parse(self, method: str, content: bytes, req_id: int) -> Any:
         self.bytes_in[method] = self.bytes_in.get(method, 0) + len(content)
-        return super()._parse(method, status, content, req_id)
+        return super()._parse(method, content, req_id)
 
     def drain_bytes(self) -> dict[str, int]:
         """Answer bytes received by method since the last call; resets."""

@@ -242,6 +242,33 @@ def _fee_percentile(v: int) -> str | None:
     return f"must be one of {', '.join(map(str, FEE_PERCENTILES))} (getFeeStats'), got {v}"
 
 
+#: Stellar's expected ledger time (seconds; mainnet and testnet), and the margin a transaction's
+#: max time bound keeps beyond core's submission check
+STELLAR_LEDGER_S = 5
+TIME_BOUND_MARGIN_S = 5
+
+
+def min_tx_timeout_s(ledger_s: float = STELLAR_LEDGER_S) -> int:
+    """The shortest ``tx_timeout_s`` that passes stellar-core's time-bound check: core refuses
+    (txTOO_LATE) a max time below ``lastClose + 2 x ledger time + (now - lastClose)``, so the
+    bound, taken from the latest close time, must reach more than two ledgers ahead, plus a
+    margin for the simulations and the send in between."""
+    return int(2 * ledger_s + TIME_BOUND_MARGIN_S + 0.999)
+
+
+def tx_timeout_problem(v: int, ledger_s: float = STELLAR_LEDGER_S) -> str | None:
+    """Why ``tx_timeout_s`` ``v`` is too short on a network of ``ledger_s`` ledgers; or None."""
+    least = min_tx_timeout_s(ledger_s)
+    if v >= least:
+        return None
+    return (
+        f"must be at least {least} s: stellar-core refuses a transaction whose max time is not "
+        f"more than two ledgers ({2 * ledger_s:g} s) past the last close when it is sent "
+        f"(txTOO_LATE), and {TIME_BOUND_MARGIN_S} s more cover the simulations and the send; "
+        f"got {v}"
+    )
+
+
 def host_port_problem(v: str) -> str | None:
     """``host:port`` (``[v6]:port`` too), port <= 65535; the problem, or None."""
     if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}", v):
@@ -289,8 +316,9 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
             doc="execute transactions in flight per shard"),
     Setting("rpc_timeout_s", float, 10.0, gt=0, flag="--rpc-timeout", metavar="SECONDS",
             doc="per-request timeout (requests are retried with backoff on timeouts, 429, 5xx)"),
-    Setting("tx_timeout_s", int, 30, ge=1, flag="--tx-timeout", metavar="SECONDS",
-            doc="a transaction's max time bound is the ledger close time plus this"),
+    Setting("tx_timeout_s", int, 30, ge=1, rule=tx_timeout_problem, flag="--tx-timeout",
+            metavar="SECONDS",
+            doc="max time bound = ledger close time + this (at least 2 ledgers + 5 s: 15 s)"),
     Setting("stop_grace_s", float, 20.0, gt=0, flag="--stop-grace", metavar="SECONDS",
             doc="on stop, how long in-flight transactions may take to reach a final status"),
     Setting("base_fee", int, 100, ge=100, flag="--base-fee", metavar="STROOPS",

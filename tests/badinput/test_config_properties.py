@@ -47,7 +47,7 @@ worker_values = st.fixed_dictionaries(
         "read_mode": st.sampled_from(["events", "ledger_entries", "simulate"]),
         "max_concurrent_reads": st.integers(1, 64),
         "max_concurrent_executions": st.integers(1, 16),
-        "tx_timeout_s": st.integers(1, 300),
+        "tx_timeout_s": st.integers(15, 300),  # valid from 2 ledgers + 5 s
         "base_fee": st.integers(100, 10_000),
     },
 )

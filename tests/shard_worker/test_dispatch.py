@@ -31,7 +31,7 @@ class RecordingExecutor(Executor):
         self.all_done = asyncio.Event()
         self.expect = 0
 
-    async def execute(self, acc: SourceAccount, task_id: int) -> None:
+    async def execute(self, acc: SourceAccount, task_id: int, release: Any = None) -> None:
         self.holds.in_flight.add(task_id)
         try:
             await asyncio.sleep(self.hold_s)

@@ -17,10 +17,11 @@ from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
 from shard_worker.errors import RpcMalformedError, RpcTransportError
-from shard_worker.executor import Executor, Submitter
+from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.spec import SecretRef, WorkerSpec
+from shard_worker.strict_xdr import parse_auth_entry
 from sorotask_core.signing import Signer
 from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
 from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
@@ -329,3 +330,170 @@ class TestExecute:
         assert ex.holds.backoff[TASK] == (51, 1)
         (failed,) = events_of(ex, "failed")
         assert failed["reason"] == "error" and "vanished" in failed["error"]
+
+
+def error_answer(code: sx.TransactionResultCode) -> dict[str, Any]:
+    return {"status": "ERROR", "errorResultXdr": tx_result(code, 0)}
+
+
+class TestNamedSendOutcomes:
+    @pytest.mark.parametrize(
+        ("code", "total"),
+        [
+            (sx.TransactionResultCode.txTOO_LATE, "rejected_too_late"),
+            (sx.TransactionResultCode.txINSUFFICIENT_FEE, "rejected_insufficient_fee"),
+            (sx.TransactionResultCode.txBAD_SEQ, "rejected_bad_seq"),
+        ],
+    )
+    def test_rejections_are_named_counted_and_logged(
+        self, code: sx.TransactionResultCode, total: str
+    ) -> None:
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [error_answer(code)]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        lines: list[str] = []
+        ex.submitter.log = _ListLog(lines)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
+        assert ex.tally.totals[total] == 1
+        assert ex.tally.cycle.sends == {code.name: 1}
+        assert any(code.name in line and "rejected" in line for line in lines)
+        assert events_of(ex, "tx_error")[0]["reason"] == f"rejected: {code.name}"
+
+    def test_try_again_later_and_pending_are_counted_by_name(self) -> None:
+        kp = Keypair.random()
+        later = {"status": "TRY_AGAIN_LATER", "latestLedgerCloseTime": "100"}
+        rpc = FakeRpc({"sendTransaction": [later, {"status": "PENDING"}]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        assert asyncio.run(ex.submitter.send("AAAA", journaled(ex, kp), acc)) is True
+        assert ex.tally.cycle.sends == {"TRY_AGAIN_LATER": 1, "PENDING": 1}
+
+
+class _ListLog:
+    """A logger stand-in keeping the formatted lines."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def _add(self, fmt: str, *args: Any) -> None:
+        self.lines.append(fmt.format(*args))
+
+    info = warning = debug = _add
+
+
+class TestSettle:
+    """An unknown send outcome settled by resending the same envelope."""
+
+    def run_submit(self, answers: list[Any], gets: list[Any]) -> tuple[Executor, SourceAccount]:
+        kp = Keypair.random()
+        rpc = FakeRpc({"sendTransaction": answers, "getTransaction": gets})
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = JournalEntry(
+            hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=9_999
+        )
+        ex.holds.in_flight.add(TASK)
+        released: list[bool] = []
+
+        async def go() -> None:
+            detached = await ex.submitter.submit(
+                "AAAA", entry, acc, 0.0, lambda: released.append(True)
+            )
+            if detached:  # the confirmation runs beside: wait for it
+                me = asyncio.current_task()
+                others = [t for t in ex.submitter.sending if t is not me]
+                assert others
+                await asyncio.wait_for(asyncio.gather(*others), 5)
+
+        asyncio.run(asyncio.wait_for(go(), 10))
+        self.released = released
+        self.envelopes = [p for m, p in rpc.calls if m == "sendTransaction"]
+        return ex, acc
+
+    def test_duplicate_after_a_lost_answer_frees_the_account_and_confirms(self) -> None:
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        success = {"status": "SUCCESS", "ledger": 7}
+        ex, acc = self.run_submit(
+            [lost, {"status": "DUPLICATE"}], [{"status": "NOT_FOUND"}, success]
+        )
+        assert self.envelopes == [{"transaction": "AAAA"}] * 2  # the same envelope twice
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 1, "DUPLICATE": 1}
+        assert self.released == [True] and not acc.needs_resync
+        assert ex.tally.totals["executed"] == 1 and TASK not in ex.holds.in_flight
+
+    def test_bad_seq_after_a_resend_lets_get_transaction_decide(self) -> None:
+        lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
+        bad_seq = error_answer(sx.TransactionResultCode.txBAD_SEQ)
+        ex, acc = self.run_submit([lost, bad_seq], [{"status": "SUCCESS", "ledger": 7}])
+        # applied meanwhile: not a rejection, the executed transaction is counted once
+        assert ex.tally.totals["executed"] == 1
+        assert ex.tally.totals["tx_errors"] == 0 and ex.tally.totals["rejected_bad_seq"] == 0
+        assert self.released == []  # not known queued: the account waited for the answer
+        assert acc.needs_resync
+
+
+class TestTransientFailures:
+    def test_an_unreachable_rpc_fails_the_execution_without_a_ledger_backoff(self) -> None:
+        kp = Keypair.random()
+        busy = RpcTransportError("getLedgerEntries", "HTTP 503", status=503)
+        ex = make_executor(kp, FakeRpc({"getLedgerEntries": [busy]}))
+        ex.clock.last_read = Latest(50, 5_000)
+        acc = SourceAccount(ex.identity.keeper, True)  # needs a resync first
+        asyncio.run(ex.execute(acc, TASK))
+        assert ex.tally.totals["failed"] == 1 and ex.tally.totals["failed_rpc_unavailable"] == 1
+        assert TASK not in ex.holds.backoff  # due again next ledger
+        assert events_of(ex, "failed")[0]["reason"] == "rpc_unavailable"
+
+
+class TestAuthReuse:
+    """A channel account's repeat execution signs the task's recorded authorization with a
+    fresh nonce: one simulation instead of two."""
+
+    def test_with_nonce_replaces_only_the_nonce(self) -> None:
+        kp = Keypair.random()
+        raw = base64.b64decode(genuine(kp, source=False)["results"][0]["auth"][0])
+        fresh = with_nonce(raw, 123_456_789)
+        assert len(fresh) == len(raw) and fresh != raw
+        before, after = parse_auth_entry(raw), parse_auth_entry(fresh)
+        assert after.nonce == 123_456_789
+        assert (after.address, after.function, after.args) == (
+            before.address,
+            before.function,
+            before.args,
+        )
+        source = base64.b64decode(genuine(kp, source=True)["results"][0]["auth"][0])
+        assert with_nonce(source, 5) == source  # source-account credentials have no nonce
+
+    def test_a_repeat_execution_simulates_once_and_falls_back_on_an_error(self) -> None:
+        kp = Keypair.random()
+        channel = Keypair.random()
+        recorded = genuine(kp, source=False)
+        enforced = dict(recorded)
+        rpc = FakeRpc(
+            {
+                # first execution: recording, then enforcing; second: enforcing only;
+                # third: the reused authorization refused -> recording and enforcing again
+                "simulateTransaction": [
+                    recorded,
+                    enforced,
+                    enforced,
+                    {"error": "nonce"},
+                    recorded,
+                    enforced,
+                ],
+                "sendTransaction": [{"status": "PENDING"}] * 3,
+                "getTransaction": [{"status": "SUCCESS", "ledger": 9}] * 3,
+                "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}] * 3,
+            }
+        )
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        acc = SourceAccount(
+            Signer.from_secret(channel.secret), False, sequence=41, needs_resync=False
+        )
+        for _ in range(3):
+            asyncio.run(ex.execute(acc, TASK))
+        sims = [m for m, _ in rpc.calls if m == "simulateTransaction"]
+        assert len(sims) == 6  # 2 + 1 + (1 refused + 2)
+        assert ex.tally.totals["executed"] == 3 and ex.tally.totals["failed"] == 0
+        assert ex.holds.backoff == {}  # the refused reuse was not a failure of the task

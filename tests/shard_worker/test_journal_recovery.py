@@ -174,3 +174,50 @@ class TestInFlightJournal:
         asyncio.run(go())
         effects = sorted(e["effect"] for e in devnet.executions([task_id]))
         assert effects == ["executed", "noop_not_due"]
+
+    def test_a_journaled_envelope_that_never_reached_the_queue_is_resent_at_restart(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        # the first keeper journals its transaction, but no send reaches the devnet (every
+        # sendTransaction connection dropped before it is carried out); it is killed; its
+        # successor resends the journaled envelope (same hash) instead of waiting for the
+        # time bound (30 s: six ledgers) with the task and the account held
+        _, keeper = keys.new()
+        _, chan_a = keys.new()
+        task_id, _ = devnet.seed_tasks(count=1, interval=LONG)
+        pending = devnet.stats()["pending"]
+        devnet.set_faults(per_method={"sendTransaction": {"drop_rate": 1.0}})
+        try:
+            proc = start_cli_keeper(devnet, keeper, chan_a, task_id, tmp_path)
+            try:
+                devnet.close_ledger()
+                assert wait_for(lambda: bool(Journal(tmp_path, "shard-j").load()), 20)
+            finally:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        finally:
+            devnet.set_faults()
+        journaled = Journal(tmp_path, "shard-j").load()
+        assert [e.task_id for e in journaled] == [task_id] and journaled[0].envelope
+        assert devnet.stats()["pending"] == pending  # nothing reached the queue
+        ledger = devnet.stats()["ledger"]
+
+        asyncio.run(
+            successor(
+                devnet,
+                {
+                    "secret": keeper,
+                    "channel_secrets": (chan_a,),
+                    "range_first": task_id,
+                    "range_last": task_id,
+                    "state_dir": str(tmp_path),
+                    "name": "shard-j",
+                },
+                pending_expected=pending + 1,  # the successor's resend queued it
+            )
+        )
+        execs = devnet.executions([task_id])
+        assert [e["effect"] for e in execs] == ["executed"]
+        assert execs[0]["tx_hash"] == journaled[0].hash  # the journaled envelope, not a new one
+        assert execs[0]["ledger"] == ledger + 1  # the first ledger closed after the restart
+        assert Journal(tmp_path, "shard-j").load() == []

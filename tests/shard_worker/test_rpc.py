@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,8 +12,20 @@ import orjson
 import pytest
 from aiohttp import web
 
-from shard_worker.errors import RpcMalformedError, RpcResponseError, RpcTransportError
+from devnet.process import DevnetProcess
+from shard_worker.budget import RequestBudget
+from shard_worker.errors import (
+    RETRY_AFTER_CAP_S,
+    RpcError,
+    RpcMalformedError,
+    RpcResponseError,
+    RpcTransportError,
+    kind_of_code,
+    kind_of_status,
+    parse_retry_after,
+)
 from shard_worker.rpc import RpcClient, as_int
+from shard_worker.rpcbudget import BudgetedRpcClient
 from tests.support.sdk_client import HttpxAsyncClient
 
 Handler = Callable[[dict[str, Any], int], Any]
@@ -218,3 +232,278 @@ class TestHttpxAsyncClient:
 
         resp = run(go())
         assert resp.status_code == 200 and resp.json()["result"] == {"x": 1}
+
+
+class TestKinds:
+    """The pure classification the client (and the endpoint pool) use."""
+
+    @pytest.mark.parametrize(
+        ("status", "kind", "again"),
+        [
+            (503, "http_503", True),
+            (429, "http_429", True),
+            (500, "server_error", False),
+            (404, "http_error", False),
+        ],
+    )
+    def test_http_statuses(self, status: int, kind: str, again: bool) -> None:
+        exc = RpcTransportError("m", f"HTTP {status}", status=status)
+        assert kind_of_status(status) == kind and exc.kind == kind
+        assert exc.try_again_later is again
+        assert exc.retryable is (status != 404)
+
+    @pytest.mark.parametrize(
+        ("code", "kind", "retryable"),
+        [
+            (-32098, "queue_full", True),
+            (-32001, "exec_timeout", True),
+            (-32603, "internal", True),
+            (-32602, "rpc_error", False),
+        ],
+    )
+    def test_jsonrpc_codes(self, code: int, kind: str, retryable: bool) -> None:
+        exc = RpcResponseError("m", code, "x")
+        assert kind_of_code(code) == kind and exc.kind == kind and exc.retryable is retryable
+
+    def test_retry_after_seconds_date_and_cap(self) -> None:
+        now = 1_700_000_000.0
+        assert parse_retry_after("2", now) == 2.0
+        assert parse_retry_after(" 7 ", now) == 7.0
+        date = email.utils.formatdate(now + 4, usegmt=True)
+        assert parse_retry_after(date, now) == pytest.approx(4.0, abs=1.0)
+        assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now) == 0.0
+        assert parse_retry_after("86400", now) == RETRY_AFTER_CAP_S
+        assert parse_retry_after("86400", now, cap_s=3) == 3
+        assert parse_retry_after(None, now) is None
+        assert parse_retry_after("soon", now) is None
+
+
+class TestOverloadKinds:
+    """Scripted answers: each overload kind retried and counted by kind."""
+
+    @pytest.mark.parametrize(
+        ("step", "kind"),
+        [
+            (
+                ("error", {"code": -32098, "message": "rpc queue for getHealth surpassed"}),
+                "queue_full",
+            ),
+            (
+                ("error", {"code": -32001, "message": "request exceeded processing limit"}),
+                "exec_timeout",
+            ),
+            (("status", 503), "http_503"),
+            (("status", 429), "http_429"),
+        ],
+        ids=["-32098", "-32001", "503", "429"],
+    )
+    def test_each_overload_kind_is_retried_and_counted(self, step: Any, kind: str) -> None:
+        result, client = run(call(Script(step, step, ("result", 9))))
+        assert result == 9
+        failures, retries = client.drain_kinds()
+        assert failures == {kind: 2} and retries == {kind: 2}
+        assert client.total_retries == 2
+
+    def test_no_retry_past_the_callers_deadline(self) -> None:
+        async def go() -> tuple[float, RpcClient, Script]:
+            script = Script(("status", 503))
+            runner, url = await serve(script)
+            client = RpcClient(url, backoff_base_s=0.2, max_attempts=50, transport=TRANSPORT[0])
+            t0 = time.monotonic()
+            try:
+                with pytest.raises(RpcTransportError) as err:
+                    await client.call("getHealth", deadline=t0 + 0.5)
+                assert err.value.kind == "http_503"
+                return time.monotonic() - t0, client, script
+            finally:
+                await client.aclose()
+                await runner.cleanup()
+
+        elapsed, _client, script = run(go())
+        assert elapsed < 0.6  # gave up before the deadline instead of waiting past it
+        assert 1 <= len(script.seen) < 6
+
+    def test_a_retry_storm_is_capped_by_the_retry_bucket(self) -> None:
+        async def go() -> tuple[RpcClient, Script]:
+            script = Script(("status", 503))
+            runner, url = await serve(script)
+            client = RpcClient(
+                url,
+                backoff_base_s=0.0,
+                max_attempts=4,
+                transport=TRANSPORT[0],
+                max_retries_per_s=3,
+            )
+            try:
+                results = await asyncio.gather(
+                    *(client.call("getHealth") for _ in range(5)), return_exceptions=True
+                )
+                assert all(isinstance(r, RpcTransportError) for r in results)
+                return client, script
+            finally:
+                await client.aclose()
+                await runner.cleanup()
+
+        client, script = run(go())
+        # 5 first attempts, then only the bucket's 3 retries (not 5 x 3)
+        assert len(script.seen) == 8
+        assert client.total_retries == 3 and client.retries_denied == 5
+
+    def test_each_attempt_takes_a_token_of_the_shared_budget(self) -> None:
+        budget = RequestBudget(1000)
+
+        async def go() -> Any:
+            runner, url = await serve(Script(("status", 503), ("result", 1)))
+            client = BudgetedRpcClient(
+                url, budget=budget, backoff_base_s=0.01, transport=TRANSPORT[0]
+            )
+            try:
+                return await client.call("getHealth")
+            finally:
+                await client.aclose()
+                await runner.cleanup()
+
+        result = run(go())
+        assert result == 1
+        assert budget.drain_stats()["granted"] == {"due": 2}
+
+
+class TestOverloadOnTheDevnet:
+    """The devnet's overload answers (devnet_setFaults), as stellar-rpc and providers give them."""
+
+    @pytest.mark.parametrize(
+        "fault",
+        ["queue_full_rate", "timeout_rate", "http_503_rate", "http_429_rate"],
+    )
+    def test_each_overload_kind_is_retried_until_it_clears(
+        self, devnet: DevnetProcess, fault: str
+    ) -> None:
+        kinds = {
+            "queue_full_rate": "queue_full",
+            "timeout_rate": "exec_timeout",
+            "http_503_rate": "http_503",
+            "http_429_rate": "http_429",
+        }
+
+        async def go() -> tuple[Any, RpcClient]:
+            extra = {"retry_after_s": 0} if fault == "http_429_rate" else {}
+            await asyncio.to_thread(
+                devnet.set_faults, per_method={"getLatestLedger": {fault: 1.0}}, **extra
+            )
+            client = RpcClient(
+                devnet.info.rpc_url,
+                backoff_base_s=0.05,
+                backoff_max_s=0.1,
+                max_attempts=100,
+                transport=TRANSPORT[0],
+            )
+            try:
+                call_task = asyncio.create_task(
+                    client.call("getLatestLedger", deadline=time.monotonic() + 10)
+                )
+                await asyncio.sleep(0.4)
+                assert not call_task.done()  # still retrying the overload
+                await asyncio.to_thread(devnet.set_faults)
+                return await call_task, client
+            finally:
+                await asyncio.to_thread(devnet.set_faults)
+                await client.aclose()
+
+        result, client = run(go())
+        assert int(result["sequence"]) >= 1000
+        failures, retries = client.drain_kinds()
+        assert failures.get(kinds[fault], 0) >= 2 and set(failures) == {kinds[fault]}
+        assert retries[kinds[fault]] == failures[kinds[fault]]
+
+    def test_retry_after_is_honoured(self, devnet: DevnetProcess) -> None:
+        async def go() -> tuple[float, RpcClient]:
+            await asyncio.to_thread(
+                devnet.set_faults,
+                per_method={"getLatestLedger": {"http_429_rate": 1.0}},
+                retry_after_s=1,
+            )
+            client = RpcClient(
+                devnet.info.rpc_url,
+                backoff_base_s=0.01,
+                max_attempts=100,
+                transport=TRANSPORT[0],
+            )
+            t0 = time.monotonic()
+            try:
+                call_task = asyncio.create_task(client.call("getLatestLedger"))
+                await asyncio.sleep(0.2)
+                await asyncio.to_thread(devnet.set_faults)
+                await call_task
+                return time.monotonic() - t0, client
+            finally:
+                await asyncio.to_thread(devnet.set_faults)
+                await client.aclose()
+
+        elapsed, client = run(go())
+        calls, _, _ = client.drain_counters()
+        # one throttled attempt, then a retry only after the server's 1 s (not ~100 retries
+        # 10 ms apart)
+        assert calls == {"getLatestLedger": 2}
+        assert elapsed >= 0.95
+        failures, retries = client.drain_kinds()
+        assert failures == {"http_429": 1} and retries == {"http_429": 1}
+
+    def test_retry_after_past_the_deadline_gives_up_at_once(self, devnet: DevnetProcess) -> None:
+        async def go() -> tuple[float, RpcError]:
+            await asyncio.to_thread(
+                devnet.set_faults,
+                per_method={"getLatestLedger": {"http_429_rate": 1.0}},
+                retry_after_s=5,
+            )
+            client = RpcClient(devnet.info.rpc_url, max_attempts=10, transport=TRANSPORT[0])
+            t0 = time.monotonic()
+            try:
+                with pytest.raises(RpcError) as err:
+                    await client.call("getLatestLedger", deadline=t0 + 1.0)
+                return time.monotonic() - t0, err.value
+            finally:
+                await asyncio.to_thread(devnet.set_faults)
+                await client.aclose()
+
+        elapsed, err = run(go())
+        assert elapsed < 0.9 and err.kind == "http_429"
+        assert err.retry_after_s == pytest.approx(5.0)
+
+
+class TestEndpointSeam:
+    def test_each_attempt_asks_where_to_go_and_reports_how_it_went(self) -> None:
+        class TwoUrls:
+            def __init__(self, urls: list[str]) -> None:
+                self.urls = urls
+                self.seen: list[tuple[str, str, str | None]] = []
+
+            def pick(self, method: str) -> str:
+                return self.urls[len(self.seen) % 2]
+
+            def outcome(
+                self, url: str, method: str, error: RpcError | None, latency_s: float
+            ) -> None:
+                self.seen.append((url, method, None if error is None else error.kind))
+
+        async def go() -> tuple[Any, TwoUrls]:
+            busy, ok = Script(("status", 503)), Script(("result", 4))
+            r1, url1 = await serve(busy)
+            r2, url2 = await serve(ok)
+            pool = TwoUrls([url1, url2])
+            client = RpcClient(
+                "http://127.0.0.1:9/",
+                backoff_base_s=0.01,
+                transport=TRANSPORT[0],
+                endpoints=pool,
+            )
+            try:
+                return await client.call("getHealth"), pool
+            finally:
+                await client.aclose()
+                await r1.cleanup()
+                await r2.cleanup()
+
+        result, pool = run(go())
+        assert result == 4
+        assert [(m, k) for _, m, k in pool.seen] == [("getHealth", "http_503"), ("getHealth", None)]
+        assert pool.seen[0][0] != pool.seen[1][0]

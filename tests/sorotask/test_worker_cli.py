@@ -52,10 +52,10 @@ class TestFlagsFromTheDeclarations:
 
     def test_values_take_the_declared_type(self) -> None:
         args = build_parser().parse_args(
-            ["--poll-interval", "2", "--tx-timeout", "9", "--log-level", "debug"]
+            ["--poll-interval", "2", "--tx-timeout", "19", "--log-level", "debug"]
         )
         assert args.poll_interval_s == 2.0 and isinstance(args.poll_interval_s, float)
-        assert args.tx_timeout_s == 9 and isinstance(args.tx_timeout_s, int)
+        assert args.tx_timeout_s == 19 and isinstance(args.tx_timeout_s, int)
         assert args.log_level == "DEBUG"
 
     @pytest.mark.parametrize(
@@ -65,6 +65,7 @@ class TestFlagsFromTheDeclarations:
             ("--poll-interval", "0", "must be > 0, got 0"),
             ("--base-fee", "99", "must be >= 100, got 99"),
             ("--tx-timeout", "1.5", "expected an integer, got '1.5'"),
+            ("--tx-timeout", "9", "must be at least 15 s"),
             ("--log-level", "LOUD", "must be one of TRACE"),
             ("--read-mode", "turbo", "invalid choice"),
         ],

@@ -129,6 +129,39 @@ class TestConfigErrors:
         assert msg.startswith(f"{p}:6: worker.poll_intervl_s: unknown key")
         assert "poll_interval_s" in msg  # the suggestion
 
+    def test_a_tx_timeout_shorter_than_two_ledgers_and_a_margin_is_refused(
+        self, tmp_path: Path, env
+    ) -> None:
+        # core refuses a max time not two ledgers (10 s) ahead as txTOO_LATE: 1 s would make
+        # every send fail on a real network
+        p = write(
+            tmp_path,
+            """\
+            worker: {tx_timeout_s: 1}
+            shards:
+              - name: a
+                range: [1, null]
+                secret_env: KS_0
+                worker: {tx_timeout_s: 14}
+            """,
+        )
+        probs = problems(p)
+        first = one(probs, "worker.tx_timeout_s")
+        assert "must be at least 15 s" in first and "txTOO_LATE" in first and "got 1" in first
+        assert "got 14" in one(probs, "shards[0].worker.tx_timeout_s")
+
+    def test_a_tx_timeout_of_two_ledgers_and_a_margin_is_accepted(
+        self, tmp_path: Path, env
+    ) -> None:
+        p = write(
+            tmp_path,
+            """\
+            worker: {tx_timeout_s: 15}
+            shards: [{name: a, range: [1, null], secret_env: KS_0}]
+            """,
+        )
+        assert load_config(p).shards[0].spec.tx_timeout_s == 15
+
     def test_overlapping_ranges_are_reported_with_both_shards(self, tmp_path: Path, env) -> None:
         p = write(
             tmp_path,

@@ -15,7 +15,7 @@ class FakeRpc:
         self.noted: list[str] = []
         self.calls: list[tuple[str, dict[str, Any] | None]] = []
 
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+    async def call(self, method: str, params: dict[str, Any] | None = None, **_kw: Any) -> Any:
         self.calls.append((method, params))
         answer = self.script[method].pop(0)
         if isinstance(answer, Exception):

@@ -1,0 +1,409 @@
+"""Landing a signed transaction (:class:`Submitter`): journal, send, settle, confirm.
+
+* ``sendTransaction`` answers are counted by name (``send_results``): PENDING, DUPLICATE,
+  TRY_AGAIN_LATER (retried while the transaction can still pass core's time-bound check),
+  ERROR by result code (txTOO_LATE, txINSUFFICIENT_FEE, txBAD_SEQ, ... with a log line and a
+  total each), ``uncertain`` (no answer, a garbled one), ``unknown_status``, ``resent``.
+* A send whose outcome is unknown is **settled by sending the same signed envelope again**
+  (same hash, the journal holds it; nothing can run twice): DUPLICATE or PENDING says it is
+  queued; an ERROR after a resend says it is not pending but maybe applied meanwhile, so
+  ``getTransaction`` decides. No new transaction is built for the task while the old one may
+  land (the task stays in flight until its transaction is final or expired).
+* Once queued, the account is released; the confirmation runs beside the executors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from loguru import logger
+
+from shard_worker import chain
+from shard_worker.accounts import SourceAccount
+from shard_worker.context import Events, Tally
+from shard_worker.due import Holds
+from shard_worker.errors import RpcError, RpcMalformedError
+from shard_worker.journal import Journal, JournalEntry
+from shard_worker.ledger import LedgerClock
+from shard_worker.pricing import FeeHooks
+from shard_worker.retry import Backoff
+from shard_worker.rpc import RpcClient, as_int, expect_dict
+from shard_worker.spec import WorkerSpec
+from shard_worker.txbounds import DEFAULT_LEDGER_S
+
+__all__ = ["TRY_AGAIN_LATER_BACKOFF", "TRY_AGAIN_LATER_LIMIT", "TX_BAD_SEQ", "Submitter"]
+
+TX_BAD_SEQ = -5
+#: rejections counted in the keeper's totals by name
+_NAMED_REJECTIONS = {
+    "txTOO_LATE": "rejected_too_late",
+    "txINSUFFICIENT_FEE": "rejected_insufficient_fee",
+    "txBAD_SEQ": "rejected_bad_seq",
+}
+#: the wait between sends answered TRY_AGAIN_LATER, and how many sends at most
+TRY_AGAIN_LATER_BACKOFF = Backoff(0.05, factor=1.5, max_s=1.0, jitter=0.3)
+TRY_AGAIN_LATER_LIMIT = 64
+#: what a send found out (:meth:`Submitter._send`)
+QUEUED, UNKNOWN, NOT_PENDING, REJECTED = "queued", "unknown", "not_pending", "rejected"
+#: the wait between resends of the same envelope after an unknown outcome, and how many
+SETTLE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
+SETTLE_LIMIT = 40
+#: new time bounds for one execution after txTOO_LATE refusals, at most
+RESEAL_LIMIT = 2
+#: the refusals a fresh time bound and sequence number can cure
+RESEALABLE = ("txTOO_LATE", "txBAD_SEQ")
+#: how often a prepared transaction looks for a new ledger behind its account's previous one
+TURN_POLL_S = 0.05
+
+
+def _close_time(res: dict[str, Any], method: str) -> int:
+    """``latestLedgerCloseTime`` of a send/getTransaction answer; 0 when missing or garbled
+    (the caller then keeps waiting rather than failing on a field it only uses as a clock)."""
+    try:
+        return as_int(res, "latestLedgerCloseTime", method, 0)
+    except RpcMalformedError:
+        return 0
+
+
+class Submitter:
+    """Lands signed transactions: journal, ``sendTransaction``, ``getTransaction`` until a
+    final status; counts each outcome once (in the :class:`Tally`) and reports it."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        rpc: RpcClient,
+        events: Events,
+        *,
+        journal: Journal,
+        holds: Holds,
+        clock: LedgerClock,
+        tally: Tally,
+    ) -> None:
+        self.spec = spec
+        self.rpc = rpc
+        self.events = events
+        self.journal = journal
+        self.holds = holds
+        self.clock = clock
+        self.tally = tally
+        self.log = logger.bind(shard=spec.name)
+        #: set once the keeper stops: nothing new is sent
+        self.stopping = False
+        #: the network's ledger time (seconds), for the time-bound check; set at start
+        self.ledger_s = DEFAULT_LEDGER_S
+        #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
+        #: executions not yet sent are cancelled
+        self.sending: set[asyncio.Task[None]] = set()
+        #: the result name of a refused send, by hash, until :meth:`submit` has read it
+        self._last_rejection: dict[str, str] = {}
+        #: each source account's transaction being confirmed beside the executors
+        self._confirming: dict[str, asyncio.Task[None]] = {}
+        #: told of each transaction applied, refused or expired (shard_worker.pricing)
+        self.fee_hooks: FeeHooks | None = None
+        #: accounts whose next transaction waits until the previous one is final
+        self._strict: set[str] = set()
+        #: the newest ledger when that transaction was queued
+        self._accepted_at: dict[str, int] = {}
+
+    async def submit(
+        self,
+        envelope: str,
+        entry: JournalEntry,
+        acc: SourceAccount,
+        t0: float,
+        release: Callable[[], None] | None = None,
+        *,
+        reseal: Callable[[], Awaitable[tuple[str, JournalEntry]]] | None = None,
+    ) -> bool:
+        """Journal ``entry`` (durably), send ``envelope`` and confirm it; ``t0`` is when the
+        execution started (for ``mean_execution_s``). With ``release``, once the transaction
+        is settled in the queue (PENDING / DUPLICATE) the source account is released and the
+        confirmation goes on beside the executors (True is returned: the task stays in flight
+        until it is confirmed): the account's next transaction is prepared meanwhile (its send
+        waits behind this one's ledger: TRY_AGAIN_LATER)."""
+        current = asyncio.current_task()
+        if current is not None:
+            self.sending.add(current)  # from here on a stop waits for it (bounded)
+        self.journal.add(entry)
+        state = await self._send(envelope, entry, acc)
+        for _ in range(RESEAL_LIMIT):
+            # refused as txTOO_LATE or txBAD_SEQ (surely not queued, so it can never land):
+            # the same transaction with a fresh time bound and the account's sequence number
+            if state != REJECTED or reseal is None or self.stopping:
+                break
+            name = self._last_rejection.pop(entry.hash, None)
+            if name not in RESEALABLE:
+                break
+            previous = self._confirming.get(acc.public_key)
+            if name == "txBAD_SEQ" and previous is not None and not previous.done():
+                # the account's previous transaction was neither applied nor refused yet
+                # (dropped? delayed?): its next ones wait until it is final
+                self._strict.add(acc.public_key)
+                break
+            envelope, entry = await reseal()
+            self.count("resealed")
+            self.journal.add(entry)
+            state = await self._send(envelope, entry, acc)
+        if state == REJECTED:
+            self._last_rejection.pop(entry.hash, None)
+            return False
+        queued = state == QUEUED or await self.settle(envelope, entry, acc)
+        if not (queued and release is not None):
+            await self.confirm(entry, acc, t0)
+            return False
+        release()
+        task = asyncio.create_task(
+            self._confirm_detached(entry, acc, t0), name=f"confirm-{entry.task_id}"
+        )
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+        self._confirming[acc.public_key] = task
+        newest = self.clock.newest
+        self._accepted_at[acc.public_key] = newest.sequence if newest is not None else 0
+        return True
+
+    async def wait_turn(self, acc: SourceAccount) -> None:
+        """Wait until ``acc``'s previous transaction (confirmed beside the executors) is final
+        or a ledger has closed since it was queued (core keeps one pending transaction per
+        account: sending earlier only earns TRY_AGAIN_LATER). (Cancelling the waiter leaves
+        that confirmation running.)"""
+        previous = self._confirming.get(acc.public_key)
+        accepted_at = self._accepted_at.get(acc.public_key, 0)
+        while previous is not None and not previous.done():
+            if acc.public_key in self._strict:
+                await asyncio.wait({previous})
+                return
+            newest = self.clock.newest
+            if newest is not None and newest.sequence > accepted_at:
+                return  # a ledger closed since: applied (or dropped: then txBAD_SEQ, resealed)
+            await asyncio.wait({previous}, timeout=TURN_POLL_S)
+
+    async def _confirm_detached(self, entry: JournalEntry, acc: SourceAccount, t0: float) -> None:
+        """Confirm a queued transaction beside the executors; the task stays in flight
+        until then."""
+        try:
+            await self.confirm(entry, acc, t0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never lost silently: the journal keeps the entry
+            self.log.warning("task {} confirmation error: {}", entry.task_id, exc)
+        finally:
+            self.holds.in_flight.discard(entry.task_id)
+            self._strict.discard(acc.public_key)
+
+    def count(self, result: str) -> None:
+        """One named answer to a send (``send_results``)."""
+        sends = self.tally.cycle.sends
+        sends[result] = sends.get(result, 0) + 1
+
+    def sendable(self, entry: JournalEntry) -> bool:
+        """The transaction can still pass core's time-bound check (its max time more than two
+        ledgers past the newest ledger seen)."""
+        newest = self.clock.newest
+        if newest is None:
+            return True
+        return entry.max_time > newest.close_time + 2 * self.ledger_s
+
+    async def send(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
+        """True when the transaction may be queued (confirm it); False when it surely is not."""
+        return await self._send(envelope, entry, acc) != REJECTED
+
+    async def _send(
+        self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, resend: bool = False
+    ) -> str:
+        """One send (TRY_AGAIN_LATER retried while the transaction can still be sent in time):
+        :data:`QUEUED` (PENDING / DUPLICATE); :data:`UNKNOWN` (no answer, a garbled one, or an
+        unknown status: maybe queued); :data:`REJECTED` (surely not queued; counted).
+
+        With ``resend`` (the same envelope again, after an unknown outcome) an ERROR, or
+        TRY_AGAIN_LATER up to the time bound, is :data:`NOT_PENDING`: not in the queue (that
+        would be DUPLICATE) but maybe applied meanwhile (its sequence number used: txBAD_SEQ,
+        or its time bound passed), so getTransaction decides."""
+        for retry in range(TRY_AGAIN_LATER_LIMIT):
+            try:
+                # one attempt: a client retry could meet it applied meanwhile (txBAD_SEQ)
+                res = expect_dict(
+                    await self.rpc.call("sendTransaction", {"transaction": envelope}, attempts=1),
+                    "sendTransaction",
+                )
+                status = res.get("status")
+            except RpcError as exc:
+                self.count("uncertain")
+                self.log.info("task {} send uncertain ({})", entry.task_id, exc)
+                acc.sent(entry.sequence, accepted=False)
+                return UNKNOWN
+            if status in ("PENDING", "DUPLICATE"):
+                self.count(str(status))
+                acc.sent(entry.sequence, accepted=True)
+                return QUEUED
+            if status == "TRY_AGAIN_LATER":
+                self.count("TRY_AGAIN_LATER")
+                close = _close_time(res, "sendTransaction")
+                if close > entry.max_time or self.stopping or not self.sendable(entry):
+                    if resend:  # an earlier send may have been queued (then applied)
+                        return NOT_PENDING
+                    self._tx_error(entry, "TRY_AGAIN_LATER until its time bound")
+                    return REJECTED
+                await TRY_AGAIN_LATER_BACKOFF.wait(retry)
+                continue
+            if status == "ERROR":
+                code, name = -1, "unknown"
+                raw = res.get("errorResultXdr")
+                if isinstance(raw, str):
+                    with contextlib.suppress(Exception):
+                        code, name = chain.result_code(raw)
+                self.count(name)
+                if resend:
+                    self.log.info(
+                        "task {} resend answered {}: applied meanwhile? getTransaction decides",
+                        entry.task_id,
+                        name,
+                    )
+                    return NOT_PENDING
+                if self.fee_hooks is not None:
+                    self.fee_hooks.not_applied(entry, name, raw)
+                self._rejected(entry, acc, code, name)
+                return REJECTED
+            # an unknown or garbled status: the server may well have queued it (the answer
+            # was mangled on the way, or a newer server has a new status). Treat it like an
+            # unanswered send: the sequence number counts as used (resynced from the chain
+            # before the account's next use, after the confirmation), the journal entry
+            # stays, and a resend or getTransaction says what really happened.
+            self.tally.totals["send_status_unknown"] += 1
+            self.count("unknown_status")
+            self.rpc.note_error("sendTransaction")
+            self.log.warning(
+                "task {} send answered unknown status {!r}; confirming",
+                entry.task_id,
+                str(status)[:80],
+            )
+            acc.sent(entry.sequence, accepted=False)
+            return UNKNOWN
+        if resend:
+            return NOT_PENDING
+        self._tx_error(entry, "TRY_AGAIN_LATER too many times")
+        return REJECTED
+
+    async def settle(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
+        """After a send whose outcome is unknown: send the **same signed envelope** again (same
+        hash: nothing can run twice) until the queue says DUPLICATE or PENDING (True: queued,
+        the account is free for its next transaction) or the transaction could no longer pass
+        the time-bound check, a stop comes, or an ERROR says it is not pending (False: maybe
+        applied meanwhile; getTransaction decides). Never holds the account idle until the
+        time bound when the queue can answer."""
+        for retry in range(SETTLE_LIMIT):
+            if self.stopping or not self.sendable(entry):
+                return False
+            await SETTLE_BACKOFF.wait(retry)
+            self.count("resent")
+            state = await self._send(envelope, entry, acc, resend=True)
+            if state == QUEUED:
+                # queued with its sequence number: the local one is right, no reload needed
+                acc.needs_resync = False
+                self.log.info("task {} resend settled the unknown outcome: queued", entry.task_id)
+                return True
+            if state != UNKNOWN:
+                return False
+        return False
+
+    async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
+        """A restarted worker's journaled transaction: send its envelope once more (never a
+        new one), so one that was journaled but never reached the queue is queued now."""
+        if self.stopping or not self.sendable(entry):
+            return
+        self.count("resent")
+        await self._send(entry.envelope, entry, acc, resend=True)
+
+    def _rejected(self, entry: JournalEntry, acc: SourceAccount, code: int, name: str) -> None:
+        """ERROR from a first send: the transaction is surely not queued. Named outcomes:
+        txTOO_LATE (its max time was not two ledgers ahead by the time it was sent),
+        txINSUFFICIENT_FEE (the network is busy: surge pricing), txBAD_SEQ (the account's
+        sequence number moved: reloaded before its next use)."""
+        if code == TX_BAD_SEQ:
+            acc.resync()
+        self._last_rejection[entry.hash] = name
+        key = _NAMED_REJECTIONS.get(name)
+        if key is not None:
+            self.tally.totals[key] += 1
+        self.log.warning("task {} send rejected: {}", entry.task_id, name)
+        self._tx_error(entry, f"rejected: {name}")
+
+    def _tx_error(self, entry: JournalEntry, reason: str) -> None:
+        self.journal.remove(entry.hash)
+        self.tally.cycle.tx_errors += 1
+        self.tally.totals["tx_errors"] += 1
+        self.events.event(
+            "tx_error", {"task_id": entry.task_id, "tx_hash": entry.hash, "reason": reason}
+        )
+
+    async def confirm(self, entry: JournalEntry, acc: SourceAccount | None, t0: float) -> None:
+        """Poll getTransaction until a final status or the time bound has passed; ``acc`` is
+        the transaction's source (None for a source no longer configured)."""
+        poll = max(0.05, self.spec.confirm_poll_s)
+        while True:
+            try:
+                res = expect_dict(
+                    await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
+                )
+                status = res.get("status")
+            except RpcError as exc:
+                self.log.debug("getTransaction {}: {}", entry.hash, exc)
+                await asyncio.sleep(min(2.0, poll * 4))
+                continue
+            if status == "SUCCESS" or status == "FAILED":
+                self._applied(entry, res, t0, success=status == "SUCCESS")
+                return
+            if status == "NOT_FOUND":
+                close = _close_time(res, "getTransaction")
+                if close > entry.max_time:
+                    if acc is not None:
+                        acc.resync()  # its sequence number was not consumed
+                    if self.fee_hooks is not None:
+                        self.fee_hooks.not_applied(entry, "expired", None)
+                    self._tx_error(entry, "not applied before its time bound (expired)")
+                    return
+            await asyncio.sleep(poll)
+
+    def _applied(
+        self, entry: JournalEntry, res: dict[str, Any], t0: float, *, success: bool
+    ) -> None:
+        """The transaction is in a ledger (its fee charged), SUCCESS or FAILED."""
+        fee = 0
+        if isinstance(res.get("resultXdr"), str):
+            with contextlib.suppress(Exception):
+                fee = chain.fee_charged(res["resultXdr"])
+        self.journal.remove(entry.hash)
+        c = self.tally.cycle
+        totals = self.tally.totals
+        c.fees += fee
+        totals["fees_spent"] += fee
+        if self.fee_hooks is not None:
+            self.fee_hooks.applied(entry, fee, res.get("ledger"))
+        if success:
+            c.executed += 1
+            c.exec_times.append(time.monotonic() - t0)
+            self.tally.lateness.executed(entry.task_id, res.get("ledger"), c.delays)
+            totals["executed"] += 1
+            self.events.event(
+                "executed",
+                {
+                    "task_id": entry.task_id,
+                    "tx_hash": entry.hash,
+                    "ledger": res.get("ledger"),
+                    "fee": fee,
+                    "source": entry.source,
+                },
+            )
+            return
+        c.failed += 1
+        totals["failed"] += 1
+        if self.clock.last_read is not None:
+            self.holds.back_off(entry.task_id, self.clock.last_read.sequence)
+        self.events.event(
+            "failed", {"task_id": entry.task_id, "reason": "tx_failed", "tx_hash": entry.hash}
+        )
