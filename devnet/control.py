@@ -172,6 +172,22 @@ def fund(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     return {"created": created}
 
 
+def set_balance(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
+    """Set an existing account's balance in stroops: {address, balance} -- what a payment out
+    of it (a drain) or into it (a top-up) would leave; the classic payments themselves are not
+    modelled."""
+    addr, balance = params.get("address"), params.get("balance")
+    if not isinstance(addr, str) or node.accounts.get(addr) is None:
+        raise ControlParamError("address must be an existing account (G...)")
+    if isinstance(balance, bool) or not isinstance(balance, int) or not 0 <= balance < 2**63:
+        raise ControlParamError("balance must be an integer in [0, 2**63)")
+    acct = node.accounts.get(addr)
+    assert acct is not None
+    acct.balance = balance
+    node.accounts.charge(acct, 0)
+    return {"address": addr, "balance": balance}
+
+
 def expire_entries(node: Devnet, params: dict[str, Any]) -> dict[str, Any]:
     """End the TTL of chosen entries (see :func:`devnet.archival.expire_entries`)."""
     try:
@@ -196,6 +212,7 @@ METHODS = {
     "devnet_closeLedger": close_ledger,
     "devnet_stats": stats,
     "devnet_fund": fund,
+    "devnet_setBalance": set_balance,
     "devnet_expireEntries": expire_entries,
     "devnet_setLag": set_lag,
 }

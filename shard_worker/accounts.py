@@ -7,14 +7,23 @@ accounts are tried first; the keeper's account takes what they leave.
 Each account's sequence number is tracked locally (the last one used on chain) and reloaded
 from the chain (``getLedgerEntries`` of the account) whenever it may be wrong: at start, after
 a send whose outcome is unknown, a ``txBAD_SEQ`` rejection, or an expired transaction.
+
+Each account's balance is kept in a :class:`~shard_worker.balances.BalanceBook`: read at start
+and every ``balance_refresh_ledgers`` ledgers, lowered by every fee charged. An account whose
+balance above its reserve falls below ``min_fee_balance`` is not handed out (it waits, parked,
+until a re-read finds it topped up); when all are out the shard is ``paused: low balance``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
 
 from shard_worker import chain
+from shard_worker.balances import BalanceBook, Transition
 from shard_worker.dryrun import WatchOnly
 from shard_worker.errors import FatalConfigError, RpcMalformedError
 from shard_worker.rpc import RpcClient, get_ledger_entries
@@ -107,26 +116,106 @@ async def load_account(rpc: RpcClient, public_key: str) -> chain.AccountState | 
 class SourceAccounts:
     """The source accounts and the pool of those free to send (one pending transaction each)."""
 
-    def __init__(self, accounts: list[SourceAccount], rpc: RpcClient) -> None:
+    def __init__(
+        self,
+        accounts: list[SourceAccount],
+        rpc: RpcClient,
+        *,
+        min_fee_balance: int = 0,
+        balance_refresh_ledgers: int = 12,
+        log: Any = logger,
+        on_transition: Any = None,
+    ) -> None:
         if sum(1 for a in accounts if a.is_keeper) != 1:
             raise ValueError("exactly one source account is the keeper's")
         self.all = accounts
         self.rpc = rpc
+        self.log = log
+        self.book = BalanceBook(
+            [a.public_key for a in accounts],
+            min_fee_balance=min_fee_balance,
+            refresh_ledgers=balance_refresh_ledgers,
+        )
+        #: called with each :class:`Transition` (an event for the reporter)
+        self.on_transition = on_transition
         self._pool: asyncio.Queue[SourceAccount] = asyncio.Queue()
+        #: free accounts out of the pool (low balance), by public key
+        self._parked: dict[str, SourceAccount] = {}
 
     # ------------------------------------------------------------------ the pool
 
     def release(self, acc: SourceAccount) -> None:
-        """``acc`` has no pending transaction (any more): free to send."""
-        self._pool.put_nowait(acc)
+        """``acc`` has no pending transaction (any more): free to send (or parked while its
+        balance is low)."""
+        if self.book.in_pool(acc.public_key):
+            self._pool.put_nowait(acc)
+        else:
+            self._parked[acc.public_key] = acc
 
     async def acquire(self) -> SourceAccount:
-        """A free source account (waits for one)."""
-        return await self._pool.get()
+        """A free source account in the pool (waits for one)."""
+        while True:
+            acc = await self._pool.get()
+            if self.book.in_pool(acc.public_key):
+                return acc
+            self._parked[acc.public_key] = acc
 
     @property
     def free(self) -> int:
         return self._pool.qsize()
+
+    # ------------------------------------------------------------------ balances
+
+    @property
+    def paused(self) -> str | None:
+        """``"paused: low balance"`` while every account is out of the pool, else None."""
+        return self.book.status()
+
+    def fill(self, stats: Any) -> None:
+        """The balances, the accounts out of the pool and the pause into a ``CycleStats``."""
+        stats.source_balance = self.book.balances()
+        stats.accounts_out_of_pool = len(self.book.out_of_pool())
+        stats.paused = self.paused
+
+    def charged(self, public_key: str, fee: int, ledger: int | None) -> None:
+        """A result of ``public_key``'s charged ``fee`` (in ``ledger``)."""
+        self._settle(self.book.charge(public_key, fee, ledger=ledger))
+
+    def observe(self, public_key: str, state: chain.AccountState, ledger: int) -> None:
+        self._settle(
+            self.book.observe(
+                public_key, balance=state.balance, reserve=state.min_balance, ledger=ledger
+            )
+        )
+
+    async def refresh_balances(self, latest_ledger: int) -> None:
+        """Read again the entries of the accounts due (``balance_refresh_ledgers``)."""
+        due = self.book.reread_due(latest_ledger)
+        if not due:
+            return
+        states = await asyncio.gather(*(load_account(self.rpc, pk) for pk in due))
+        for pk, state in zip(due, states, strict=True):
+            if state is not None:
+                self.observe(pk, state, latest_ledger)
+
+    def _settle(self, transitions: list[Transition]) -> None:
+        for t in transitions:
+            if t.in_pool:
+                self.log.info(t.message())
+                parked = self._parked.pop(t.public_key, None)
+                if parked is not None:
+                    self._pool.put_nowait(parked)
+            else:
+                self.log.warning(t.message())
+            if self.on_transition is not None:
+                self.on_transition(t)
+        if transitions and self.paused:
+            self.log.error(
+                "{}: all {} source accounts are below min_fee_balance; nothing is sent until "
+                "one is funded",
+                self.paused,
+                len(self.all),
+            )
 
     # ------------------------------------------------------------------ the chain
 
@@ -137,8 +226,9 @@ class SourceAccounts:
         min_fee_balance: int,
         friendbot: str | None,
     ) -> None:
-        """Start-up check: ``acc`` exists and can pay fees; takes its sequence number.
-        Raises a :class:`FatalConfigError` saying what to fund."""
+        """Start-up check: ``acc`` exists; takes its sequence number and balance (a low one
+        keeps it out of the pool). A missing account raises a :class:`FatalConfigError`
+        saying what to fund."""
         pub = acc.public_key
         state = await load_account(self.rpc, pub)
         if state is None:
@@ -147,12 +237,9 @@ class SourceAccounts:
                 f"{acc.role} account {pub} does not exist on network "
                 f"{network_passphrase!r}: fund it{how} and restart the shard"
             )
-        if state.spendable < min_fee_balance:
-            raise FatalConfigError(
-                f"{acc.role} account {pub} cannot pay fees: {state.spendable / 1e7:.7f} XLM "
-                f"above its reserve, needs at least {min_fee_balance / 1e7:.7f} XLM; "
-                "fund it and restart the shard"
-            )
+        # a low balance is not fatal: the account stays out of the pool until funded
+        self.book.min_fee_balance = min_fee_balance
+        self.observe(pub, state, 0)
         acc.sequence = state.sequence
         acc.needs_resync = False
 

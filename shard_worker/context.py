@@ -38,6 +38,8 @@ TOTALS = (
     "stale_ledger_answers",
     "bad_simulations",
     "send_status_unknown",
+    "fee_skipped",
+    "escalations",
 )
 
 
@@ -51,6 +53,12 @@ class Counters:
     tx_errors: int = 0
     fees: int = 0
     exec_times: list[float] = field(default_factory=list)
+    #: executions not sent for their price, by reason (``shard_worker.feepolicy`` skips)
+    fee_skips: dict[str, int] = field(default_factory=dict)
+    #: resends with a higher inclusion fee
+    escalations: int = 0
+    #: the fee charged by each applied transaction (the fee-charged histogram)
+    fees_charged: list[int] = field(default_factory=list)
     #: the ``execution_delay_ledgers`` histogram of the executions since
     delays: dict[str, Any] = field(default_factory=dict)
     #: a dry run: tasks it would have executed (first time each), and their fees

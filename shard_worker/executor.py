@@ -29,6 +29,7 @@ from shard_worker.due import Holds
 from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
+from shard_worker.pricing import FeeHooks, Pricer
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, as_int, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
@@ -74,10 +75,12 @@ class Executor:
         holds: Holds,
         clock: LedgerClock,
         tally: Tally,
+        pricer: Pricer | None = None,
     ) -> None:
         self.spec = spec
         self.rpc = rpc
         self.events = events
+        self.pricer = pricer if pricer is not None else Pricer(spec, rpc, events, tally)
         self.identity = identity
         self.accounts = accounts
         self.submitter = submitter
@@ -133,7 +136,7 @@ class Executor:
         if sim is None:
             return
         if self.dry_run is not None:  # a real run would send this: report it, send nothing
-            fee = spec.base_fee + sim.min_resource_fee
+            fee = self.pricer.verdict(task_id, sim.min_resource_fee).total
             self.dry_run.would_execute(task_id, fee, sim.min_resource_fee, latest.sequence)
             return
         if not acc.is_keeper:
@@ -147,8 +150,12 @@ class Executor:
                 return
         else:
             tx.auth = sim.auth
-        tx.soroban_data = sim.transaction_data
-        tx.fee = spec.base_fee + sim.min_resource_fee
+        verdict = self.pricer.verdict(task_id, sim.min_resource_fee)
+        if not verdict.send:
+            self.pricer.skipped(task_id, verdict)
+            self.holds.back_off(task_id, latest.sequence)
+            return
+        self.pricer.apply(task_id, tx, sim.transaction_data, verdict)
         tx_hash = tx.sign(acc.keypair, me.network_id).hex()
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
             return
@@ -259,6 +266,8 @@ class Submitter:
         #: tasks that have (maybe) sent a transaction: a stop waits for them (bounded), while
         #: executions not yet sent are cancelled
         self.sending: set[asyncio.Task[None]] = set()
+        #: told of each transaction applied, refused or expired (shard_worker.pricing)
+        self.fee_hooks: FeeHooks | None = None
 
     async def submit(
         self, envelope: str, entry: JournalEntry, acc: SourceAccount, t0: float
@@ -304,6 +313,8 @@ class Submitter:
                         code, name = chain.result_code(raw)
                 if code == TX_BAD_SEQ:
                     acc.resync()
+                if self.fee_hooks is not None:
+                    self.fee_hooks.not_applied(entry, name, raw)
                 self._tx_error(entry, f"rejected: {name}")
                 return False
             # an unknown or garbled status: the server may well have queued it (the answer
@@ -353,6 +364,8 @@ class Submitter:
                 if close > entry.max_time:
                     if acc is not None:
                         acc.resync()  # its sequence number was not consumed
+                    if self.fee_hooks is not None:
+                        self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
                     return
             await asyncio.sleep(poll)
@@ -370,6 +383,8 @@ class Submitter:
         totals = self.tally.totals
         c.fees += fee
         totals["fees_spent"] += fee
+        if self.fee_hooks is not None:
+            self.fee_hooks.applied(entry, fee, res.get("ledger"))
         if success:
             c.executed += 1
             c.exec_times.append(time.monotonic() - t0)

@@ -8,28 +8,28 @@ network's minimum inclusion fee (100 stroops) whatever it bid; when more transac
 than a ledger holds (surge pricing), the highest bids win, all pay the lowest included bid, and
 the lowest bids wait, are dropped, or are refused with ``txINSUFFICIENT_FEE``.
 
-Strategies (``fee.strategy``):
+Strategies (``fee_strategy``):
 
 ``stats`` (the default)
-    Bid one stroop above a percentile (``fee.percentile``, p70 by default) of the inclusion fees
+    Bid one stroop above a percentile (``fee_percentile``, p70 by default) of the inclusion fees
     the network charged lately (getFeeStats' ``sorobanInclusionFee``, refreshed every
-    ``fee.refresh_ledgers`` ledgers): a charged fee is the lowest bid that got in, an equal bid
+    ``fee_refresh_ledgers`` ledgers): a charged fee is the lowest bid that got in, an equal bid
     ties with it, and core's queue only lets in a bid strictly higher than the one it would
     evict. The one stroop costs nothing outside a surge (everyone pays the minimum then).
-    Never below ``fee.floor``; above ``fee.max_inclusion`` the execution is not sent.
+    Never below ``fee_floor``; above ``fee_max_inclusion`` the execution is not sent.
 ``fixed``
     Always bid the configured fixed fee (``base_fee``); no statistics, no escalation (the
     keeper's behaviour before fee policies).
 
-For both, ``fee.max_total`` caps inclusion + resource fee per transaction: a dearer execution is
-not sent. The resource fee gets a margin (``fee.resource_margin``) against resource prices
-moving between simulation and apply (trimmed so the total stays under ``fee.max_total``; what is
+For both, ``fee_max_total`` caps inclusion + resource fee per transaction: a dearer execution is
+not sent. The resource fee gets a margin (``fee_resource_margin``) against resource prices
+moving between simulation and apply (trimmed so the total stays under ``fee_max_total``; what is
 not used is refunded).
 
 Escalation: after ``txINSUFFICIENT_FEE`` or a transaction that reached its time bound unapplied,
 the next attempt (simulated again) bids more: x1.5, or one above the next higher percentile, or
-the fee core said would have got in, whichever is highest; never above ``fee.max_inclusion``;
-at most ``fee.max_escalations`` times.
+the fee core said would have got in, whichever is highest; never above ``fee_max_inclusion``;
+at most ``fee_max_escalations`` times.
 
 Pure logic: the caller fetches getFeeStats and simulations; nothing here does I/O.
 """
@@ -77,10 +77,10 @@ FIXED_NO_ESCALATION = "fixed_no_escalation"
 OVER_CAP: frozenset[str] = frozenset({OVER_MAX_INCLUSION, OVER_MAX_TOTAL, ESCALATION_AT_CAP})
 
 _SKIP_WORDS = {
-    OVER_MAX_INCLUSION: "inclusion fee over fee.max_inclusion",
-    OVER_MAX_TOTAL: "total fee over fee.max_total",
-    ESCALATION_AT_CAP: "escalation already at fee.max_inclusion",
-    ESCALATIONS_EXHAUSTED: "fee.max_escalations reached",
+    OVER_MAX_INCLUSION: "inclusion fee over fee_max_inclusion",
+    OVER_MAX_TOTAL: "total fee over fee_max_total",
+    ESCALATION_AT_CAP: "escalation already at fee_max_inclusion",
+    ESCALATIONS_EXHAUSTED: "fee_max_escalations reached",
     FIXED_NO_ESCALATION: "the fixed strategy does not escalate",
 }
 
@@ -190,32 +190,32 @@ class FeeConfig:
 
     def problem(self) -> str | None:
         if self.strategy not in STRATEGIES:
-            return f"fee.strategy must be stats or fixed, got {self.strategy!r}"
+            return f"fee_strategy must be stats or fixed, got {self.strategy!r}"
         if self.percentile not in PERCENTILES:
             allowed = ", ".join(map(str, PERCENTILES))
-            return f"fee.percentile must be one of {allowed}, got {self.percentile}"
+            return f"fee_percentile must be one of {allowed}, got {self.percentile}"
         if self.floor < NETWORK_MIN_INCLUSION:
-            return f"fee.floor must be >= {NETWORK_MIN_INCLUSION}, got {self.floor}"
+            return f"fee_floor must be >= {NETWORK_MIN_INCLUSION}, got {self.floor}"
         if self.max_inclusion < self.floor:
-            return f"fee.max_inclusion ({self.max_inclusion}) is below fee.floor ({self.floor})"
+            return f"fee_max_inclusion ({self.max_inclusion}) is below fee_floor ({self.floor})"
         if self.strategy == "fixed" and not (
             NETWORK_MIN_INCLUSION <= self.fixed_inclusion <= self.max_inclusion
         ):
             return (
                 f"base_fee ({self.fixed_inclusion}) must lie between {NETWORK_MIN_INCLUSION} "
-                f"and fee.max_inclusion ({self.max_inclusion})"
+                f"and fee_max_inclusion ({self.max_inclusion})"
             )
         if not self.max_inclusion < self.max_total <= MAX_TX_FEE:
             return (
-                f"fee.max_total ({self.max_total}) must be above fee.max_inclusion "
+                f"fee_max_total ({self.max_total}) must be above fee_max_inclusion "
                 f"({self.max_inclusion}) and at most {MAX_TX_FEE}"
             )
         if not 0 <= self.resource_margin <= 10:
-            return f"fee.resource_margin must lie in [0, 10], got {self.resource_margin}"
+            return f"fee_resource_margin must lie in [0, 10], got {self.resource_margin}"
         if self.refresh_ledgers < 1:
-            return f"fee.refresh_ledgers must be >= 1, got {self.refresh_ledgers}"
+            return f"fee_refresh_ledgers must be >= 1, got {self.refresh_ledgers}"
         if not 0 <= self.max_escalations <= 20:
-            return f"fee.max_escalations must lie in [0, 20], got {self.max_escalations}"
+            return f"fee_max_escalations must lie in [0, 20], got {self.max_escalations}"
         return None
 
 
@@ -359,7 +359,7 @@ class FeePolicy:
         bid, basis = max(options)
         bid = max(bid, prev + 1)
         if bid > cfg.max_inclusion:
-            bid, basis = cfg.max_inclusion, f"fee.max_inclusion (wanted {bid})"
+            bid, basis = cfg.max_inclusion, f"fee_max_inclusion (wanted {bid})"
         return self._verdict(bid, basis, min_resource_fee, attempt=attempt)
 
     def _verdict(self, bid: int, basis: str, min_resource_fee: int, *, attempt: int) -> Verdict:

@@ -52,6 +52,7 @@ from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.preflight import preflight
+from shard_worker.pricing import FeeHooks, Pricer, fee_config
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
 from shard_worker.rpc_pool import PooledRpc, make_rpc
@@ -102,6 +103,7 @@ def _fatal(events: Events, message: str) -> int:
 async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: Journal) -> int:
     try:
         check_contract_id(spec)
+        fee_config(spec)
         sources = load_source_accounts(spec)
     except FatalConfigError as exc:
         return _fatal(events, str(exc))
@@ -165,7 +167,18 @@ class Keeper:
         self.journal = journal
         self.tally = Tally()
         self.holds = Holds()
-        self.accounts = SourceAccounts(sources, rpc)
+        self.accounts = SourceAccounts(
+            sources,
+            rpc,
+            min_fee_balance=spec.min_fee_balance,
+            balance_refresh_ledgers=spec.balance_refresh_ledgers,
+            log=self.log,
+            on_transition=lambda t: events.event(
+                "source_account",
+                {"account": t.public_key, "in_pool": t.in_pool, "reason": t.reason},
+            ),
+        )
+        self.pricer = Pricer(spec, rpc, events, self.tally)
         self.clock = LedgerClock(rpc, self.tally, self.log)
         get_task = None
         if spec.read_mode == "simulate":
@@ -206,7 +219,9 @@ class Keeper:
             holds=self.holds,
             clock=self.clock,
             tally=self.tally,
+            pricer=self.pricer,
         )
+        self.submitter.fee_hooks = FeeHooks(self.pricer, self.tally, self.accounts.charged)
         self.dispatcher = Dispatcher(
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
@@ -307,13 +322,26 @@ class Keeper:
         stats.in_flight = len(self.holds.in_flight)
         stats.queue_depth = len(self.dispatcher.queue)
         stats.rpc_calls, stats.rpc_errors, stats.rpc_latency_s = self.rpc.drain_counters()
+        self.pricer.fill(stats, c)
+        self.accounts.fill(stats)
         if isinstance(self.rpc, BudgetedRpcClient | PooledRpc):
             stats.budget_waits = self.rpc.drain_waits()
             stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors
 
+    async def _fees_and_balances(self, ledger: int) -> None:
+        """Read again what is due of the source accounts' balances and the fee statistics,
+        before any execution of the cycle is priced."""
+        try:
+            await self.accounts.refresh_balances(ledger)
+        except RpcError as exc:  # the next ledger tries again; the reads go on
+            self.log.warning("source account balances not read: {}", exc)
+        await self.pricer.refresh(ledger)
+
     async def _cycle(self, stats: CycleStats) -> None:
         if self.event_reader is not None:
+            newest = self.clock.newest or await self.clock.latest()
+            await self._fees_and_balances(newest.sequence)
             found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
             if read_at is not None:
                 self._note_due(read_at, found.due)
@@ -344,6 +372,7 @@ class Keeper:
             stats.new_ledger = False
             stats.cycle_error = f"ledger went backwards ({newest} -> {latest.sequence})"
             return
+        await self._fees_and_balances(latest.sequence)
         found = await self.reader.read(self.reader.task_ids(counter), latest)
         clock.last_read = latest
         found.fill(stats)

@@ -69,7 +69,16 @@ class WorkerSpec:
     #: automatically inside a simulated invocation, so by default they are executed like any
     #: other due task (the restore is paid in the resource fee); False skips them ("archived")
     execute_archived: bool = _W["execute_archived"]
+    fee_strategy: str = _W["fee_strategy"]
+    fee_percentile: int = _W["fee_percentile"]
+    fee_floor: int = _W["fee_floor"]
+    fee_max_inclusion: int = _W["fee_max_inclusion"]
+    fee_max_total: int = _W["fee_max_total"]
+    fee_resource_margin: float = _W["fee_resource_margin"]
+    fee_refresh_ledgers: int = _W["fee_refresh_ledgers"]
+    fee_max_escalations: int = _W["fee_max_escalations"]
     min_fee_balance: int = _W["min_fee_balance"]
+    balance_refresh_ledgers: int = _W["balance_refresh_ledgers"]
     confirm_poll_s: float = _W["confirm_poll_s"]
     http_client: str = _W["http_client"]
     max_lag_ledgers: int = _W["max_lag_ledgers"]

@@ -19,6 +19,7 @@ from shard_worker.strict_xdr import (
     SOROBAN_CREDENTIALS_ADDRESS,
     SOROBAN_CREDENTIALS_SOURCE_ACCOUNT,
     parse_auth_entry,
+    parse_soroban_data,
 )
 from sorotask_core.signing import Signer
 from sorotask_core.xdr import (
@@ -41,7 +42,13 @@ from sorotask_core.xdr import (
     unpack_u32,
 )
 
-__all__ = ["TX_RESULT_NAMES", "InvokeTx", "parse_transaction_result", "sign_auth_entry"]
+__all__ = [
+    "TX_RESULT_NAMES",
+    "InvokeTx",
+    "parse_transaction_result",
+    "sign_auth_entry",
+    "with_resource_fee",
+]
 
 # EnvelopeType
 ENVELOPE_TYPE_TX = 2
@@ -203,3 +210,16 @@ def parse_transaction_result(result: bytes) -> tuple[int, int, str]:
     except struct.error as exc:
         raise DecodeError(f"truncated TransactionResult: {exc}") from None
     return fee, code, TX_RESULT_NAMES.get(code, f"code {code}")
+
+
+def with_resource_fee(transaction_data: bytes, resource_fee: int) -> bytes:
+    """``transaction_data`` (a ``SorobanTransactionData``) declaring ``resource_fee``.
+
+    The resource fee is the structure's last field (an int64 after the resources); core takes
+    the transaction's fee minus it as the inclusion bid, so a margin on the resource fee must
+    go here, not only into the fee field. The input is parsed strictly first (raises
+    :class:`DecodeError`)."""
+    data = parse_soroban_data(transaction_data)
+    if resource_fee < data.resource_fee:
+        raise ValueError(f"resource fee {resource_fee} below the simulated {data.resource_fee}")
+    return transaction_data[:-8] + pack_i64(resource_fee)

@@ -233,6 +233,15 @@ def _contract_address(v: str) -> str | None:
     return "expected a contract address (C... 56 characters)"
 
 
+FEE_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99)
+
+
+def _fee_percentile(v: int) -> str | None:
+    if v in FEE_PERCENTILES:
+        return None
+    return f"must be one of {', '.join(map(str, FEE_PERCENTILES))} (getFeeStats'), got {v}"
+
+
 def host_port_problem(v: str) -> str | None:
     """``host:port`` (``[v6]:port`` too), port <= 65535; the problem, or None."""
     if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}", v):
@@ -285,11 +294,32 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
     Setting("stop_grace_s", float, 20.0, gt=0, flag="--stop-grace", metavar="SECONDS",
             doc="on stop, how long in-flight transactions may take to reach a final status"),
     Setting("base_fee", int, 100, ge=100, flag="--base-fee", metavar="STROOPS",
-            doc="inclusion fee offered per transaction (stroops)"),
+            doc="inclusion fee offered per transaction under `fee_strategy: fixed` (stroops)"),
+    Setting("fee_strategy", str, "stats", choices=("stats", "fixed"), flag="--fee-strategy",
+            doc="`stats`: bid a percentile of getFeeStats' Soroban inclusion fees + 1; "
+                "`fixed`: bid `base_fee`"),
+    Setting("fee_percentile", int, 70, rule=_fee_percentile,
+            doc="the getFeeStats percentile the `stats` strategy bids one stroop above"),
+    Setting("fee_floor", int, 100, ge=100,
+            doc="the lowest inclusion fee bid (stroops)"),
+    Setting("fee_max_inclusion", int, 100_000, ge=100, flag="--fee-max-inclusion",
+            metavar="STROOPS",
+            doc="an execution whose inclusion fee would be higher is not sent (counted)"),
+    Setting("fee_max_total", int, 2_000_000, gt=100, lt=2**32,
+            doc="an execution whose inclusion + resource fee would be higher is not sent"),
+    Setting("fee_resource_margin", float, 0.15, ge=0, lt=10,
+            doc="added to the simulation's resource fee (0.15: +15 %)"),
+    Setting("fee_refresh_ledgers", int, 5, ge=1,
+            doc="getFeeStats is asked again after this many ledgers"),
+    Setting("fee_max_escalations", int, 3, ge=0, lt=21,
+            doc="resends with a higher bid after txINSUFFICIENT_FEE or expiry, per execution"),
     Setting("execute_archived", bool, True,
             doc="archived task entries are executed (protocol 23 restores them in simulation)"),
     Setting("min_fee_balance", int, 10_000_000, ge=0,
-            doc="stroops each source account needs at start, else a configuration error"),
+            doc="a source account with fewer stroops above its reserve leaves the pool until "
+                "topped up"),
+    Setting("balance_refresh_ledgers", int, 12, ge=1,
+            doc="each source account's balance is read again after this many ledgers"),
     Setting("confirm_poll_s", float, 0.25, gt=0,
             doc="`getTransaction` poll period while confirming"),
     Setting("max_lag_ledgers", int, 2, ge=0, flag="--max-lag-ledgers", metavar="LEDGERS",

@@ -28,7 +28,10 @@ Kinds:
     :func:`observe` adds one observation.
 
 A labelled field (``label`` set) is a ``{label value: number}`` dict, e.g. skipped by reason.
-Every number is at least 0.
+Every number is at least 0. A histogram (``buckets`` set) is a labelled counter whose label is
+the bucket's upper bound ``le`` (each observation counted in its own bucket only, ``+Inf``
+above the last); /metrics exports it as a Prometheus histogram, its sum from the counter named
+by ``sum_of``.
 """
 
 from __future__ import annotations
@@ -132,6 +135,19 @@ def _f(name: str, kind: Kind, type_: type, help_: str, **extra: Any) -> StatFiel
     return StatField(name, kind, type_, help_, **extra)
 
 
+#: the fee-charged histogram's buckets (stroops)
+FEE_BUCKETS: tuple[int, ...] = (
+    1_000,
+    10_000,
+    30_000,
+    100_000,
+    300_000,
+    1_000_000,
+    3_000_000,
+    10_000_000,
+)
+
+
 # fmt: off
 #: every field of a cycle's statistics: those without a default first, then in log-line order
 CYCLE_FIELDS: tuple[StatField, ...] = (
@@ -189,6 +205,19 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
     _f("execution_delay_ledgers", HISTOGRAM, int,
        "Ledgers from a task becoming due to its successful execution", label="le",
        buckets=(0, 1, 2, 3, 5, 10, 20, 50)),
+    _f("fee_charged", HISTOGRAM, int, "Fee charged per applied transaction (stroops)",
+       label="le", metric="fee_charged_stroops", buckets=FEE_BUCKETS),
+    _f("escalations", COUNTER, int,
+       "Resends with a higher inclusion fee after txINSUFFICIENT_FEE or expiry",
+       log="escalations"),
+    _f("inclusion_fee", GAUGE, int, "Inclusion fee offered by the latest transaction sent",
+       metric="inclusion_fee_offered_stroops"),
+    _f("source_balance", GAUGE, int, "Balance of each source account (stroops)",
+       label="account", metric="source_balance_stroops"),
+    _f("accounts_out_of_pool", GAUGE, int,
+       "Source accounts below min_fee_balance (out of the pool)", log="accounts out"),
+    _f("paused", CYCLE, str, "Why the shard sends nothing (paused: low balance), if it does not",
+       nullable=True, log="paused"),
     _f("events_seen", COUNTER, int, "Contract events (register, deposit, withdraw) followed"),
     _f("rescans", COUNTER, int, "Full re-reads of every task entry (start, lost events position)"),
     _f("sweep_reads", COUNTER, int, "Task entries re-read by the background sweep"),

@@ -36,7 +36,7 @@ def _row(s: dict[str, Any]) -> list[str]:
     last = "open" if s["range"][1] is None else s["range"][1]
     return [
         s["name"],
-        s["state"],
+        "paused" if s.get("paused") and s["state"] == "running" else s["state"],
         str(s["pid"] or "-"),
         f"{s['range'][0]}..{last}",
         str(s["restarts"]),
@@ -97,6 +97,8 @@ def status_table(doc: dict[str, Any], where: str) -> str:
     for r in [list(COLUMNS), *rows]:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     for s in doc["shards"]:
+        if s.get("paused"):
+            lines.append(f"shard {s['name']} {s['paused']}: fund its source accounts")
         if s.get("failed_reason"):
             again = (
                 f" (started again {n}x after the cooldown)" if (n := s["failed_retries"]) else ""

@@ -60,6 +60,8 @@ def shard_document(s: ShardView, now: float) -> dict[str, Any]:
         "uptime_s": round(now - s.spawned_at, 3) if s.alive else None,
         "failed_reason": s.failed_reason,
         "last_exit_code": s.last_exit_code,
+        # the worker says why it sends nothing (e.g. "paused: low balance")
+        "paused": (s.last_cycle or {}).get("paused") if s.alive else None,
         "replacement_ms": {k: round(v, 2) for k, v in s.replacement.items()},
         "host": s.plan.host,
         "endpoints": s.endpoints,

@@ -48,6 +48,20 @@ def main(argv: list[str]) -> int:
     )
     ap.add_argument("--ledger-seconds", type=int, default=d.ledger_seconds)
     ap.add_argument("--skip-seed", action="store_true", help="do not measure the seed design")
+    ap.add_argument(
+        "--fee-strategy",
+        choices=("stats", "fixed", "both"),
+        default=d.fee_strategy,
+        help="the keepers' fee_strategy (fixed: base_fee 100; both: odd shards stats, even "
+        "shards fixed, side by side)",
+    )
+    ap.add_argument(
+        "--competing-fee",
+        type=int,
+        default=None,
+        metavar="F",
+        help="surge: competing load bidding F stroops a transaction, demand above capacity",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     problems = [
@@ -64,6 +78,10 @@ def main(argv: list[str]) -> int:
     ]
     if not 0.0 <= a.due_fraction <= 1.0:
         problems.append("--due-fraction must be within 0..1")
+    if a.fee_strategy == "both" and a.shards < 2:
+        problems.append("--fee-strategy both needs --shards >= 2")
+    if a.competing_fee is not None and a.competing_fee < 100:
+        problems.append("--competing-fee must be >= 100")
     if not 0.0 <= a.change_fraction <= 0.1:
         problems.append("--change-fraction must be within 0..0.1")
     modes = tuple(m.strip() for m in a.read_mode.split(",") if m.strip())
@@ -88,6 +106,8 @@ def main(argv: list[str]) -> int:
         change_fraction=a.change_fraction,
         ledger_seconds=a.ledger_seconds,
         skip_seed=a.skip_seed,
+        fee_strategy=a.fee_strategy,
+        competing_fee=a.competing_fee,
     )
     with contextlib.suppress(KeyboardInterrupt):
         result = run_bench(params)

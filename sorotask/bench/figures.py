@@ -117,6 +117,8 @@ def result_figures(
             "due_interval_ledgers": p.due_interval_ledgers,
             "close_every_s": p.close_every,
             "ledger_seconds": p.ledger_seconds,
+            "fee_strategy": p.fee_strategy,
+            "competing_fee": p.competing_fee,
             "cpu_count": os.cpu_count(),
         },
         "seeding_s": round(seeding_s, 3),

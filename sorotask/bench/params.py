@@ -29,6 +29,13 @@ class BenchParams:
     change_fraction: float = 0.0
     #: skip the seed design's measurement (a large run comparing read modes)
     skip_seed: bool = False
+    #: the keepers' ``fee_strategy`` (``stats`` or ``fixed`` at ``base_fee`` 100); ``both``:
+    #: odd shards ``stats``, even shards ``fixed``, side by side in the one run
+    fee_strategy: str = "stats"
+    #: competing load's inclusion fee per operation; None: no surge. With it the ledger holds
+    #: ``SURGE_CAPACITY`` x the ceiling and the load sends ``SURGE_LOAD`` x the ceiling a
+    #: ledger, so demand is above capacity
+    competing_fee: int | None = None
 
     @property
     def changes_per_ledger(self) -> int:
@@ -41,6 +48,18 @@ class BenchParams:
             return 0
         per_run = (self.changes_per_ledger // 10 + 1) * (self.cycles + 40)
         return min(self.tasks // 4, per_run * len(self.read_modes))
+
+
+#: a surge's ledger capacity and competing load, in multiples of the execution ceiling
+SURGE_CAPACITY = 2
+SURGE_LOAD = 4
+
+
+def strategy_of(p: BenchParams, index: int) -> str:
+    """Shard ``index``'s (0-based) fee strategy."""
+    if p.fee_strategy != "both":
+        return p.fee_strategy
+    return "stats" if index % 2 == 0 else "fixed"
 
 
 def seed_calls(p: BenchParams) -> tuple[list[dict[str, Any]], int]:

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from sorotask.bench.figures import execution_figures, mode_figures
-from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls
+from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls, strategy_of
 from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals
+from sorotask.bench.surge import start_surge, surge_figures
 from sorotask.toolkit import (
     StatusWatcher,
     network_section,
     provision_split_secrets,
+    secret_files,
     seed_tasks,
     split_section,
     start_supervisor,
@@ -65,6 +67,33 @@ def measure_seed_design(dn: Any, p: BenchParams) -> dict[str, Any]:
 
 def bench_config(
     p: BenchParams, info: Any, tmp: Path, secrets_dir: Path, read_mode: str = "ledger_entries"
+) -> dict[str, Any]:
+    doc = _bench_config(p, info, tmp, secrets_dir, read_mode)
+    if p.fee_strategy == "both":  # the split's shards listed, each with its own strategy
+        del doc["split"]
+        doc["shards"] = [
+            _shard(p, i, secrets_dir, {"fee_strategy": strategy_of(p, i)}) for i in range(p.shards)
+        ]
+    else:
+        doc["worker"]["fee_strategy"] = p.fee_strategy
+    return doc
+
+
+def _shard(p: BenchParams, i: int, secrets_dir: Path, worker: dict[str, Any]) -> dict[str, Any]:
+    keeper, channels = secret_files(secrets_dir, i + 1, p.source_accounts - 1)
+    shard: dict[str, Any] = {
+        "name": f"shard-{i + 1}",
+        "range": [1 + i * p.tasks // p.shards, (i + 1) * p.tasks // p.shards],
+        "secret_file": str(keeper),
+        "worker": worker,
+    }
+    if channels:
+        shard["channels"] = [{"secret_file": str(c)} for c in channels]
+    return shard
+
+
+def _bench_config(
+    p: BenchParams, info: Any, tmp: Path, secrets_dir: Path, read_mode: str
 ) -> dict[str, Any]:
     return {
         "network": network_section(info),
@@ -148,7 +177,7 @@ def run_ours(
     out_path = tmp / "supervisor.out"
     change: ChangeLoad | None = None
     with temporary_secrets(tmp) as secrets_dir:
-        provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
+        keepers = provision_split_secrets(dn, secrets_dir, p.shards, p.source_accounts - 1)
         cfg = write_yaml(tmp / "bench.yaml", bench_config(p, dn.info, tmp, secrets_dir, read_mode))
         t_start = time.monotonic()
         proc = start_supervisor(cfg, out_path, cwd=tmp)
@@ -227,6 +256,7 @@ def run_ours(
         "ledgers": (ledger_before, ledger_after),
         "load_from_ledger": load_from,
         "deposited_no_gas": list(change.deposited_no_gas) if change is not None else [],
+        "strategies": {k: strategy_of(p, i) for i, k in enumerate(keepers)},
     }
 
 
@@ -275,6 +305,7 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
         no_gas = list(range(p.tasks - pool + 1, p.tasks + 1))
         recurring = _recurring_ids(calls)
         runs: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
+        surge = start_surge(dn, p, p.shards * p.source_accounts)
         try:
             for mode in p.read_modes:
                 latest = dn.rpc("getLatestLedger", {})
@@ -314,6 +345,8 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
                 ceiling = p.shards * p.source_accounts
                 ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks)
                 ex["lost_races"] = len(raced)
+                if surge is not None:
+                    ex.update(surge_figures(execs, ours, p.source_accounts, surge))
                 lat = change_latency(dn, ours["deposited_no_gas"], ours["load_from_ledger"], others)
                 runs.append((mode, ours, ex, lat))
         finally:

@@ -21,7 +21,7 @@ from supervisor.config.plan import Plan, RestartPolicy, ShardPlan, SupervisorSet
 from supervisor.config.problems import Collector, ConfigError, FieldPath, Problem, type_name
 from supervisor.config.schema import read_block
 from supervisor.config.secrets import check_secret
-from supervisor.config.shards import Entry, ShardDraft, shard_list, split
+from supervisor.config.shards import Entry, ShardDraft, check_fees, shard_list, split
 from supervisor.config.yamlsource import compose
 
 HOST_INDEX_ENV = "SOROTASK_HOST_INDEX"
@@ -90,6 +90,7 @@ def parse_config(
     settings = _supervisor(c, top.raw("supervisor"), base_dir, host_index)
     worker_base = {s.name: s.default for s in WORKER.yaml_settings()}
     worker_base = read_block(c, top.raw("worker"), ("worker",), WORKER, worker_base)[0]
+    check_fees(c, worker_base, ("worker",))
 
     if top.has("shards") and top.has("split"):
         c.error(("split",), "give either shards or split, not both")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shard_worker.feepolicy import FeeConfig
 from shard_worker.spec import SecretRef
 from sorotask_core.settings import (
     CHANNEL,
@@ -168,7 +169,30 @@ def secret_key(ref: SecretRef) -> str:
 
 
 def _worker(c: Collector, data: Any, path: FieldPath, base: dict[str, Any]) -> dict[str, Any]:
-    return read_block(c, data, path, WORKER, base)[0]
+    values = read_block(c, data, path, WORKER, base)[0]
+    if data is not None:
+        check_fees(c, values, path)
+    return values
+
+
+def check_fees(c: Collector, values: dict[str, Any], path: FieldPath) -> None:
+    """The fee settings must fit together (each one alone is checked by its declaration)."""
+    try:
+        FeeConfig(
+            strategy=values["fee_strategy"],
+            percentile=values["fee_percentile"],
+            floor=values["fee_floor"],
+            max_inclusion=values["fee_max_inclusion"],
+            max_total=values["fee_max_total"],
+            resource_margin=values["fee_resource_margin"],
+            refresh_ledgers=values["fee_refresh_ledgers"],
+            max_escalations=values["fee_max_escalations"],
+            fixed_inclusion=values["base_fee"],
+        )
+    except (TypeError, KeyError):  # a value already refused on its own
+        return
+    except ValueError as exc:
+        c.error(path, str(exc))
 
 
 def shard_list(

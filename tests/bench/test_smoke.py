@@ -137,3 +137,35 @@ class TestReadModes:
         assert ev["read_requests_per_ledger"] < le["read_requests_per_ledger"] / 2
         assert ev["read_bytes_per_ledger"] * 10 < le["read_bytes_per_ledger"]
         assert report["events_vs_ledger_entries"]["read_bytes"] > 10
+
+
+def _bench_json(*args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, "-m", "sorotask.cli", "bench", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing_side_by_side() -> None:
+    """``--fee-strategy both --competing-fee F``: a stats shard and a fixed shard under the same
+    surge in one run."""
+    doc = _bench_json(
+        "--tasks", "400", "--shards", "2", "--source-accounts", "1", "--due-fraction", "0.2",
+        "--cycles", "15", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
+        "--fee-strategy", "both", "--skip-seed",
+    )  # fmt: skip
+    assert doc["params"]["fee_strategy"] == "both"
+    assert doc["params"]["competing_fee"] == 2000
+    ours = doc["ours"]
+    assert (ours["surge"]["capacity"], ours["surge"]["load_per_ledger"]) == (4, 8)
+    assert ours["wasted_transactions"] == 0
+    stats, fixed = ours["by_strategy"]["stats"], ours["by_strategy"]["fixed"]
+    assert stats["shards"] == fixed["shards"] == 1
+    assert stats["ceiling_utilisation"] >= 0.9
+    assert fixed["ceiling_utilisation"] == 0.0
+    assert ours["ceiling_utilisation"] == pytest.approx(stats["ceiling_utilisation"] / 2, abs=1e-3)
+    assert ours["fee_per_execution_stroops"] > 2000

@@ -31,6 +31,7 @@ METHODS = [
     "devnet_closeLedger",
     "devnet_stats",
     "devnet_fund",
+    "devnet_setBalance",
 ]
 PARAM_NAMES = [
     "keys",
@@ -46,6 +47,8 @@ PARAM_NAMES = [
     "target",
     "interval",
     "addresses",
+    "address",
+    "balance",
     "authMode",
 ]
 

@@ -116,14 +116,21 @@ class TestCheck:
         assert text.startswith(f"channel account {kp.public_key} does not exist")
         assert f"http://fb.example?addr={kp.public_key}" in text
 
-    def test_an_account_that_cannot_pay_fees_is_fatal(self) -> None:
+    def test_an_account_that_cannot_pay_fees_leaves_the_pool_not_fatal(self) -> None:
+        # issue 13: a low balance at start is no longer a configuration error; the account
+        # stays out of the pool (the shard paused when it is the only one) until funded
         kp = Keypair.random()
         reserve = 2 * chain.BASE_RESERVE
         rpc = FakeRpc({"getLedgerEntries": [found(account_xdr(kp, reserve + 5_000_000, 9))]})
         accounts, acc = one(kp, rpc)
-        with pytest.raises(FatalConfigError, match=r"0\.5000000 XLM above its reserve"):
-            asyncio.run(accounts.check(acc, PASSPHRASE, 10_000_000, None))
-        assert acc.needs_resync
+        said: list[Any] = []
+        accounts.on_transition = said.append
+        asyncio.run(accounts.check(acc, PASSPHRASE, 10_000_000, None))
+        assert [t.in_pool for t in said] == [False]
+        assert "0.5000000 XLM above its reserve" in said[0].message()
+        assert accounts.book.out_of_pool() == [kp.public_key]
+        assert accounts.paused == "paused: low balance"
+        assert acc.sequence == 9
 
     def test_an_undecodable_account_entry_is_malformed(self) -> None:
         kp = Keypair.random()

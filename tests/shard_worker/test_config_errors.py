@@ -74,10 +74,14 @@ class TestFatalConfig:
         code, rep = run_fatal(make_spec(devnet, ref, channel_secrets=(ch_ref,)))
         assert_config_error(code, rep, ch.public_key, "channel account")
 
-    def test_account_that_cannot_pay_fees(self, devnet: DevnetProcess, keys: Keys) -> None:
-        kp, ref = keys.new()
-        code, rep = run_fatal(make_spec(devnet, ref, min_fee_balance=10**18))
-        assert_config_error(code, rep, kp.public_key, "cannot pay fees")
+    # an account that cannot pay fees is no longer fatal (issue 13): the shard is paused, see
+    # tests/shard_worker/test_fees.py::TestBalances::test_all_accounts_low_pauses_not_fatal
+
+    def test_fee_settings_that_do_not_fit(self, devnet: DevnetProcess, keys: Keys) -> None:
+        _, ref = keys.new()
+        spec = make_spec(devnet, ref, fee_floor=5000, fee_max_inclusion=1000)
+        code, rep = run_fatal(spec)
+        assert_config_error(code, rep, "fee_max_inclusion (1000) is below fee_floor (5000)")
 
     def test_duplicate_channel_account(self, devnet: DevnetProcess, keys: Keys) -> None:
         _, ref = keys.new()

@@ -179,7 +179,7 @@ def test_over_max_inclusion_is_not_sent_and_says_its_price() -> None:
     v = policy([5000] * 50, max_inclusion=3000).price(min_resource_fee=40_000)
     assert not v.send and v.skip == "over_max_inclusion" and v.over_cap
     assert v.inclusion == 5001 and v.price == 45_001
-    assert v.describe() == "skip: inclusion fee over fee.max_inclusion (price 45001)"
+    assert v.describe() == "skip: inclusion fee over fee_max_inclusion (price 45001)"
 
 
 def test_over_max_total_is_not_sent() -> None:
@@ -215,15 +215,15 @@ def test_refuses_a_negative_resource_fee() -> None:
 @pytest.mark.parametrize(
     ("cfg", "words"),
     [
-        ({"strategy": "cheap"}, "fee.strategy must be stats or fixed"),
-        ({"percentile": 75}, "fee.percentile must be one of 10, 20"),
-        ({"floor": 99}, "fee.floor must be >= 100"),
-        ({"floor": 500, "max_inclusion": 400}, "fee.max_inclusion .400. is below fee.floor"),
-        ({"max_inclusion": 5000, "max_total": 5000}, "fee.max_total .5000. must be above"),
+        ({"strategy": "cheap"}, "fee_strategy must be stats or fixed"),
+        ({"percentile": 75}, "fee_percentile must be one of 10, 20"),
+        ({"floor": 99}, "fee_floor must be >= 100"),
+        ({"floor": 500, "max_inclusion": 400}, "fee_max_inclusion .400. is below fee_floor"),
+        ({"max_inclusion": 5000, "max_total": 5000}, "fee_max_total .5000. must be above"),
         ({"max_total": 2**32}, "at most 4294967295"),
-        ({"resource_margin": -0.1}, "fee.resource_margin must lie in"),
-        ({"refresh_ledgers": 0}, "fee.refresh_ledgers must be >= 1"),
-        ({"max_escalations": 21}, "fee.max_escalations must lie in"),
+        ({"resource_margin": -0.1}, "fee_resource_margin must lie in"),
+        ({"refresh_ledgers": 0}, "fee_refresh_ledgers must be >= 1"),
+        ({"max_escalations": 21}, "fee_max_escalations must lie in"),
         ({"strategy": "fixed", "fixed_inclusion": 10**6}, "base_fee .1000000. must lie between"),
     ],
 )
@@ -283,10 +283,10 @@ def test_escalation_never_goes_above_the_cap_and_stops_there() -> None:
     assert (v.send, v.inclusion) == (True, 1502)
     v = p.escalate(v, 20_000)
     assert (v.send, v.inclusion) == (True, 2000)  # x1.5 would be 2253: held at the cap
-    assert "fee.max_inclusion" in v.basis
+    assert "fee_max_inclusion" in v.basis
     v = p.escalate(v, 20_000)
     assert not v.send and v.skip == "escalation_at_cap" and v.over_cap
-    assert v.describe() == "skip: escalation already at fee.max_inclusion (price 22000)"
+    assert v.describe() == "skip: escalation already at fee_max_inclusion (price 22000)"
 
 
 def test_escalation_count_is_bounded() -> None:

@@ -42,6 +42,8 @@ class TestFlagsFromTheDeclarations:
             "--tx-timeout",
             "--stop-grace",
             "--base-fee",
+            "--fee-strategy",
+            "--fee-max-inclusion",
             "--state-dir",
             "--http-client",
             "--max-lag-ledgers",

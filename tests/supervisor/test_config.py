@@ -287,6 +287,24 @@ class TestConfigErrors:
         assert one(probs, "supervisor.json_logs").startswith(f"{p}:6:")
         one(probs, "supervisor.status_address: expected 'host:port'")
 
+    def test_fee_settings_that_do_not_fit_together(self, tmp_path: Path, env) -> None:
+        p = write(
+            tmp_path,
+            """\
+            worker: {fee_floor: 5000, fee_max_inclusion: 1000, fee_percentile: 75}
+            shards:
+              - {name: a, range: [1, 10], secret_env: KS_0}
+              - name: b
+                range: [11, null]
+                secret_env: KS_1
+                worker: {fee_floor: 100, fee_max_inclusion: 9000, fee_max_total: 9000}
+            """,
+        )
+        probs = problems(p)
+        one(probs, "worker.fee_percentile: must be one of 10, 20, 30")
+        one(probs, "worker: fee_max_inclusion (1000) is below fee_floor (5000)")
+        one(probs, "shards[1].worker: fee_max_total (9000) must be above fee_max_inclusion (9000)")
+
     def test_bad_range_shapes(self, tmp_path: Path, env) -> None:
         p = write(
             tmp_path,

@@ -59,6 +59,11 @@ FAMILIES = {
     "sorotask_tasks_executed": "counter",
     "sorotask_tasks_failed": "counter",
     "sorotask_tasks_skipped": "counter",
+    "sorotask_fee_charged_stroops": "histogram",
+    "sorotask_escalations": "counter",
+    "sorotask_inclusion_fee_offered_stroops": "gauge",
+    "sorotask_source_balance_stroops": "gauge",
+    "sorotask_accounts_out_of_pool": "gauge",
 }
 SHARD_KEYS = {
     "name",
@@ -77,6 +82,7 @@ SHARD_KEYS = {
     "uptime_s",
     "failed_reason",
     "last_exit_code",
+    "paused",
     "replacement_ms",
     "host",
     "endpoints",
@@ -113,6 +119,11 @@ TOTALS_KEYS = {
     "rpc_calls",
     "rpc_errors",
     "rpc_latency_s",
+    "fee_charged",
+    "escalations",
+    "inclusion_fee",
+    "source_balance",
+    "accounts_out_of_pool",
     "events",
 }
 
@@ -164,6 +175,14 @@ def running_registry(health_max_cycle_age_s: float | None = None) -> Registry:
                 "rpc_calls": {"getLedgerEntries": 1},
                 "rpc_latency_s": {"getLedgerEntries": 0.01},
                 "in_flight": 1,
+                # one fee of 50000 stroops a cycle, and one of 200000 in the second
+                "fee_charged": (
+                    {"100000": 1, "sum": 50_000}
+                    if executed == 1
+                    else {"100000": 1, "300000": 1, "sum": 250_000}
+                ),
+                "fees_spent": 50_000 if executed == 1 else 250_000,
+                "source_balance": {"GBAL": 500_000_000},
             }
             inbox.dispatch(rec, Message("cycle", {"stats": stats}), t)
         inbox.dispatch(rec, Message("heartbeat", {}), 23.0)
@@ -322,6 +341,18 @@ class TestMetrics:
         assert samples("sorotask_failed_retries")[("b",)] == 2
         assert samples("sorotask_memory_restarts")[("b",)] == 1
         assert samples("sorotask_rss_bytes") == {("a",): 50_000_000.0}  # None is left out
+        assert samples("sorotask_source_balance_stroops") == {("a", "GBAL"): 5e8}
+        fee = {
+            (s.name, tuple(s.labels.values())): s.value
+            for s in fams["sorotask_fee_charged_stroops"].samples  # type: ignore[attr-defined]
+        }
+        # per-bucket counts 2 (<= 100000) and 1 (<= 300000) made cumulative, and their sum
+        assert fee[("sorotask_fee_charged_stroops_bucket", ("a", "30000.0"))] == 0
+        assert fee[("sorotask_fee_charged_stroops_bucket", ("a", "100000.0"))] == 2
+        assert fee[("sorotask_fee_charged_stroops_bucket", ("a", "300000.0"))] == 3
+        assert fee[("sorotask_fee_charged_stroops_bucket", ("a", "+Inf"))] == 3
+        assert fee[("sorotask_fee_charged_stroops_count", ("a",))] == 3
+        assert fee[("sorotask_fee_charged_stroops_sum", ("a",))] == 300_000
         state = samples("sorotask_shard_state")
         assert state[("a", "running")] == 1.0 and state[("a", "failed")] == 0.0
         assert state[("b", "failed")] == 1.0 and sum(state.values()) == 3.0
