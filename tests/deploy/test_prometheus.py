@@ -92,9 +92,6 @@ ONLY_SOMETIMES = frozenset(
         "sorotask_source_balance_stroops",
     }
 )
-#: the balance series come with the fees work (branch fees2, issue 13), not on main yet when
-#: these rules were written; once it lands the supervisor exports them and this set is moot
-FEES2_SERIES = frozenset({"sorotask_accounts_out_of_pool", "sorotask_source_balance_stroops"})
 
 
 def _exportable_names() -> set[str]:
@@ -171,8 +168,8 @@ class TestRulesWithPromtool:
     def test_every_series_the_rules_read_is_one_the_supervisor_exports(self) -> None:
         wanted = set().union(*(_metric_names(r["expr"]) for r in _rules()))
         exportable = _exportable_names()
-        assert wanted - exportable <= FEES2_SERIES, sorted(wanted - exportable)
-        assert exportable >= ONLY_SOMETIMES - FEES2_SERIES
+        assert wanted <= exportable, sorted(wanted - exportable)
+        assert exportable >= ONLY_SOMETIMES
 
     def test_the_unit_tests_catch_a_broken_rule(self, tmp_path: Path) -> None:
         """Mutated thresholds make promtool's unit tests fail (they test the rules, not nothing)."""
@@ -333,6 +330,6 @@ class TestARealPrometheus:
                 # test_every_series_the_rules_read_is_one_the_supervisor_exports checks those)
                 wanted = set().union(*(_metric_names(r["expr"]) for r in _rules()))
                 missing = wanted - names
-                assert missing <= ONLY_SOMETIMES | FEES2_SERIES, sorted(missing)
+                assert missing <= ONLY_SOMETIMES, sorted(missing)
                 assert "sorotask_shard_state" in names and "sorotask_tasks_due_total" in names
                 assert sup.poll() is None
