@@ -300,6 +300,8 @@ class Submitter:
             if self.stopping or not self.sendable(entry):
                 return False
             await SETTLE_BACKOFF.wait(retry)
+            if await self._applied_already(entry):
+                return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
             self.count("resent")
             state = await self._send(envelope, entry, acc, resend=True)
             if state == QUEUED:
@@ -310,6 +312,15 @@ class Submitter:
             if state != UNKNOWN:
                 return False
         return False
+
+    async def _applied_already(self, entry: JournalEntry) -> bool:
+        """Whether getTransaction already knows the transaction as applied (an error or any
+        other answer: not known, resend)."""
+        try:
+            res = await self.rpc.call("getTransaction", {"hash": entry.hash})
+        except RpcError:
+            return False
+        return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
 
     async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
         """A restarted worker's journaled transaction: send its envelope once more (never a

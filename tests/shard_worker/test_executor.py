@@ -425,12 +425,22 @@ class TestSettle:
     def test_bad_seq_after_a_resend_lets_get_transaction_decide(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
         bad_seq = error_answer(sx.TransactionResultCode.txBAD_SEQ)
-        ex, acc = self.run_submit([lost, bad_seq], [{"status": "SUCCESS", "ledger": 7}])
+        ex, acc = self.run_submit(
+            [lost, bad_seq], [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 7}]
+        )
         # applied meanwhile: not a rejection, the executed transaction is counted once
         assert ex.tally.totals["executed"] == 1
         assert ex.tally.totals["tx_errors"] == 0 and ex.tally.totals["rejected_bad_seq"] == 0
         assert self.released == []  # not known queued: the account waited for the answer
         assert acc.needs_resync
+
+    def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
+        lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
+        success = {"status": "SUCCESS", "ledger": 7}
+        ex, _acc = self.run_submit([lost], [success, success])
+        assert self.envelopes == [{"transaction": "AAAA"}]  # sent once, never again
+        assert ex.tally.totals["executed"] == 1 and ex.tally.totals["tx_errors"] == 0
+        assert "resent" not in ex.tally.cycle.sends
 
 
 class TestTransientFailures:
