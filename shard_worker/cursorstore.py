@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import orjson
 
 from shard_worker.eventsync import Position
+from shard_worker.journal import write_atomically
 
 __all__ = ["CursorStore", "SavedSync"]
 
@@ -77,7 +77,7 @@ class CursorStore:
                 "state_crc32": zlib.crc32(state),
             }
         )
-        _atomic_write(self.path, header + b"\n" + state)
+        write_atomically(self.path, header + b"\n" + state)
 
     def clear(self) -> None:
         """Forget the saved position (e.g. the state it matches is known to be wrong)."""
@@ -153,29 +153,3 @@ def _parse(data: bytes) -> SavedSync:
     if zlib.crc32(state) != crc:
         raise ValueError("state checksum mismatch")
     return SavedSync(contract_id, Position(ledger, cursor), float(saved_at), state)
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Replace ``path`` by ``payload``: temporary file, fsync, rename, fsync of the dir."""
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
