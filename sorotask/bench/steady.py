@@ -4,11 +4,14 @@
   the tasks with real contract calls (:class:`sorotask.bench.changes.Changer`): a tenth deposits
   into tasks that are due but without gas (our keeper should then execute them: the
   change-to-action latency), a quarter other keepers' executions of recurring due tasks, the
-  rest deposits into random tasks, plus one withdrawal and one registration a ledger;
+  rest deposits into random tasks, plus one withdrawal and one registration a ledger (of a
+  task due at once, with gas: our keeper should execute it);
 * :func:`totals`: every shard's RPC requests and answer bytes from ``/status`` totals, so the
   requests and bytes per ledger cover every cycle (not only the ones a status poll caught);
-* :func:`change_latency`: ledgers from each deposit into a task without gas to our keeper's
-  execution of it (the deposit's ledger from getEvents, the execution from the devnet's record).
+* :func:`change_latency`: ledgers from each deposit into a task without gas, and from each
+  registration, to our keeper's execution of it (the change's ledger from getEvents, the
+  execution from the devnet's record);
+* :func:`workers_cpu_s`: the CPU time the supervisor's worker processes have used so far.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import httpx
 
 from shard_worker.eventwire import decode_u64_topic, symbol_topic_b64
 
-__all__ = ["ChangeLoad", "change_latency", "per_ledger", "totals"]
+__all__ = ["ChangeLoad", "change_latency", "per_ledger", "totals", "workers_cpu_s"]
 
 
 #: the RPC methods that read task state (getLatestLedger is also the executor's time bound for
@@ -49,6 +52,20 @@ def totals(doc: dict[str, Any] | None) -> dict[str, int]:
                 out["read_bytes"] += n
     out["by_method"] = by_method
     return out
+
+
+def workers_cpu_s(supervisor_pid: int) -> float:
+    """User + system CPU seconds of every process under the supervisor (its workers)."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process(supervisor_pid).children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # exited meanwhile
+            continue
+        total += t.user + t.system
+    return total
 
 
 def per_ledger(before: dict[str, Any], after: dict[str, Any], ledgers: int) -> dict[str, Any]:
@@ -131,8 +148,8 @@ class ChangeLoad:
             self.sent += self.changer.send_many(self.plan())
 
 
-def _deposit_ledgers(dn: Any, start_ledger: int) -> dict[int, int]:
-    """Task id -> ledger of its first GasDeposited event since ``start_ledger``."""
+def _event_ledgers(dn: Any, start_ledger: int, symbol: str = "GasDeposited") -> dict[int, int]:
+    """Task id -> ledger of its first ``symbol`` event since ``start_ledger``."""
     out: dict[int, int] = {}
     params: dict[str, Any] = {
         "startLedger": start_ledger,
@@ -140,7 +157,7 @@ def _deposit_ledgers(dn: Any, start_ledger: int) -> dict[int, int]:
             {
                 "type": "contract",
                 "contractIds": [dn.info.contract_id],
-                "topics": [[symbol_topic_b64("GasDeposited"), "*"]],
+                "topics": [[symbol_topic_b64(symbol), "*"]],
             }
         ],
         "pagination": {"limit": 1000},
@@ -150,7 +167,7 @@ def _deposit_ledgers(dn: Any, start_ledger: int) -> dict[int, int]:
             body = {"jsonrpc": "2.0", "id": 1, "method": "getEvents", "params": params}
             answer = client.post(dn.info.rpc_url, json=body).json()
             if "result" not in answer:
-                raise RuntimeError(f"getEvents for the deposits: {answer.get('error')}")
+                raise RuntimeError(f"getEvents for {symbol}: {answer.get('error')}")
             res = answer["result"]
             for ev in res["events"]:
                 task_id = decode_u64_topic(ev["topic"][1])
@@ -165,20 +182,31 @@ def _deposit_ledgers(dn: Any, start_ledger: int) -> dict[int, int]:
 
 
 def change_latency(
-    dn: Any, deposited: list[int], start_ledger: int, others: set[str]
+    dn: Any, deposited: list[int], start_ledger: int, others: set[str], end_ledger: int
 ) -> dict[str, Any]:
-    """Ledgers from a deposit into a task without gas to our keeper (any keeper not in
-    ``others``) executing it."""
-    if not deposited:
+    """Ledgers from a change to our keeper (any keeper not in ``others``) acting on it: a
+    deposit into a task without gas (the figures at the top level, as before) and, under
+    ``registered``, a registration of a task due at once (with gas), each to our first
+    execution of the task. Changes after ``end_ledger`` (the measured window's end) are left
+    out: the keeper was stopped before it could act on them."""
+    out = _latency(dn, deposited, _event_ledgers(dn, start_ledger), others, end_ledger)
+    registered = _event_ledgers(dn, start_ledger, "TaskRegistered")
+    out["registered"] = _latency(dn, list(registered), registered, others, end_ledger)
+    return out
+
+
+def _latency(
+    dn: Any, ids: list[int], at: dict[int, int], others: set[str], end_ledger: int
+) -> dict[str, Any]:
+    ids = [t for t in ids if t in at and at[t] < end_ledger]
+    if not ids:
         return {"samples": 0, "p50": None, "p95": None, "max": None, "never": 0}
-    at = _deposit_ledgers(dn, start_ledger)
-    execs = dn.executions(deposited)
     first_exec: dict[int, int] = {}
-    for e in sorted(execs, key=lambda e: e["ledger"]):
+    for e in sorted(dn.executions(ids), key=lambda e: e["ledger"]):
         if e["effect"] == "executed" and e.get("keeper") not in others:
             first_exec.setdefault(e["task_id"], e["ledger"])
-    lat = sorted(first_exec[t] - at[t] for t in deposited if t in at and t in first_exec)
-    never = sum(1 for t in deposited if t in at and t not in first_exec)
+    lat = sorted(first_exec[t] - at[t] for t in ids if t in first_exec)
+    never = sum(1 for t in ids if t not in first_exec)
 
     def pct(q: float) -> int | None:
         return lat[min(len(lat) - 1, max(0, int(q * len(lat) + 0.999) - 1))] if lat else None
