@@ -76,6 +76,7 @@ class EventReader:
         self.task_keys: contract.TaskKeys = reader.task_keys
         self.holds = holds
         self.clock = clock
+        clock.paced = True  # each new ledger seen soon after its close (see LedgerPacer)
         self.first = max(1, spec.range_first)
         self.only = frozenset(spec.task_ids) if spec.task_ids is not None else None
         self._counter_key = contract.counter_key_b64(spec.contract_id)
@@ -301,7 +302,7 @@ class EventReader:
         if self.clock.is_stale(latest):  # a lagging node (counted): nothing newer
             assert self.clock.newest is not None
             return self.clock.newest
-        self.clock.newest = latest
+        self.clock.note(latest)
         return latest
 
     async def _latest_fallback(self) -> Latest:
@@ -337,10 +338,8 @@ class EventReader:
             self.table.reindex(task_id)
         if todo:
             span = self.sweep.spare(seq, spare_room(len(todo), counter=True))
-            extra: list[int] = []
-            if span:
-                ids = self.ids()
-                extra = [ids[p] for p in span if ids[p] not in todo]
+            ids = self.ids() if span else ()
+            extra = [ids[p] for p in span if ids[p] not in todo]
             swept = ReadPass()
             got = await self.batches.read(
                 self.table, sorted(todo), latest, rp, DUE, counter=True, extra=extra, extra_rp=swept

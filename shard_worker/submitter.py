@@ -378,6 +378,11 @@ class Submitter:
                         self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
                     return
+                if self.clock.paced:  # not before the next close: ask once a ledger
+                    seen = res.get("latestLedger")
+                    if type(seen) is int:
+                        await self.clock.wait_newer(seen, max(poll, self.ledger_s))
+                        continue
             await asyncio.sleep(poll)
 
     def _applied(

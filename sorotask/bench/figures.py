@@ -137,6 +137,7 @@ def result_figures(
             "ledger_seconds": p.ledger_seconds,
             "fee_strategy": p.fee_strategy,
             "competing_fee": p.competing_fee,
+            "warmup_ledgers": p.warmup_ledgers,
             "cpu_count": os.cpu_count(),
         },
         "seeding_s": round(seeding_s, 3),

@@ -196,9 +196,14 @@ def run_ours(
             load_from = int(dn.rpc("getLatestLedger")["sequence"])
             if change is not None:
                 change.start()
-                # one ledger for the load to get going
-                seq = load_from
-                watcher.wait(lambda: int(dn.rpc("getLatestLedger")["sequence"]) > seq + 1, 60, proc)
+            if change is not None or p.warmup_ledgers > 1:
+                # ledgers for the load to get going and the pacer to learn the period
+                seq, w = load_from, max(1, p.warmup_ledgers)
+                watcher.wait(
+                    lambda: int(dn.rpc("getLatestLedger")["sequence"]) > seq + w,
+                    60 + 10 * w * p.close_every,
+                    proc,
+                )
             watcher.status.poll_once()
             totals_before = totals(watcher.status.doc)
             cpu_before = workers_cpu_s(proc.pid)
