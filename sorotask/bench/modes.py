@@ -2,8 +2,9 @@
 
 ``python -m sorotask.bench.modes RUN.json ... --png docs/benchmarks_modes.png`` reads the JSON
 of ``sorotask bench --json`` runs (one per task count, each over one or more ``--read-mode``),
-prints a Markdown table (reads and bytes per ledger in steady state, every request, initial
-sync, CPU, RSS, delays) and draws requests and bytes per ledger against N, one line per mode,
+prints a Markdown table (reads and bytes per ledger in steady state: getEvents and
+getLedgerEntries, and in ``simulate`` mode its simulations; every request, initial sync, CPU,
+RSS) and draws requests and bytes per ledger against N, one line per mode,
 on log-log axes. A mode that could not be measured at some N is given as a note file
 ``{"tasks": N, "read_mode": M, "not_measured": "why"}`` and shows in the table with its reason.
 
@@ -18,6 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sorotask.bench.steady import READ_METHODS, SIMULATE_READ_METHODS
 
 __all__ = ["ModeRow", "draw", "main", "rows_of", "table"]
 
@@ -39,7 +42,6 @@ class ModeRow:
     initial_sync_s: float | None = None
     cpu_ms_per_1k: float | None = None
     rss_mib: float | None = None
-    delay_p95: float | None = None
     ledgers: int | None = None
     note: str = ""
 
@@ -59,19 +61,25 @@ def rows_of(doc: dict[str, Any]) -> list[ModeRow]:
     out = []
     for mode, o in doc.get("modes", {}).items():
         s = o["steady_state"]
+        by = s.get("by_method_per_ledger") or {}
+        reads = SIMULATE_READ_METHODS if mode == "simulate" else READ_METHODS
+        if by:  # from the methods (a run before simulate's reads counted its simulations)
+            read_requests = round(sum(by[m]["requests"] for m in reads if m in by), 2)
+            read_bytes = float(sum(by[m]["bytes"] for m in reads if m in by))
+        else:
+            read_requests, read_bytes = s["read_requests_per_ledger"], s["read_bytes_per_ledger"]
         out.append(
             ModeRow(
                 tasks=int(p["tasks"]),
                 shards=int(p["shards"]),
                 mode=mode,
-                read_requests=s["read_requests_per_ledger"],
-                read_bytes=s["read_bytes_per_ledger"],
+                read_requests=read_requests,
+                read_bytes=read_bytes,
                 requests=s["requests_per_ledger"],
                 bytes=s["bytes_per_ledger"],
                 initial_sync_s=o.get("initial_sync_s"),
                 cpu_ms_per_1k=s.get("cpu_ms_per_1k_tasks_per_ledger"),
                 rss_mib=(o["rss_bytes_max"] / MIB) if o.get("rss_bytes_max") else None,
-                delay_p95=(o.get("delay_ledgers") or {}).get("p95"),
                 ledgers=s.get("ledgers"),
                 note=o.get("note", ""),
             )
@@ -89,7 +97,7 @@ def table(rows: list[ModeRow]) -> str:
     head = (
         "| tasks (shards) | read mode | reads a ledger | read MiB a ledger | every request a "
         "ledger | every MiB a ledger | initial sync s | CPU ms per 1k tasks a ledger | RSS MiB "
-        "| due-to-executed p95 | ledgers measured |\n|" + "---|" * 11
+        "| ledgers measured |\n|" + "---|" * 10
     )
     lines = [head]
     for r in sorted(rows, key=lambda r: (r.tasks, order.get(r.mode, 9))):
@@ -104,7 +112,7 @@ def table(rows: list[ModeRow]) -> str:
             f"{_num(r.requests, '.1f')} | "
             f"{_num(None if r.bytes is None else r.bytes / MIB, '.3f')} | "
             f"{_num(r.initial_sync_s, '.1f')} | {_num(r.cpu_ms_per_1k, '.3f')} | "
-            f"{_num(r.rss_mib, '.1f')} | {_num(r.delay_p95, '.0f')} | {r.ledgers or '-'} |"
+            f"{_num(r.rss_mib, '.1f')} | {r.ledgers or '-'} |"
         )
     return "\n".join(lines)
 

@@ -205,7 +205,7 @@ def run_ours(
                     proc,
                 )
             watcher.status.poll_once()
-            totals_before = totals(watcher.status.doc)
+            totals_before = totals(watcher.status.doc, read_mode)
             cpu_before = workers_cpu_s(proc.pid)
             ledger_before = int(dn.rpc("getLatestLedger")["sequence"])
             stats_before = dn.stats()
@@ -219,7 +219,7 @@ def run_ours(
                 proc,
             )
             watcher.status.poll_once()
-            totals_after = totals(watcher.status.doc)
+            totals_after = totals(watcher.status.doc, read_mode)
             cpu_after = workers_cpu_s(proc.pid)
             ledger_after = int(dn.rpc("getLatestLedger")["sequence"])
             stats_after = dn.stats()

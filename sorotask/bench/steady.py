@@ -31,11 +31,15 @@ __all__ = ["ChangeLoad", "change_latency", "per_ledger", "totals", "workers_cpu_
 #: the RPC methods that read task state (getLatestLedger is also the executor's time bound for
 #: each transaction, so it is reported apart, in ``by_method_per_ledger``)
 READ_METHODS = frozenset({"getEvents", "getLedgerEntries"})
+#: ``simulate`` mode reads each task with a simulation of ``get_task``: its reads count every
+#: simulateTransaction (the executions' own, about one an execution, included)
+SIMULATE_READ_METHODS = READ_METHODS | {"simulateTransaction"}
 
 
-def totals(doc: dict[str, Any] | None) -> dict[str, int]:
+def totals(doc: dict[str, Any] | None, read_mode: str = "events") -> dict[str, int]:
     """Requests and answer bytes every shard has sent and received so far: all of them, and
-    the reads alone."""
+    the reads alone (by ``read_mode``)."""
+    reads = SIMULATE_READ_METHODS if read_mode == "simulate" else READ_METHODS
     out: dict[str, Any] = {"requests": 0, "bytes": 0, "read_requests": 0, "read_bytes": 0}
     by_method: dict[str, list[int]] = {}
     for s in (doc or {}).get("shards", []):
@@ -43,12 +47,12 @@ def totals(doc: dict[str, Any] | None) -> dict[str, int]:
         for method, n in (t.get("rpc_calls") or {}).items():
             out["requests"] += n
             by_method.setdefault(method, [0, 0])[0] += n
-            if method in READ_METHODS:
+            if method in reads:
                 out["read_requests"] += n
         for method, n in (t.get("rpc_bytes") or {}).items():
             out["bytes"] += n
             by_method.setdefault(method, [0, 0])[1] += n
-            if method in READ_METHODS:
+            if method in reads:
                 out["read_bytes"] += n
     out["by_method"] = by_method
     return out
