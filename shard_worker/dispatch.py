@@ -121,10 +121,10 @@ class Dispatcher:
                 if task_id is None:
                     return
                 self._busy.add(me)
-                # the account is released once the transaction is final (passing ``release``
-                # frees it once queued, but in events read mode that wasted a transaction in
-                # the bench smoke test: to be understood before it is turned back on)
-                await self.executor.execute(acc, task_id, None)
+                # the account (and this worker) is free once the transaction is queued; a
+                # transaction prepared meanwhile is read again before it is sent when a
+                # ledger closed after its simulation (shard_worker.recheck)
+                await self.executor.execute(acc, task_id, release)
             finally:
                 self._busy.discard(me)
                 self._sent_tasks.discard(me)

@@ -8,7 +8,9 @@ saves a request), simulate, check the whole answer
 footprint (not due at that ledger, or the resolver said no) it is not sent. Otherwise
 assemble, sign (the keeper signs the auth entry when a channel account is the source, then
 the transaction is simulated again so its resources include the signature check) and hand it
-to the submitter (journal, send, settle, confirm).
+to the submitter (journal, send, settle, confirm). A transaction prepared while its account's
+previous one waited for its ledger, or whose simulation outlived a ledger, is sent only if a
+fresh read shows the task still due (:mod:`shard_worker.recheck`).
 
 A busy or unreachable RPC (the client's retries spent) is retried here too while the
 transaction could still be sent in time; an execution that fails only because of it is
@@ -38,6 +40,7 @@ from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.journal import JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import Pricer
+from shard_worker.recheck import Recheck
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
@@ -115,6 +118,10 @@ class Executor:
         #: task id -> the authorization entries its last recording simulation from a channel
         #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
         self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
+        #: a prepared transaction whose simulation is older than its send: read again
+        self.recheck = Recheck(
+            rpc, events, identity=identity, clock=clock, queued_at=submitter.queued_at, tally=tally
+        )
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 
@@ -230,6 +237,8 @@ class Executor:
         await self.submitter.wait_turn(acc)
         await self.accounts.ready(acc)
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
+            return False
+        if not await self.recheck.still_due(task_id, sim.latest_ledger or latest.sequence, acc):
             return False
 
         async def seal() -> tuple[str, JournalEntry]:

@@ -107,8 +107,9 @@ class Submitter:
         self.fee_hooks: FeeHooks | None = None
         #: accounts whose next transaction waits until the previous one is final
         self._strict: set[str] = set()
-        #: the newest ledger when that transaction was queued
-        self._accepted_at: dict[str, int] = {}
+        #: the ledger each account's last transaction was queued at (its send answer's
+        #: ``latestLedger``, or the newest ledger seen if later)
+        self._queued_at: dict[str, int] = {}
 
     async def submit(
         self,
@@ -163,9 +164,21 @@ class Submitter:
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
         self._confirming[acc.public_key] = task
-        newest = self.clock.newest
-        self._accepted_at[acc.public_key] = newest.sequence if newest is not None else 0
         return True
+
+    def queued_at(self, acc: SourceAccount) -> int:
+        """The ledger ``acc``'s last transaction was queued at (0: none queued yet). Its next
+        transaction cannot be queued before that ledger has closed."""
+        return self._queued_at.get(acc.public_key, 0)
+
+    def _queued(self, acc: SourceAccount, res: dict[str, Any]) -> None:
+        try:
+            answered = as_int(res, "latestLedger", "sendTransaction", 0)
+        except RpcMalformedError:
+            answered = 0
+        newest = self.clock.newest
+        seen = newest.sequence if newest is not None else 0
+        self._queued_at[acc.public_key] = max(answered, seen)
 
     async def wait_turn(self, acc: SourceAccount) -> None:
         """Wait until ``acc``'s previous transaction (confirmed beside the executors) is final
@@ -173,7 +186,7 @@ class Submitter:
         account: sending earlier only earns TRY_AGAIN_LATER). (Cancelling the waiter leaves
         that confirmation running.)"""
         previous = self._confirming.get(acc.public_key)
-        accepted_at = self._accepted_at.get(acc.public_key, 0)
+        accepted_at = self.queued_at(acc)
         while previous is not None and not previous.done():
             if acc.public_key in self._strict:
                 await asyncio.wait({previous})
@@ -240,6 +253,7 @@ class Submitter:
             if status in ("PENDING", "DUPLICATE"):
                 self.count(str(status))
                 acc.sent(entry.sequence, accepted=True)
+                self._queued(acc, res)
                 return QUEUED
             if status == "TRY_AGAIN_LATER":
                 self.count("TRY_AGAIN_LATER")
