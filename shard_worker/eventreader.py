@@ -292,7 +292,7 @@ class EventReader:
         if self.clock.is_stale(latest):  # a lagging node (counted): nothing newer
             assert self.clock.newest is not None
             return self.clock.newest
-        self.clock.newest = latest
+        self.clock.newest, self.clock.newest_seen_at = latest, time.monotonic()
         return latest
 
     async def _latest_fallback(self) -> Latest:

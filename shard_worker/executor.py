@@ -65,7 +65,7 @@ __all__ = [
 #: the wait between simulations of an RPC that stayed busy through the client's retries
 SIMULATE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
 SIMULATE_RETRY_LIMIT = 20
-#: a ledger the cycle loop saw this recently sets time bounds without another request
+#: a ledger the cycle loop saw this recently (at most) sets time bounds without a request
 FRESH_LEDGER_S = 2.0
 #: a tentative simulation showed the task is not due (it was counted as not sent)
 DECLINED = object()
@@ -169,7 +169,7 @@ class Executor:
             return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
         await self.accounts.ready(acc)
-        latest = await self._latest_for_tx()
+        latest = await self._latest_for_tx(FRESH_LEDGER_S)  # (the time bound: at signing)
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
             source=acc.public_key,
@@ -243,10 +243,12 @@ class Executor:
 
         async def seal() -> tuple[str, JournalEntry]:
             """Sequence number, a time bound from the newest ledger (the preparation may
-            have taken ledgers), signature: the envelope and its journal entry. Called
-            again after a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land)."""
+            have taken ledgers), signature: the envelope and its journal entry. Again after
+            a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land), then with a
+            ledger asked for."""
             await self.accounts.ready(acc)  # reloaded after txBAD_SEQ
-            newest = await self._latest_for_tx()
+            fresh_s = min(FRESH_LEDGER_S, 2 * spec.poll_interval_s)
+            newest = await self._latest_for_tx(-1.0 if tx.signatures else fresh_s)
             tx.time_bounds = (0, newest.close_time + spec.tx_timeout_s)
             tx.sequence = acc.sequence + 1
             tx.signatures = []
@@ -265,14 +267,13 @@ class Executor:
         envelope, entry = await seal()
         return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
 
-    async def _latest_for_tx(self) -> Latest:
-        """The ledger a time bound is computed from: the newest one the cycle loop saw, when
-        it saw it within the last :data:`FRESH_LEDGER_S` s (one request less per execution
-        under a busy RPC), else asked for. Within one poll interval it is at most the ledger
-        the RPC would answer now, as the loop polls that often."""
+    async def _latest_for_tx(self, fresh_s: float) -> Latest:
+        """The newest ledger the cycle loop saw, if within the last ``fresh_s`` s (a request
+        less under a busy RPC), else asked for. For a time bound: two poll intervals (the
+        loop polls at least once a ledger: one ledger behind at most, inside the margin of
+        ``tx_timeout_s``; a txTOO_LATE refusal reseals with a ledger asked for)."""
         newest = self.clock.newest
         seen = self.clock.newest_seen_at
-        fresh_s = min(FRESH_LEDGER_S, self.spec.poll_interval_s)
         if newest is not None and time.monotonic() - seen <= fresh_s:
             return newest
         return await self.clock.for_tx()

@@ -3,7 +3,9 @@
 * ``sendTransaction`` answers are counted by name (``send_results``): PENDING, DUPLICATE,
   TRY_AGAIN_LATER (retried while the transaction can still pass core's time-bound check),
   ERROR by result code (txTOO_LATE, txINSUFFICIENT_FEE, txBAD_SEQ, ... with a log line and a
-  total each), ``uncertain`` (no answer, a garbled one), ``unknown_status``, ``resent``.
+  total each), ``uncertain`` (no answer, a garbled one), ``unknown_status``, ``resent``; a
+  busy server's HTTP 503 / 429 / full queue (``http_503``, ``http_429``, ``queue_full``: not
+  carried out) is sent again at once, like TRY_AGAIN_LATER.
 * A send whose outcome is unknown is **settled by sending the same signed envelope again**
   (same hash, the journal holds it; nothing can run twice): DUPLICATE or PENDING says it is
   queued; an ERROR after a resend says it is not pending but maybe applied meanwhile, so
@@ -26,7 +28,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcError, RpcMalformedError
+from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import LedgerClock
 from shard_worker.pricing import FeeHooks
@@ -44,13 +46,16 @@ _NAMED_REJECTIONS = {
     "txINSUFFICIENT_FEE": "rejected_insufficient_fee",
     "txBAD_SEQ": "rejected_bad_seq",
 }
+#: failed sends that were surely not carried out (the server was busy): sent again at once,
+#: like TRY_AGAIN_LATER (an execution-limit answer, -32001, may have reached the queue)
+NOT_CARRIED_OUT = frozenset({HTTP_503, HTTP_429, QUEUE_FULL})
 #: the wait between sends answered TRY_AGAIN_LATER, and how many sends at most
 TRY_AGAIN_LATER_BACKOFF = Backoff(0.05, factor=1.5, max_s=1.0, jitter=0.3)
 TRY_AGAIN_LATER_LIMIT = 64
 #: what a send found out (:meth:`Submitter._send`)
 QUEUED, UNKNOWN, NOT_PENDING, REJECTED = "queued", "unknown", "not_pending", "rejected"
 #: the wait between resends of the same envelope after an unknown outcome, and how many
-SETTLE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
+SETTLE_BACKOFF = Backoff(0.02, factor=2.0, max_s=0.25, jitter=0.5)
 SETTLE_LIMIT = 40
 #: new time bounds for one execution after txTOO_LATE refusals, at most
 RESEAL_LIMIT = 2
@@ -58,6 +63,14 @@ RESEAL_LIMIT = 2
 RESEALABLE = ("txTOO_LATE", "txBAD_SEQ")
 #: how often a prepared transaction looks for a new ledger behind its account's previous one
 TURN_POLL_S = 0.05
+
+
+def _ledger(res: dict[str, Any]) -> int:
+    """``latestLedger`` of a getTransaction answer; 0 when missing or garbled."""
+    try:
+        return as_int(res, "latestLedger", "getTransaction", 0)
+    except RpcMalformedError:
+        return 0
 
 
 def _close_time(res: dict[str, Any], method: str) -> int:
@@ -107,6 +120,8 @@ class Submitter:
         self.fee_hooks: FeeHooks | None = None
         #: accounts whose next transaction waits until the previous one is final
         self._strict: set[str] = set()
+        #: hash -> the ledger a resend of it was refused txTOO_LATE at (never queueable again)
+        self._too_late_at: dict[str, int] = {}
         #: the ledger each account's last transaction was queued at (its send answer's
         #: ``latestLedger``, or the newest ledger seen if later)
         self._queued_at: dict[str, int] = {}
@@ -229,7 +244,8 @@ class Submitter:
     async def _send(
         self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, resend: bool = False
     ) -> str:
-        """One send (TRY_AGAIN_LATER retried while the transaction can still be sent in time):
+        """One send (TRY_AGAIN_LATER and a busy server's 503 / 429 / full queue retried while
+        the transaction can still be sent in time):
         :data:`QUEUED` (PENDING / DUPLICATE); :data:`UNKNOWN` (no answer, a garbled one, or an
         unknown status: maybe queued); :data:`REJECTED` (surely not queued; counted).
 
@@ -246,6 +262,15 @@ class Submitter:
                 )
                 status = res.get("status")
             except RpcError as exc:
+                if not resend and exc.kind in NOT_CARRIED_OUT:
+                    # busy (503, 429, a full queue): not carried out, and no earlier send of
+                    # this envelope may have been: send it again, as after TRY_AGAIN_LATER
+                    self.count(exc.kind)
+                    if self.stopping or not self.sendable(entry):
+                        self._tx_error(entry, f"{exc.kind} until its time bound")
+                        return REJECTED
+                    await TRY_AGAIN_LATER_BACKOFF.wait(retry)
+                    continue
                 self.count("uncertain")
                 self.log.info("task {} send uncertain ({})", entry.task_id, exc)
                 acc.sent(entry.sequence, accepted=False)
@@ -278,6 +303,8 @@ class Submitter:
                         entry.task_id,
                         name,
                     )
+                    if name == "txTOO_LATE":
+                        self._refused_late(entry, res)
                     return NOT_PENDING
                 if self.fee_hooks is not None:
                     self.fee_hooks.not_applied(entry, name, raw)
@@ -306,12 +333,14 @@ class Submitter:
     async def settle(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
         """After a send whose outcome is unknown: send the **same signed envelope** again (same
         hash: nothing can run twice) until the queue says DUPLICATE or PENDING (True: queued,
-        the account is free for its next transaction) or the transaction could no longer pass
-        the time-bound check, a stop comes, or an ERROR says it is not pending (False: maybe
-        applied meanwhile; getTransaction decides). Never holds the account idle until the
-        time bound when the queue can answer."""
+        the account is free for its next transaction) or its time bound has passed, a stop
+        comes, or an ERROR says it is not pending (False: maybe applied meanwhile;
+        getTransaction decides; after txTOO_LATE without waiting for the time bound). Never
+        holds the account idle until the time bound when the queue can answer."""
         for retry in range(SETTLE_LIMIT):
-            if self.stopping or not self.sendable(entry):
+            # (past the time-bound check a resend is still worth its answer: DUPLICATE says
+            # it is queued, txTOO_LATE that it never can be: getTransaction then decides at once)
+            if self.stopping or self._past_time_bound(entry):
                 return False
             await SETTLE_BACKOFF.wait(retry)
             if await self._applied_already(entry):
@@ -326,6 +355,23 @@ class Submitter:
             if state != UNKNOWN:
                 return False
         return False
+
+    def _past_time_bound(self, entry: JournalEntry) -> bool:
+        newest = self.clock.newest
+        return newest is not None and newest.close_time > entry.max_time
+
+    def _refused_late(self, entry: JournalEntry, res: dict[str, Any]) -> None:
+        """A resend of ``entry``'s envelope was refused txTOO_LATE: not pending then (core
+        answers DUPLICATE for a pending hash before it checks time bounds) and never
+        queueable again (time only moves on). Once getTransaction answers NOT_FOUND at that
+        ledger or later, it will never apply: :meth:`confirm` need not wait out its time
+        bound."""
+        try:
+            ledger = as_int(res, "latestLedger", "sendTransaction", 0)
+        except RpcMalformedError:
+            ledger = 0
+        if ledger > 0:
+            self._too_late_at[entry.hash] = ledger
 
     async def _applied_already(self, entry: JournalEntry) -> bool:
         """Whether getTransaction already knows the transaction as applied (an error or any
@@ -360,6 +406,7 @@ class Submitter:
 
     def _tx_error(self, entry: JournalEntry, reason: str) -> None:
         self.journal.remove(entry.hash)
+        self._too_late_at.pop(entry.hash, None)
         self.tally.cycle.tx_errors += 1
         self.tally.totals["tx_errors"] += 1
         self.events.event(
@@ -367,8 +414,9 @@ class Submitter:
         )
 
     async def confirm(self, entry: JournalEntry, acc: SourceAccount | None, t0: float) -> None:
-        """Poll getTransaction until a final status or the time bound has passed; ``acc`` is
-        the transaction's source (None for a source no longer configured)."""
+        """Poll getTransaction until a final status or the time bound has passed (or, after a
+        resend refused txTOO_LATE, NOT_FOUND at that ledger or later: it can never apply);
+        ``acc`` is the transaction's source (None for a source no longer configured)."""
         poll = max(0.05, self.spec.confirm_poll_s)
         while True:
             try:
@@ -385,7 +433,8 @@ class Submitter:
                 return
             if status == "NOT_FOUND":
                 close = _close_time(res, "getTransaction")
-                if close > entry.max_time:
+                late = self._too_late_at.get(entry.hash)
+                if close > entry.max_time or (late is not None and _ledger(res) >= late):
                     if acc is not None:
                         acc.resync()  # its sequence number was not consumed
                     if self.fee_hooks is not None:
@@ -403,6 +452,7 @@ class Submitter:
             with contextlib.suppress(Exception):
                 fee = chain.fee_charged(res["resultXdr"])
         self.journal.remove(entry.hash)
+        self._too_late_at.pop(entry.hash, None)
         c = self.tally.cycle
         totals = self.tally.totals
         c.fees += fee

@@ -16,7 +16,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcMalformedError, RpcTransportError
+from shard_worker.errors import RpcMalformedError, RpcResponseError, RpcTransportError
 from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
@@ -239,6 +239,44 @@ class TestSend:
         assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
         assert len(rpc.calls) == 3 and acc.sequence == 42
 
+    def test_a_busy_server_is_sent_again_at_once_not_settled(self) -> None:
+        """HTTP 503, 429 and a full queue (-32098) were not carried out: the same envelope is
+        sent again (no getTransaction first, no "uncertain"), each answer counted by kind."""
+        kp = Keypair.random()
+        busy = [
+            RpcTransportError("sendTransaction", "HTTP 503", status=503),
+            RpcTransportError("sendTransaction", "HTTP 429", status=429),
+            RpcResponseError("sendTransaction", -32098, "rpc queue surpassed queue limit"),
+        ]
+        rpc = FakeRpc({"sendTransaction": [*busy, {"status": "PENDING"}]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
+        assert [m for m, _ in rpc.calls] == ["sendTransaction"] * 4
+        assert acc.sequence == 42 and not acc.needs_resync
+        assert ex.tally.cycle.sends == {"http_503": 1, "http_429": 1, "queue_full": 1, "PENDING": 1}
+
+    def test_an_execution_limit_answer_may_have_been_queued(self) -> None:
+        kp = Keypair.random()
+        limit = RpcResponseError("sendTransaction", -32001, "request exceeded processing limit")
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [limit]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is True  # maybe queued
+        assert acc.needs_resync and ex.tally.cycle.sends == {"uncertain": 1}
+
+    def test_busy_until_the_time_bound_gives_up(self) -> None:
+        kp = Keypair.random()
+        busy = RpcTransportError("sendTransaction", "HTTP 503", status=503)
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [busy]}))
+        ex.clock.newest = Latest(90, 9_990)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp, max_time=9_999)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
+        assert entry.hash not in ex.submitter.journal and acc.sequence == 41
+        assert events_of(ex, "tx_error")[0]["reason"] == "http_503 until its time bound"
+
     def test_try_again_later_past_the_time_bound_gives_up(self) -> None:
         kp = Keypair.random()
         later = {"status": "TRY_AGAIN_LATER", "latestLedgerCloseTime": 10_000}
@@ -433,6 +471,26 @@ class TestSettle:
         assert ex.tally.totals["tx_errors"] == 0 and ex.tally.totals["rejected_bad_seq"] == 0
         assert self.released == []  # not known queued: the account waited for the answer
         assert acc.needs_resync
+
+    def test_too_late_on_a_resend_ends_the_wait_without_the_time_bound(self) -> None:
+        """A resend refused txTOO_LATE was not pending (else DUPLICATE) and can never be
+        queued again: once getTransaction answers NOT_FOUND at that ledger or later, the
+        transaction is expired at once (its time bound, 9999, is far ahead)."""
+        lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
+        late = {**error_answer(sx.TransactionResultCode.txTOO_LATE), "latestLedger": 80}
+        not_found = {"status": "NOT_FOUND", "latestLedgerCloseTime": "5000"}
+        ex, acc = self.run_submit(
+            [lost, late],
+            [
+                not_found,  # before the resend: not applied yet
+                {**not_found, "latestLedger": 79},  # a node behind the refusal: no verdict
+                {**not_found, "latestLedger": 80},
+            ],
+        )
+        assert ex.tally.totals["tx_errors"] == 1 and ex.tally.totals["executed"] == 0
+        reason = events_of(ex, "tx_error")[0]["reason"]
+        assert reason == "not applied before its time bound (expired)"
+        assert acc.needs_resync and not ex.submitter.journal.load()
 
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
