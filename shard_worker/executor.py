@@ -26,7 +26,7 @@ import collections
 import secrets
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -129,10 +129,13 @@ class Executor:
 
     async def execute(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None = None
-    ) -> None:
+    ) -> bool:
         """Execute ``task_id`` from ``acc``; an error is counted and reported (level 2),
         never raised. The task backs off (ledgers) after a real failure; after an RPC that
-        stayed busy or unreachable past the retries it is simply due again."""
+        stayed busy or unreachable past the retries it is simply due again. With
+        ``release``, the signed transaction is landed beside the executors (True is
+        returned: that landing owns ``acc`` and calls ``release`` once the transaction is
+        queued or final; the task stays in flight until then)."""
         self.holds.in_flight.add(task_id)
         detached = False
         try:
@@ -140,25 +143,55 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # level 2: one execution error, never the keeper
-            transient = isinstance(exc, RpcError) and exc.unavailable
-            self.tally.cycle.failed += 1
-            self.tally.totals["failed"] += 1
-            if transient:
-                self.tally.totals["failed_rpc_unavailable"] += 1
-            self.log.warning("task {} execution error: {}", task_id, exc)
-            self.events.event(
-                "failed",
-                {
-                    "task_id": task_id,
-                    "reason": "rpc_unavailable" if transient else "error",
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-            if not transient and self.clock.last_read is not None:
-                self.holds.back_off(task_id, self.clock.last_read.sequence)
+            self._execution_error(task_id, exc)
         finally:
             if not detached:
                 self.holds.in_flight.discard(task_id)
+        return detached
+
+    async def _land(
+        self,
+        envelope: str,
+        entry: JournalEntry,
+        acc: SourceAccount,
+        t0: float,
+        release: Callable[[], None],
+        seal: Callable[[], Awaitable[tuple[str, JournalEntry]]],
+    ) -> None:
+        """A sealed transaction's way to the queue beside the executors (the executor is
+        free for the next task meanwhile): ``acc`` is released once it is queued (the
+        confirmation goes on beside) or final."""
+        detached = False
+        try:
+            detached = await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # level 2, as in execute
+            self._execution_error(entry.task_id, exc)
+        finally:
+            if not detached:
+                self.holds.in_flight.discard(entry.task_id)
+                release()
+
+    def _execution_error(self, task_id: int, exc: Exception) -> None:
+        """One execution's error, counted and reported; backed off unless the RPC was only
+        busy or unreachable."""
+        transient = isinstance(exc, RpcError) and exc.unavailable
+        self.tally.cycle.failed += 1
+        self.tally.totals["failed"] += 1
+        if transient:
+            self.tally.totals["failed_rpc_unavailable"] += 1
+        self.log.warning("task {} execution error: {}", task_id, exc)
+        self.events.event(
+            "failed",
+            {
+                "task_id": task_id,
+                "reason": "rpc_unavailable" if transient else "error",
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        if not transient and self.clock.last_read is not None:
+            self.holds.back_off(task_id, self.clock.last_read.sequence)
 
     async def _execute_with(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None
@@ -265,7 +298,12 @@ class Executor:
             return entry.envelope, entry
 
         envelope, entry = await seal()
-        return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
+        if release is None:
+            return await self.submitter.submit(envelope, entry, acc, t0, None, reseal=seal)
+        self.submitter.beside(
+            self._land(envelope, entry, acc, t0, release, seal), f"land-{task_id}"
+        )
+        return True
 
     async def _latest_for_tx(self, fresh_s: float) -> Latest:
         """The newest ledger the cycle loop saw, if within the last ``fresh_s`` s (a request

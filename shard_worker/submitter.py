@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from loguru import logger
@@ -173,13 +173,17 @@ class Submitter:
             await self.confirm(entry, acc, t0)
             return False
         release()
-        task = asyncio.create_task(
-            self._confirm_detached(entry, acc, t0), name=f"confirm-{entry.task_id}"
-        )
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
+        task = self.beside(self._confirm_detached(entry, acc, t0), f"confirm-{entry.task_id}")
         self._confirming[acc.public_key] = task
         return True
+
+    def beside(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` (a transaction's landing or confirmation) beside the executors; a
+        stop waits for it (bounded) like any transaction maybe sent."""
+        task = asyncio.create_task(work, name=name)
+        self.sending.add(task)
+        task.add_done_callback(self.sending.discard)
+        return task
 
     def queued_at(self, acc: SourceAccount) -> int:
         """The ledger ``acc``'s last transaction was queued at (0: none queued yet). Its next

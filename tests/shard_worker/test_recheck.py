@@ -124,9 +124,9 @@ class TestExecutorSendsOnlyWhatIsStillDue:
         acc = keeper_account(ex)
 
         async def two() -> None:
-            released: list[int] = []
-            await ex.execute(acc, TASK, lambda: released.append(1))
-            assert released == [1]  # freed once queued; confirmed beside
+            released = asyncio.Event()
+            assert await ex.execute(acc, TASK, released.set)  # landed and confirmed beside
+            await asyncio.wait_for(released.wait(), 5)  # the account is free once queued
             await ex.execute(acc, TASK)  # (the executor does not check in_flight)
             me = asyncio.current_task()
             confirming = [t for t in ex.submitter.sending if t is not me]
