@@ -198,6 +198,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ stop
 
+    async def _wait_sent(self, grace_s: float) -> set[asyncio.Task[None]]:
+        """Wait up to ``grace_s`` for every transaction maybe sent, also the confirmations a
+        landing starts meanwhile (once queued); returns all that were waited for."""
+        seen: set[asyncio.Task[None]] = set()
+        deadline = time.monotonic() + grace_s
+        while True:
+            pending = {t for t in self._sent_tasks if not t.done()}
+            seen |= pending
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                return seen
+            await asyncio.wait(pending, timeout=left)
+
     async def drain(self) -> None:
         """Stop: drop what was not sent, give sent transactions ``stop_grace_s``."""
         self.submitter.stopping = True
@@ -213,14 +226,12 @@ class Dispatcher:
         if unsent:
             await asyncio.wait(unsent, timeout=2.0)
         dropped = queued + preparing
-        sent = set(self._sent_tasks)
-        still: set[asyncio.Task[None]] = set()
-        if sent:
-            _done, still = await asyncio.wait(sent, timeout=max(0.0, self.spec.stop_grace_s))
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=2.0)
+        sent = await self._wait_sent(max(0.0, self.spec.stop_grace_s))
+        still = {t for t in self._sent_tasks if not t.done()}
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2.0)
         self.tally.totals["dropped_unsent_at_stop"] = dropped
         self.tally.totals["sent_unresolved_at_stop"] = len(still)
         if dropped or sent:

@@ -166,6 +166,38 @@ class TestWorkers:
         assert asyncio.run(go()) == len(sources)  # every account back in the pool, once
         assert sorted(t for _, t in ex.done) == list(range(1, 13))
 
+    def test_a_stop_waits_for_a_confirmation_a_landing_starts_meanwhile(self) -> None:
+        d, ex, _ = make_dispatcher(landing=True, max_concurrent_executions=1, stop_grace_s=5)
+        assert isinstance(ex, LandingExecutor)
+        ex.land_s = 0.2
+        ex.expect = 1
+        confirmed: list[int] = []
+
+        async def confirm() -> None:
+            await asyncio.sleep(0.2)
+            confirmed.append(1)
+
+        real = ex.submitter.beside
+
+        def beside(work: Any, name: str) -> Any:
+            async def then() -> None:  # the landing, then its confirmation beside
+                await work
+                real(confirm(), "confirm")
+
+            return real(then(), name)
+
+        ex.submitter.beside = beside  # type: ignore[method-assign]
+
+        async def go() -> None:
+            d.start()
+            d.enqueue([1])
+            await asyncio.wait_for(ex.all_done.wait(), 10)  # the landing has begun
+            await asyncio.wait_for(d.drain(), 10)
+
+        asyncio.run(go())
+        assert confirmed == [1]
+        assert ex.tally.totals["sent_unresolved_at_stop"] == 0
+
     def test_a_stop_drops_what_was_not_sent(self) -> None:
         d, ex, _ = make_dispatcher(max_concurrent_executions=1)
         assert isinstance(ex, RecordingExecutor)
