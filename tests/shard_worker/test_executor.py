@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcMalformedError, RpcResponseError, RpcTransportError
+from shard_worker.errors import RpcError, RpcMalformedError, RpcResponseError, RpcTransportError
 from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
@@ -241,7 +242,7 @@ class TestSend:
 
     def test_a_busy_server_is_sent_again_at_once_not_settled(self) -> None:
         """HTTP 503, 429 and a full queue (-32098) were not carried out: the same envelope is
-        sent again (no getTransaction first, no "uncertain"), each answer counted by kind."""
+        sent again (no getTransaction first, no "uncertain"), each answer counted "busy"."""
         kp = Keypair.random()
         busy = [
             RpcTransportError("sendTransaction", "HTTP 503", status=503),
@@ -255,7 +256,7 @@ class TestSend:
         assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
         assert [m for m, _ in rpc.calls] == ["sendTransaction"] * 4
         assert acc.sequence == 42 and not acc.needs_resync
-        assert ex.tally.cycle.sends == {"http_503": 1, "http_429": 1, "queue_full": 1, "PENDING": 1}
+        assert ex.tally.cycle.sends == {"busy": 3, "PENDING": 1}
 
     def test_an_execution_limit_answer_may_have_been_queued(self) -> None:
         kp = Keypair.random()
@@ -275,7 +276,7 @@ class TestSend:
         entry = journaled(ex, kp, max_time=9_999)
         assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
         assert entry.hash not in ex.submitter.journal and acc.sequence == 41
-        assert events_of(ex, "tx_error")[0]["reason"] == "http_503 until its time bound"
+        assert events_of(ex, "tx_error")[0]["reason"] == "busy until its time bound"
 
     def test_try_again_later_past_the_time_bound_gives_up(self) -> None:
         kp = Keypair.random()
@@ -423,7 +424,11 @@ class _ListLog:
 class TestSettle:
     """An unknown send outcome settled by resending the same envelope."""
 
-    def run_submit(self, answers: list[Any], gets: list[Any]) -> tuple[Executor, SourceAccount]:
+    def run_submit(
+        self, answers: list[Any], gets: list[Any], *, close_after_s: float = 0.05
+    ) -> tuple[Executor, SourceAccount]:
+        """Submit through a fake RPC while a stand-in read loop moves the keeper's clock to
+        ledger 11 once, ``close_after_s`` after the start (ledger 10 before)."""
         kp = Keypair.random()
         rpc = FakeRpc({"sendTransaction": answers, "getTransaction": gets})
         ex = make_executor(kp, rpc, confirm_poll_s=0.05)
@@ -432,9 +437,18 @@ class TestSettle:
             hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=9_999
         )
         ex.holds.in_flight.add(TASK)
+        ex.clock.newest = Latest(10, 1_000)
         released: list[bool] = []
+        sent_at: list[float] = []
+        self.closed_at = 0.0
+
+        async def close_a_ledger() -> None:
+            await asyncio.sleep(close_after_s)
+            self.closed_at = time.monotonic()
+            ex.clock.newest = Latest(11, 1_005)
 
         async def go() -> None:
+            closer = asyncio.create_task(close_a_ledger())
             detached = await ex.submitter.submit(
                 "AAAA", entry, acc, 0.0, lambda: released.append(True)
             )
@@ -443,10 +457,21 @@ class TestSettle:
                 others = [t for t in ex.submitter.sending if t is not me]
                 assert others
                 await asyncio.wait_for(asyncio.gather(*others), 5)
+            closer.cancel()
 
+        real_call = rpc.call
+
+        async def timed_call(method: str, params: Any = None, **kw: Any) -> Any:
+            if method == "sendTransaction":
+                sent_at.append(time.monotonic())
+            return await real_call(method, params, **kw)
+
+        rpc.call = timed_call  # type: ignore[method-assign]
         asyncio.run(asyncio.wait_for(go(), 10))
         self.released = released
+        self.sent_at = sent_at
         self.envelopes = [p for m, p in rpc.calls if m == "sendTransaction"]
+        self.calls = rpc.calls
         return ex, acc
 
     def test_duplicate_after_a_lost_answer_frees_the_account_and_confirms(self) -> None:
@@ -491,6 +516,43 @@ class TestSettle:
         reason = events_of(ex, "tx_error")[0]["reason"]
         assert reason == "not applied before its time bound (expired)"
         assert acc.needs_resync and not ex.submitter.journal.load()
+
+    def test_a_maybe_queued_envelope_is_resent_only_after_the_next_close(self) -> None:
+        # sent again before the close, a queued envelope could be applied by that close
+        # first and the resend refused txBAD_SEQ: a rejected submission on the record
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        ex, _acc = self.run_submit(
+            [lost, {"status": "DUPLICATE"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=0.4,
+        )
+        assert len(self.sent_at) == 2
+        assert self.sent_at[1] >= self.closed_at > 0
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 1, "DUPLICATE": 1}
+
+    @pytest.mark.parametrize(
+        "refusal",
+        [
+            RpcTransportError("sendTransaction", "busy", status=503),
+            RpcTransportError("sendTransaction", "slow down", status=429),
+            RpcResponseError("sendTransaction", -32098, "queue full"),
+        ],
+        ids=["http_503", "http_429", "queue_full"],
+    )
+    def test_a_send_refused_unread_is_sent_again_without_waiting_for_a_close(
+        self, refusal: RpcError
+    ) -> None:
+        ex, _acc = self.run_submit(
+            [refusal, {"status": "PENDING"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=3.0,
+        )
+        assert len(self.sent_at) == 2
+        assert self.closed_at == 0.0  # settled and confirmed before any ledger closed
+        # a first send again (nothing of it can be queued): no getTransaction before it
+        assert ex.tally.cycle.sends == {"busy": 1, "PENDING": 1}
+        assert [m for m, _ in self.calls][:2] == ["sendTransaction"] * 2
+        assert self.released == [True] and ex.tally.totals["executed"] == 1
 
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
