@@ -361,22 +361,29 @@ class Submitter:
         comes, or an ERROR says it is not pending (False: maybe applied meanwhile;
         getTransaction decides; after txTOO_LATE without waiting for the time bound). Never
         holds the account idle until the time bound when the queue can answer. While an
-        earlier send ``maybe_queued`` the envelope, each resend waits for the next ledger
-        close first (see the module's notes); after sends refused unread it goes after a
-        short backoff."""
+        earlier send ``maybe_queued`` the envelope, a resend waits for the next ledger close
+        and a getTransaction after it (see the module's notes); a resend refused unread
+        (busy) goes again after a short backoff while no ledger closed since that check
+        (else getTransaction first again: that close may have applied the first copy)."""
         newest = self.clock.newest
         since = newest.sequence if newest is not None else 0
+        #: the ledger at which getTransaction last said "not applied" (None: to wait for)
+        checked: int | None = None
         for retry in range(SETTLE_LIMIT):
             # (past the time-bound check a resend is still worth its answer: DUPLICATE says
             # it is queued, txTOO_LATE that it never can be: getTransaction then decides at once)
             if self.stopping or self._past_time_bound(entry):
                 return False
-            if maybe_queued:
-                since = await self._after_next_close(since)
-            else:
+            newest = self.clock.newest
+            if not maybe_queued or checked == (newest.sequence if newest is not None else 0):
                 await SETTLE_BACKOFF.wait(retry)
-            if await self._applied_already(entry):
-                return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
+            else:
+                if checked is None:
+                    since = await self._after_next_close(since)
+                if await self._applied_already(entry):
+                    return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
+                newest = self.clock.newest
+                checked = newest.sequence if newest is not None else 0
             self.count("resent")
             state = await self._send(envelope, entry, acc, resend=True)
             if state == QUEUED:
@@ -384,8 +391,10 @@ class Submitter:
                 acc.needs_resync = False
                 self.log.info("task {} resend settled the unknown outcome: queued", entry.task_id)
                 return True
-            if state == UNKNOWN:
-                maybe_queued = True
+            if state == UNKNOWN:  # this resend may have been queued: the next close first
+                maybe_queued, checked = True, None
+                newest = self.clock.newest
+                since = newest.sequence if newest is not None else since
             elif state != BUSY:
                 return False
         return False

@@ -554,6 +554,21 @@ class TestSettle:
         assert [m for m, _ in self.calls][:2] == ["sendTransaction"] * 2
         assert self.released == [True] and ex.tally.totals["executed"] == 1
 
+    def test_a_busy_resend_goes_again_within_the_same_ledger(self) -> None:
+        """After the close and the check, a resend refused unread is sent again at once
+        (no second close to wait for, no second check: nothing closed since the check)."""
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        busy = RpcTransportError("sendTransaction", "busy", status=503)
+        ex, _acc = self.run_submit(
+            [lost, busy, busy, {"status": "DUPLICATE"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=0.05,  # the only close of the test
+        )
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 3, "busy": 2, "DUPLICATE": 1}
+        gets = [m for m, _ in self.calls if m == "getTransaction"]
+        assert len(gets) == 2  # the check after the close, then the confirmation
+        assert ex.tally.totals["executed"] == 1
+
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
         success = {"status": "SUCCESS", "ledger": 7}
