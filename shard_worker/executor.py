@@ -120,7 +120,12 @@ class Executor:
         self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
         #: a prepared transaction whose simulation is older than its send: read again
         self.recheck = Recheck(
-            rpc, events, identity=identity, clock=clock, queued_at=submitter.queued_at, tally=tally
+            rpc,
+            events,
+            identity=identity,
+            newest=submitter.newest,
+            queued_at=submitter.queued_at,
+            tally=tally,
         )
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
@@ -310,8 +315,7 @@ class Executor:
         less under a busy RPC), else asked for. For a time bound: two poll intervals (the
         loop polls at least once a ledger: one ledger behind at most, inside the margin of
         ``tx_timeout_s``; a txTOO_LATE refusal reseals with a ledger asked for)."""
-        newest = self.clock.newest
-        seen = self.clock.newest_seen_at
+        newest, seen = self.submitter.newest_seen()
         if newest is not None and time.monotonic() - seen <= fresh_s:
             return newest
         return await self.clock.for_tx()
@@ -348,7 +352,7 @@ class Executor:
             except RpcError as exc:
                 # busy or unreachable: retried while the transaction could still be sent in
                 # time (its max time more than two ledgers past the newest ledger seen)
-                newest = self.clock.newest
+                newest = self.submitter.newest()
                 if (
                     not exc.unavailable
                     or self.submitter.stopping

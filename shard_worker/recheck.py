@@ -20,7 +20,7 @@ from shard_worker.accounts import SourceAccount
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import skip_reason
 from shard_worker.errors import RpcMalformedError
-from shard_worker.ledger import Latest, LedgerClock
+from shard_worker.ledger import Latest
 from shard_worker.rpc import RpcClient, get_ledger_entries
 from sorotask_core import contract
 from sorotask_core.contract import decode_task_entry_b64
@@ -73,14 +73,15 @@ class Recheck:
         events: Events,
         *,
         identity: Identity,
-        clock: LedgerClock,
+        newest: Callable[[], Latest | None],
         queued_at: Callable[[SourceAccount], int],
         tally: Tally,
     ) -> None:
         self.rpc = rpc
         self.events = events
         self.identity = identity
-        self.clock = clock
+        #: the newest ledger known (the read loop's or an answer's)
+        self.newest = newest
         #: the ledger a source account's last transaction was queued at (0: none)
         self.queued_at = queued_at
         self.tally = tally
@@ -91,7 +92,7 @@ class Recheck:
         a fresh read shows the task no longer due (another keeper executed it): not sent,
         counted (``not_sent_stale``), not backed off (its entry moved: the reads see its new
         due time). An RPC failure is raised (the execution fails; unreachable: due again)."""
-        newest = self.clock.newest
+        newest = self.newest()
         previous = self.queued_at(acc)
         sending_at = max(
             newest.sequence if newest is not None else 0, previous + 1 if previous else 0

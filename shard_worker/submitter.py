@@ -35,7 +35,7 @@ from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
 from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
-from shard_worker.ledger import LedgerClock
+from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import FeeHooks
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, as_int, expect_dict
@@ -131,6 +131,10 @@ class Submitter:
         self.fee_hooks: FeeHooks | None = None
         #: accounts whose next transaction waits until the previous one is final
         self._strict: set[str] = set()
+        #: the newest ledger a send or getTransaction answer reported, and when (the clock
+        #: is kept by the read loop; these answers often show a close sooner)
+        self._seen: Latest | None = None
+        self._seen_at = 0.0
         #: hash -> the ledger a resend of it was refused txTOO_LATE at (never queueable again)
         self._too_late_at: dict[str, int] = {}
         #: the ledger each account's last transaction was queued at (its send answer's
@@ -208,7 +212,7 @@ class Submitter:
             answered = as_int(res, "latestLedger", "sendTransaction", 0)
         except RpcMalformedError:
             answered = 0
-        newest = self.clock.newest
+        newest = self.newest()
         seen = newest.sequence if newest is not None else 0
         self._queued_at[acc.public_key] = max(answered, seen)
 
@@ -223,7 +227,7 @@ class Submitter:
             if acc.public_key in self._strict:
                 await asyncio.wait({previous})
                 return
-            newest = self.clock.newest
+            newest = self.newest()
             if newest is not None and newest.sequence > accepted_at:
                 return  # a ledger closed since: applied (or dropped: then txBAD_SEQ, resealed)
             await asyncio.wait({previous}, timeout=TURN_POLL_S)
@@ -249,7 +253,7 @@ class Submitter:
     def sendable(self, entry: JournalEntry) -> bool:
         """The transaction can still pass core's time-bound check (its max time more than two
         ledgers past the newest ledger seen)."""
-        newest = self.clock.newest
+        newest = self.newest()
         if newest is None:
             return True
         return entry.max_time > newest.close_time + 2 * self.ledger_s
@@ -279,6 +283,7 @@ class Submitter:
                     "sendTransaction",
                 )
                 status = res.get("status")
+                self._saw(res)
             except RpcError as exc:
                 if exc.kind in REFUSED_UNREAD_KINDS:
                     self.count("busy")
@@ -365,7 +370,7 @@ class Submitter:
         and a getTransaction after it (see the module's notes); a resend refused unread
         (busy) goes again after a short backoff while no ledger closed since that check
         (else getTransaction first again: that close may have applied the first copy)."""
-        newest = self.clock.newest
+        newest = self.newest()
         since = newest.sequence if newest is not None else 0
         #: the ledger at which getTransaction last said "not applied" (None: to wait for)
         checked: int | None = None
@@ -374,7 +379,7 @@ class Submitter:
             # it is queued, txTOO_LATE that it never can be: getTransaction then decides at once)
             if self.stopping or self._past_time_bound(entry):
                 return False
-            newest = self.clock.newest
+            newest = self.newest()
             if not maybe_queued or checked == (newest.sequence if newest is not None else 0):
                 await SETTLE_BACKOFF.wait(retry)
             else:
@@ -382,7 +387,7 @@ class Submitter:
                     since = await self._after_next_close(since)
                 if await self._applied_already(entry):
                     return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
-                newest = self.clock.newest
+                newest = self.newest()
                 checked = newest.sequence if newest is not None else 0
             self.count("resent")
             state = await self._send(envelope, entry, acc, resend=True)
@@ -393,14 +398,14 @@ class Submitter:
                 return True
             if state == UNKNOWN:  # this resend may have been queued: the next close first
                 maybe_queued, checked = True, None
-                newest = self.clock.newest
+                newest = self.newest()
                 since = newest.sequence if newest is not None else since
             elif state != BUSY:
                 return False
         return False
 
     def _past_time_bound(self, entry: JournalEntry) -> bool:
-        newest = self.clock.newest
+        newest = self.newest()
         return newest is not None and newest.close_time > entry.max_time
 
     def _refused_late(self, entry: JournalEntry, res: dict[str, Any]) -> None:
@@ -421,7 +426,7 @@ class Submitter:
         ledger after ``since``, at most about two ledgers and a second; that ledger."""
         deadline = time.monotonic() + 2 * self.ledger_s + 1.0
         while not self.stopping and time.monotonic() < deadline:
-            newest = self.clock.newest
+            newest = self.newest()
             if newest is not None and newest.sequence > since:
                 return newest.sequence
             await asyncio.sleep(TURN_POLL_S)
@@ -434,7 +439,35 @@ class Submitter:
             res = await self.rpc.call("getTransaction", {"hash": entry.hash})
         except RpcError:
             return False
+        if isinstance(res, dict):
+            self._saw(res)
         return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
+
+    def _saw(self, res: dict[str, Any]) -> None:
+        """Every send and getTransaction answer tells the ledger it was made at
+        (``latestLedger``, ``latestLedgerCloseTime``): a close is known as soon as any answer
+        shows it, for the turn, resend and time-bound waits and the time bounds themselves;
+        no request of its own. (Kept apart from the read loop's clock, whose stale-answer
+        check is for lagging nodes, not for answers that merely raced a close.)"""
+        sequence, close = _ledger(res), _close_time(res, "getTransaction")
+        seen = self._seen
+        if sequence <= 0 or close <= 0 or Latest(sequence, close).older_than(seen):
+            return
+        self._seen, self._seen_at = Latest(sequence, close), time.monotonic()
+
+    def newest_seen(self) -> tuple[Latest | None, float]:
+        """The newest ledger known, from the read loop's clock or a send or getTransaction
+        answer, and when (monotonic) it was last reported."""
+        clock, seen = self.clock, self._seen
+        if seen is None or (clock.newest is not None and seen.older_than(clock.newest)):
+            return clock.newest, clock.newest_seen_at
+        if clock.newest is not None and clock.newest.sequence == seen.sequence:
+            return seen, max(self._seen_at, clock.newest_seen_at)
+        return seen, self._seen_at
+
+    def newest(self) -> Latest | None:
+        """The newest ledger known (see :meth:`newest_seen`)."""
+        return self.newest_seen()[0]
 
     async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
         """A restarted worker's journaled transaction: send its envelope once more (never a
@@ -478,6 +511,7 @@ class Submitter:
                     await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
                 )
                 status = res.get("status")
+                self._saw(res)
             except RpcError as exc:
                 self.log.debug("getTransaction {}: {}", entry.hash, exc)
                 await asyncio.sleep(min(2.0, poll * 4))

@@ -258,6 +258,22 @@ class TestSend:
         assert acc.sequence == 42 and not acc.needs_resync
         assert ex.tally.cycle.sends == {"busy": 3, "PENDING": 1}
 
+    def test_answers_tell_the_newest_ledger_without_moving_the_read_loops_clock(self) -> None:
+        kp = Keypair.random()
+        later = {"status": "TRY_AGAIN_LATER", "latestLedger": 12, "latestLedgerCloseTime": "1010"}
+        behind = {"status": "PENDING", "latestLedger": 9, "latestLedgerCloseTime": "995"}
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [later, behind]}))
+        ex.clock.newest = Latest(10, 1_000)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
+        newest = ex.submitter.newest()
+        assert newest is not None and (newest.sequence, newest.close_time) == (12, 1_010)
+        assert ex.clock.newest.sequence == 10  # the read loop's own, and no stale answer
+        assert ex.tally.totals["stale_ledger_answers"] == 0
+        # queued while the network was at ledger 12 at least (the answer came from behind)
+        assert ex.submitter.queued_at(acc) == 12
+
     def test_an_execution_limit_answer_may_have_been_queued(self) -> None:
         kp = Keypair.random()
         limit = RpcResponseError("sendTransaction", -32001, "request exceeded processing limit")
