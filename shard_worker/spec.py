@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from typing import Any, Literal, Protocol
 
-from shard_worker.endpoint_config import endpoint_label
+from shard_worker.endpoint_config import shown_url
 from sorotask_core.settings import WORKER
 from sorotask_core.stats import CYCLE_FIELDS
 
@@ -94,13 +94,9 @@ class WorkerSpec:
     def rpc_label(self) -> str:
         """How the shard's RPC is shown (logs, errors): endpoint labels, never credentials."""
         urls = [e.get("name") or e["url"] for e in self.rpc_endpoints] or [self.rpc_url]
-        out = []
-        for u in urls:
-            try:
-                out.append(u if not u.startswith(("http://", "https://")) else endpoint_label(u))
-            except ValueError:
-                out.append("(malformed URL)")
-        return ", ".join(out)
+        return ", ".join(
+            u if not u.startswith(("http://", "https://")) else shown_url(u) for u in urls
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:

@@ -171,7 +171,8 @@ def _num(value: float) -> str:
 
 
 def _http_url(v: str) -> str | None:
-    return None if re.match(r"^https?://[^\s/]+", v) else f"expected an http(s) URL, got {v!r}"
+    # never echoes the URL: it may hold credentials
+    return None if re.match(r"^https?://[^\s/]+", v) else "expected an http(s) URL"
 
 
 #: the keys of one ``network.rpc_urls`` entry written as a mapping
