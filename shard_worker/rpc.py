@@ -310,6 +310,8 @@ class RpcClient(HttpTransports):
         except RpcError as exc:
             label = self.label if url == self.url else None
             exc.args = (scrub_url(str(exc), url, label, self._secrets),)
+            if isinstance(exc, RpcResponseError):  # the server's own words, logged by callers
+                exc.rpc_message = scrub_url(exc.rpc_message, url, label, self._secrets)
             if self.endpoints is not None:
                 self.endpoints.outcome(url, method, exc, time.monotonic() - started)
             raise

@@ -10,7 +10,7 @@ the secrets themselves; the worker reads them in its own process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any, Literal, Protocol
 
 from shard_worker.endpoint_config import shown_url
@@ -36,7 +36,9 @@ class SecretRef:
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     name: str
-    rpc_url: str
+    #: may hold credentials (a key in its path or query): kept out of the repr; show
+    #: :attr:`rpc_label`
+    rpc_url: str = field(repr=False)
     network_passphrase: str
     contract_id: str
     #: where the keeper's secret seed is; None only in a dry run given ``public_key``
@@ -51,7 +53,7 @@ class WorkerSpec:
     #: ``network.rpc_urls``: several endpoints, each ``{url, weight, max_requests_per_s,
     #: headers_from_env, name}`` (:class:`shard_worker.endpoint_config.EndpointConfig`; its
     #: ``max_requests_per_s`` already this shard's share); empty: ``rpc_url`` alone
-    rpc_endpoints: tuple[dict[str, Any], ...] = ()
+    rpc_endpoints: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     # the worker settings: each is declared once (type, default, bounds, doc) in
     # sorotask_core.settings.WORKER; tests/sorotask_core/test_settings.py checks these fields
     poll_interval_s: float = _W["poll_interval_s"]

@@ -235,7 +235,7 @@ async def _secret_error(kind: str) -> str:
     try:
         with pytest.raises(RpcError) as err:
             await client.call("getHealth")
-        return f"{err.value} {err.value!r}"
+        return f"{err.value} {err.value!r} {getattr(err.value, 'rpc_message', '')}"
     finally:
         await client.aclose()
         await runner.cleanup()
