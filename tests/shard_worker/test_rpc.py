@@ -247,8 +247,34 @@ class TestSecretsInErrors:
         text = run(_secret_error(kind))
         for key in (PATH_KEY, QUERY_KEY, HEADER_KEY):
             assert key not in text
-        if TRANSPORT[0] == "aiohttp" or kind == "echo":  # httpx does not follow: "HTTP 308"
+        if kind == "echo":
             assert "/v2/***" in text  # the URL is shown by its label
+        else:  # neither transport follows a redirect
+            assert "HTTP 308" in text
+
+    def test_a_redirect_is_not_followed_so_no_header_goes_elsewhere(self) -> None:
+        async def go() -> tuple[str, list[dict[str, str]]]:
+            elsewhere = Script(("result", "followed"))
+            runner_b, url_b = await serve(elsewhere)
+
+            async def moved(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+                raise web.HTTPTemporaryRedirect(location=url_b)
+
+            runner_a, url_a = await serve(Script(moved))
+            client = RpcClient(
+                url_a, max_attempts=1, transport=TRANSPORT[0], headers={"X-Api-Key": HEADER_KEY}
+            )
+            try:
+                with pytest.raises(RpcTransportError) as err:
+                    await client.call("getHealth")
+                return str(err.value), elsewhere.seen
+            finally:
+                await client.aclose()
+                await runner_a.cleanup()
+                await runner_b.cleanup()
+
+        error, seen_elsewhere = run(go())
+        assert error == "getHealth: HTTP 307" and seen_elsewhere == []
 
 
 class TestAsInt:
