@@ -3,12 +3,18 @@
 * ``sendTransaction`` answers are counted by name (``send_results``): PENDING, DUPLICATE,
   TRY_AGAIN_LATER (retried while the transaction can still pass core's time-bound check),
   ERROR by result code (txTOO_LATE, txINSUFFICIENT_FEE, txBAD_SEQ, ... with a log line and a
-  total each), ``uncertain`` (no answer, a garbled one), ``unknown_status``, ``resent``.
+  total each), ``busy`` (refused unread: HTTP 503 / 429, -32098), ``uncertain`` (no answer,
+  a garbled one), ``unknown_status``, ``resent``.
 * A send whose outcome is unknown is **settled by sending the same signed envelope again**
   (same hash, the journal holds it; nothing can run twice): DUPLICATE or PENDING says it is
   queued; an ERROR after a resend says it is not pending but maybe applied meanwhile, so
-  ``getTransaction`` decides. No new transaction is built for the task while the old one may
-  land (the task stays in flight until its transaction is final or expired).
+  ``getTransaction`` decides. A send the server refused unread is sent again at once; one
+  that may have reached the queue is sent again right after the next ledger closed (then
+  getTransaction knows whether that ledger applied it, and the resend has a whole ledger to
+  reach the queue before the next one could: an applied envelope sent again is refused
+  txBAD_SEQ, a rejected submission on the network's record). No new transaction is built for
+  the task while the old one may land (the task stays in flight until its transaction is final
+  or expired).
 * Once queued, the account is released; the confirmation runs beside the executors.
 """
 
@@ -26,7 +32,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcError, RpcMalformedError
+from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError, RpcMalformedError
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import LedgerClock
 from shard_worker.pricing import FeeHooks
@@ -48,7 +54,15 @@ _NAMED_REJECTIONS = {
 TRY_AGAIN_LATER_BACKOFF = Backoff(0.05, factor=1.5, max_s=1.0, jitter=0.3)
 TRY_AGAIN_LATER_LIMIT = 64
 #: what a send found out (:meth:`Submitter._send`)
-QUEUED, UNKNOWN, NOT_PENDING, REJECTED = "queued", "unknown", "not_pending", "rejected"
+QUEUED, UNKNOWN, BUSY, NOT_PENDING, REJECTED = (
+    "queued",
+    "unknown",
+    "busy",
+    "not_pending",
+    "rejected",
+)
+#: failures that say the server refused the request before carrying it out (nothing queued)
+REFUSED_UNREAD_KINDS = frozenset({HTTP_503, HTTP_429, QUEUE_FULL})
 #: the wait between resends of the same envelope after an unknown outcome, and how many
 SETTLE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
 SETTLE_LIMIT = 40
@@ -152,7 +166,9 @@ class Submitter:
         if state == REJECTED:
             self._last_rejection.pop(entry.hash, None)
             return False
-        queued = state == QUEUED or await self.settle(envelope, entry, acc)
+        queued = state == QUEUED or await self.settle(
+            envelope, entry, acc, maybe_queued=state == UNKNOWN
+        )
         if not (queued and release is not None):
             await self.confirm(entry, acc, t0)
             return False
@@ -218,7 +234,8 @@ class Submitter:
     ) -> str:
         """One send (TRY_AGAIN_LATER retried while the transaction can still be sent in time):
         :data:`QUEUED` (PENDING / DUPLICATE); :data:`UNKNOWN` (no answer, a garbled one, or an
-        unknown status: maybe queued); :data:`REJECTED` (surely not queued; counted).
+        unknown status: maybe queued); :data:`BUSY` (refused unread by a busy server: not
+        queued by this send); :data:`REJECTED` (surely not queued; counted).
 
         With ``resend`` (the same envelope again, after an unknown outcome) an ERROR, or
         TRY_AGAIN_LATER up to the time bound, is :data:`NOT_PENDING`: not in the queue (that
@@ -233,9 +250,13 @@ class Submitter:
                 )
                 status = res.get("status")
             except RpcError as exc:
+                acc.sent(entry.sequence, accepted=False)
+                if exc.kind in REFUSED_UNREAD_KINDS:
+                    self.count("busy")
+                    self.log.info("task {} send refused unread ({})", entry.task_id, exc)
+                    return BUSY
                 self.count("uncertain")
                 self.log.info("task {} send uncertain ({})", entry.task_id, exc)
-                acc.sent(entry.sequence, accepted=False)
                 return UNKNOWN
             if status in ("PENDING", "DUPLICATE"):
                 self.count(str(status))
@@ -289,17 +310,26 @@ class Submitter:
         self._tx_error(entry, "TRY_AGAIN_LATER too many times")
         return REJECTED
 
-    async def settle(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
+    async def settle(
+        self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, maybe_queued: bool = True
+    ) -> bool:
         """After a send whose outcome is unknown: send the **same signed envelope** again (same
         hash: nothing can run twice) until the queue says DUPLICATE or PENDING (True: queued,
         the account is free for its next transaction) or the transaction could no longer pass
         the time-bound check, a stop comes, or an ERROR says it is not pending (False: maybe
         applied meanwhile; getTransaction decides). Never holds the account idle until the
-        time bound when the queue can answer."""
+        time bound when the queue can answer. While an earlier send ``maybe_queued`` the
+        envelope, each resend waits for the next ledger close first (see the module's notes);
+        after sends refused unread it goes after a short backoff."""
+        newest = self.clock.newest
+        since = newest.sequence if newest is not None else 0
         for retry in range(SETTLE_LIMIT):
             if self.stopping or not self.sendable(entry):
                 return False
-            await SETTLE_BACKOFF.wait(retry)
+            if maybe_queued:
+                since = await self._after_next_close(since)
+            else:
+                await SETTLE_BACKOFF.wait(retry)
             if await self._applied_already(entry):
                 return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
             self.count("resent")
@@ -309,9 +339,22 @@ class Submitter:
                 acc.needs_resync = False
                 self.log.info("task {} resend settled the unknown outcome: queued", entry.task_id)
                 return True
-            if state != UNKNOWN:
+            if state == UNKNOWN:
+                maybe_queued = True
+            elif state != BUSY:
                 return False
         return False
+
+    async def _after_next_close(self, since: int) -> int:
+        """Wait until the keeper's clock (kept by the read loop, no request of its own) shows a
+        ledger after ``since``, at most about two ledgers and a second; that ledger."""
+        deadline = time.monotonic() + 2 * self.ledger_s + 1.0
+        while not self.stopping and time.monotonic() < deadline:
+            newest = self.clock.newest
+            if newest is not None and newest.sequence > since:
+                return newest.sequence
+            await asyncio.sleep(TURN_POLL_S)
+        return since
 
     async def _applied_already(self, entry: JournalEntry) -> bool:
         """Whether getTransaction already knows the transaction as applied (an error or any

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcMalformedError, RpcTransportError
+from shard_worker.errors import RpcError, RpcMalformedError, RpcResponseError, RpcTransportError
 from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
@@ -385,7 +386,11 @@ class _ListLog:
 class TestSettle:
     """An unknown send outcome settled by resending the same envelope."""
 
-    def run_submit(self, answers: list[Any], gets: list[Any]) -> tuple[Executor, SourceAccount]:
+    def run_submit(
+        self, answers: list[Any], gets: list[Any], *, close_after_s: float = 0.05
+    ) -> tuple[Executor, SourceAccount]:
+        """Submit through a fake RPC while a stand-in read loop moves the keeper's clock to
+        ledger 11 once, ``close_after_s`` after the start (ledger 10 before)."""
         kp = Keypair.random()
         rpc = FakeRpc({"sendTransaction": answers, "getTransaction": gets})
         ex = make_executor(kp, rpc, confirm_poll_s=0.05)
@@ -394,9 +399,18 @@ class TestSettle:
             hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=9_999
         )
         ex.holds.in_flight.add(TASK)
+        ex.clock.newest = Latest(10, 1_000)
         released: list[bool] = []
+        sent_at: list[float] = []
+        self.closed_at = 0.0
+
+        async def close_a_ledger() -> None:
+            await asyncio.sleep(close_after_s)
+            self.closed_at = time.monotonic()
+            ex.clock.newest = Latest(11, 1_005)
 
         async def go() -> None:
+            closer = asyncio.create_task(close_a_ledger())
             detached = await ex.submitter.submit(
                 "AAAA", entry, acc, 0.0, lambda: released.append(True)
             )
@@ -405,9 +419,19 @@ class TestSettle:
                 others = [t for t in ex.submitter.sending if t is not me]
                 assert others
                 await asyncio.wait_for(asyncio.gather(*others), 5)
+            closer.cancel()
 
+        real_call = rpc.call
+
+        async def timed_call(method: str, params: Any = None, **kw: Any) -> Any:
+            if method == "sendTransaction":
+                sent_at.append(time.monotonic())
+            return await real_call(method, params, **kw)
+
+        rpc.call = timed_call  # type: ignore[method-assign]
         asyncio.run(asyncio.wait_for(go(), 10))
         self.released = released
+        self.sent_at = sent_at
         self.envelopes = [p for m, p in rpc.calls if m == "sendTransaction"]
         return ex, acc
 
@@ -433,6 +457,41 @@ class TestSettle:
         assert ex.tally.totals["tx_errors"] == 0 and ex.tally.totals["rejected_bad_seq"] == 0
         assert self.released == []  # not known queued: the account waited for the answer
         assert acc.needs_resync
+
+    def test_a_maybe_queued_envelope_is_resent_only_after_the_next_close(self) -> None:
+        # sent again before the close, a queued envelope could be applied by that close
+        # first and the resend refused txBAD_SEQ: a rejected submission on the record
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        ex, _acc = self.run_submit(
+            [lost, {"status": "DUPLICATE"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=0.4,
+        )
+        assert len(self.sent_at) == 2
+        assert self.sent_at[1] >= self.closed_at > 0
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 1, "DUPLICATE": 1}
+
+    @pytest.mark.parametrize(
+        "refusal",
+        [
+            RpcTransportError("sendTransaction", "busy", status=503),
+            RpcTransportError("sendTransaction", "slow down", status=429),
+            RpcResponseError("sendTransaction", -32098, "queue full"),
+        ],
+        ids=["http_503", "http_429", "queue_full"],
+    )
+    def test_a_send_refused_unread_is_sent_again_without_waiting_for_a_close(
+        self, refusal: RpcError
+    ) -> None:
+        ex, _acc = self.run_submit(
+            [refusal, {"status": "PENDING"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=3.0,
+        )
+        assert len(self.sent_at) == 2
+        assert self.closed_at == 0.0  # settled and confirmed before any ledger closed
+        assert ex.tally.cycle.sends == {"busy": 1, "resent": 1, "PENDING": 1}
+        assert self.released == [True] and ex.tally.totals["executed"] == 1
 
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
