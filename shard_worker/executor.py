@@ -315,7 +315,7 @@ class Executor:
         less under a busy RPC), else asked for. For a time bound: two poll intervals (the
         loop polls at least once a ledger: one ledger behind at most, inside the margin of
         ``tx_timeout_s``; a txTOO_LATE refusal reseals with a ledger asked for)."""
-        newest, seen = self.submitter.newest_seen()
+        newest, seen = self.submitter.answers.newest_seen()
         if newest is not None and time.monotonic() - seen <= fresh_s:
             return newest
         return await self.clock.for_tx()

@@ -31,14 +31,15 @@ from loguru import logger
 
 from shard_worker import chain
 from shard_worker.accounts import SourceAccount
+from shard_worker.answerclock import AnswerClock, answer_ledger
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError, RpcMalformedError
+from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import FeeHooks
 from shard_worker.retry import Backoff
-from shard_worker.rpc import RpcClient, as_int, expect_dict
+from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
@@ -74,23 +75,6 @@ RESEAL_LIMIT = 2
 RESEALABLE = ("txTOO_LATE", "txBAD_SEQ")
 #: how often a prepared transaction looks for a new ledger behind its account's previous one
 TURN_POLL_S = 0.05
-
-
-def _ledger(res: dict[str, Any]) -> int:
-    """``latestLedger`` of a getTransaction answer; 0 when missing or garbled."""
-    try:
-        return as_int(res, "latestLedger", "getTransaction", 0)
-    except RpcMalformedError:
-        return 0
-
-
-def _close_time(res: dict[str, Any], method: str) -> int:
-    """``latestLedgerCloseTime`` of a send/getTransaction answer; 0 when missing or garbled
-    (the caller then keeps waiting rather than failing on a field it only uses as a clock)."""
-    try:
-        return as_int(res, "latestLedgerCloseTime", method, 0)
-    except RpcMalformedError:
-        return 0
 
 
 class Submitter:
@@ -131,10 +115,8 @@ class Submitter:
         self.fee_hooks: FeeHooks | None = None
         #: accounts whose next transaction waits until the previous one is final
         self._strict: set[str] = set()
-        #: the newest ledger a send or getTransaction answer reported, and when (the clock
-        #: is kept by the read loop; these answers often show a close sooner)
-        self._seen: Latest | None = None
-        self._seen_at = 0.0
+        #: the newest ledger, also as send and getTransaction answers tell it
+        self.answers = AnswerClock(clock)
         #: hash -> the ledger a resend of it was refused txTOO_LATE at (never queueable again)
         self._too_late_at: dict[str, int] = {}
         #: the ledger each account's last transaction was queued at (its send answer's
@@ -208,10 +190,7 @@ class Submitter:
         return self._queued_at.get(acc.public_key, 0)
 
     def _queued(self, acc: SourceAccount, res: dict[str, Any]) -> None:
-        try:
-            answered = as_int(res, "latestLedger", "sendTransaction", 0)
-        except RpcMalformedError:
-            answered = 0
+        answered = answer_ledger(res)
         newest = self.newest()
         seen = newest.sequence if newest is not None else 0
         self._queued_at[acc.public_key] = max(answered, seen)
@@ -283,7 +262,7 @@ class Submitter:
                     "sendTransaction",
                 )
                 status = res.get("status")
-                self._saw(res)
+                self.answers.saw(res)
             except RpcError as exc:
                 if exc.kind in REFUSED_UNREAD_KINDS:
                     self.count("busy")
@@ -309,7 +288,7 @@ class Submitter:
                 return QUEUED
             if status == "TRY_AGAIN_LATER":
                 self.count("TRY_AGAIN_LATER")
-                close = _close_time(res, "sendTransaction")
+                close = answer_ledger(res, "latestLedgerCloseTime")
                 if close > entry.max_time or self.stopping or not self.sendable(entry):
                     if resend:  # an earlier send may have been queued (then applied)
                         return NOT_PENDING
@@ -414,10 +393,7 @@ class Submitter:
         queueable again (time only moves on). Once getTransaction answers NOT_FOUND at that
         ledger or later, it will never apply: :meth:`confirm` need not wait out its time
         bound."""
-        try:
-            ledger = as_int(res, "latestLedger", "sendTransaction", 0)
-        except RpcMalformedError:
-            ledger = 0
+        ledger = answer_ledger(res)
         if ledger > 0:
             self._too_late_at[entry.hash] = ledger
 
@@ -440,34 +416,12 @@ class Submitter:
         except RpcError:
             return False
         if isinstance(res, dict):
-            self._saw(res)
+            self.answers.saw(res)
         return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
 
-    def _saw(self, res: dict[str, Any]) -> None:
-        """Every send and getTransaction answer tells the ledger it was made at
-        (``latestLedger``, ``latestLedgerCloseTime``): a close is known as soon as any answer
-        shows it, for the turn, resend and time-bound waits and the time bounds themselves;
-        no request of its own. (Kept apart from the read loop's clock, whose stale-answer
-        check is for lagging nodes, not for answers that merely raced a close.)"""
-        sequence, close = _ledger(res), _close_time(res, "getTransaction")
-        seen = self._seen
-        if sequence <= 0 or close <= 0 or Latest(sequence, close).older_than(seen):
-            return
-        self._seen, self._seen_at = Latest(sequence, close), time.monotonic()
-
-    def newest_seen(self) -> tuple[Latest | None, float]:
-        """The newest ledger known, from the read loop's clock or a send or getTransaction
-        answer, and when (monotonic) it was last reported."""
-        clock, seen = self.clock, self._seen
-        if seen is None or (clock.newest is not None and seen.older_than(clock.newest)):
-            return clock.newest, clock.newest_seen_at
-        if clock.newest is not None and clock.newest.sequence == seen.sequence:
-            return seen, max(self._seen_at, clock.newest_seen_at)
-        return seen, self._seen_at
-
     def newest(self) -> Latest | None:
-        """The newest ledger known (see :meth:`newest_seen`)."""
-        return self.newest_seen()[0]
+        """The newest ledger known (:class:`~shard_worker.answerclock.AnswerClock`)."""
+        return self.answers.newest()
 
     async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
         """A restarted worker's journaled transaction: send its envelope once more (never a
@@ -511,7 +465,7 @@ class Submitter:
                     await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
                 )
                 status = res.get("status")
-                self._saw(res)
+                self.answers.saw(res)
             except RpcError as exc:
                 self.log.debug("getTransaction {}: {}", entry.hash, exc)
                 await asyncio.sleep(min(2.0, poll * 4))
@@ -520,9 +474,9 @@ class Submitter:
                 self._applied(entry, res, t0, success=status == "SUCCESS")
                 return
             if status == "NOT_FOUND":
-                close = _close_time(res, "getTransaction")
+                close = answer_ledger(res, "latestLedgerCloseTime")
                 late = self._too_late_at.get(entry.hash)
-                if close > entry.max_time or (late is not None and _ledger(res) >= late):
+                if close > entry.max_time or (late is not None and answer_ledger(res) >= late):
                     if acc is not None:
                         acc.resync()  # its sequence number was not consumed
                     if self.fee_hooks is not None:
