@@ -496,4 +496,20 @@ class TestARealPrometheus:
                 missing = wanted - names
                 assert missing <= ONLY_SOMETIMES, sorted(missing)
                 assert "sorotask_shard_state" in names and "sorotask_tasks_due_total" in names
+
+                # every rule evaluates on this supervisor's real series without an error (a
+                # label set that makes a match many-to-many would show here as health "err")
+                def evaluated_rules() -> list[dict[str, Any]] | None:
+                    doc = _get_json(f"{api}/rules")
+                    if doc is None:
+                        return None
+                    rules = [r for g in doc["data"]["groups"] for r in g["rules"]]
+                    done = all(r["health"] != "unknown" for r in rules)
+                    return rules if done else None
+
+                rules = _wait_for(evaluated_rules, 30, "every rule evaluated", 0.5)
+                assert len(rules) == len(_rules())
+                assert {
+                    r["name"]: r.get("lastError", "") for r in rules if r["health"] != "ok"
+                } == {}
                 assert sup.poll() is None
