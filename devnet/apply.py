@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from stellar_sdk import xdr as sx
 
-from devnet.accounts import Accounts
+from devnet.accounts import Account, Accounts
 from devnet.archival import restorable
 from devnet.events import EventStore
 from devnet.host import AuthContext, Footprint, Host, HostError
@@ -47,16 +47,29 @@ class Chain(Protocol):
     @property
     def stats(self) -> TxCounters: ...
 
-    def record_execution(
-        self,
-        *,
-        task_id: int | None,
-        ledger: int,
-        timestamp: int,
-        keeper: str | None,
-        tx_hash: str,
-        effect: str,
-    ) -> None: ...
+    def record_execution(self, execution: Execution) -> None: ...
+
+
+@dataclass(slots=True)
+class Execution:
+    """One ``execute`` of the SoroTask contract as the devnet records it (its effect)."""
+
+    task_id: int | None
+    ledger: int
+    timestamp: int
+    keeper: str | None
+    tx_hash: str
+    effect: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "ledger": self.ledger,
+            "timestamp": self.timestamp,
+            "keeper": self.keeper,
+            "tx_hash": self.tx_hash,
+            "effect": self.effect,
+        }
 
 
 @dataclass(slots=True)
@@ -81,6 +94,21 @@ def footprint_of(data: sx.SorobanTransactionData, restore: set[str] | None = Non
     )
 
 
+def payer_if_valid(
+    accounts: Accounts, ptx: ParsedTx, ledger_seq: int, close_time: int
+) -> Account | None:
+    """The source account when ``ptx`` can still be applied in this ledger (the next sequence
+    number, the fee covered, within its time bounds); None when core would drop it."""
+    acct = accounts.get(ptx.source)
+    if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
+        return None
+    try:
+        check_bounds(ptx.tx, ledger_seq, close_time)
+    except TxRejected:
+        return None
+    return acct
+
+
 def apply_transaction(
     node: Chain,
     ptx: ParsedTx,
@@ -92,12 +120,8 @@ def apply_transaction(
     """Apply one queued transaction in ledger ``ledger_seq``, charging ``inclusion_fee`` (the
     ledger's surge price, at most the bid) plus the declared resource fee. Returns None when the
     transaction is no longer valid (it is dropped, as stellar-core drops it from its queue)."""
-    acct = node.accounts.get(ptx.source)
-    if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
-        return None
-    try:
-        check_bounds(ptx.tx, ledger_seq, close_time)
-    except TxRejected:
+    acct = payer_if_valid(node.accounts, ptx, ledger_seq, close_time)
+    if acct is None:
         return None
     fee = min(inclusion_fee, ptx.fee - ptx.resource_fee) + ptx.resource_fee
     node.accounts.charge(acct, fee, ptx.seq_num)
@@ -204,12 +228,7 @@ def apply_transaction(
         if error is not None and effect not in ("unauthorized",):
             effect = FAILED
         node.record_execution(
-            task_id=host.task_id,
-            ledger=ledger_seq,
-            timestamp=close_time,
-            keeper=host.keeper,
-            tx_hash=ptx.hash_hex,
-            effect=effect,
+            Execution(host.task_id, ledger_seq, close_time, host.keeper, ptx.hash_hex, effect)
         )
     return record
 

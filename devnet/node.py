@@ -16,7 +16,7 @@ from stellar_sdk import Keypair, Network, parse_transaction_envelope_from_xdr
 
 from devnet import admission
 from devnet.accounts import Accounts
-from devnet.apply import TxRecord, apply_transaction
+from devnet.apply import Execution, TxRecord, apply_transaction, payer_if_valid
 from devnet.events import EventStore
 from devnet.faults import Faults
 from devnet.ledger import RETENTION_LEDGERS, LedgerState
@@ -27,7 +27,6 @@ from devnet.transactions import (
     ParsedTx,
     TryAgainLater,
     TxRejected,
-    check_bounds,
     error_result_b64,
     parse_envelope,
 )
@@ -64,26 +63,6 @@ class Stats:
             "tx_dropped": self.tx_dropped,
             "fees": dict(self.fees),
             "fees_total": sum(self.fees.values()),
-        }
-
-
-@dataclass(slots=True)
-class Execution:
-    task_id: int | None
-    ledger: int
-    timestamp: int
-    keeper: str | None
-    tx_hash: str
-    effect: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "task_id": self.task_id,
-            "ledger": self.ledger,
-            "timestamp": self.timestamp,
-            "keeper": self.keeper,
-            "tx_hash": self.tx_hash,
-            "effect": self.effect,
         }
 
 
@@ -189,7 +168,7 @@ class Devnet:
         seq, close_time = self.ledger.next_ledger()
         valid = []
         for ptx in list(self.pending.values()):
-            if self._still_valid(ptx, seq, close_time):
+            if payer_if_valid(self.accounts, ptx, seq, close_time) is not None:
                 valid.append(ptx)
             else:  # core drops (and bans) what became invalid
                 self._drop_pending(ptx.hash_hex)
@@ -230,30 +209,10 @@ class Devnet:
             self.txs.popitem(last=False)
         return order
 
-    def _still_valid(self, ptx: ParsedTx, seq: int, close_time: int) -> bool:
-        acct = self.accounts.get(ptx.source)
-        if acct is None or ptx.seq_num != acct.seq_num + 1 or acct.balance < ptx.fee:
-            return False
-        try:
-            check_bounds(ptx.tx, seq, close_time)
-        except TxRejected:
-            return False
-        return True
-
-    def record_execution(
-        self,
-        *,
-        task_id: int | None,
-        ledger: int,
-        timestamp: int,
-        keeper: str | None,
-        tx_hash: str,
-        effect: str,
-    ) -> None:
-        idx = len(self.executions)
-        self.executions.append(Execution(task_id, ledger, timestamp, keeper, tx_hash, effect))
-        if task_id is not None:
-            self.executions_by_task[task_id].append(idx)
+    def record_execution(self, execution: Execution) -> None:
+        if execution.task_id is not None:
+            self.executions_by_task[execution.task_id].append(len(self.executions))
+        self.executions.append(execution)
 
     # views ---------------------------------------------------------------------------------
     def ledger_range(self) -> dict[str, Any]:

@@ -194,6 +194,10 @@ def run(spec: WorkerSpec, log_level: str) -> int:
         sys.stderr,
         level=log_level.upper(),
         format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} [{extra[shard]}] {message}",
+        # a stack trace without variable values (they may hold an RPC URL's key or a header),
+        # as the supervisor's log files have them
+        backtrace=False,
+        diagnose=False,
     )
     logger.configure(extra={"shard": spec.name})
     return int(asyncio.run(_run(spec)))

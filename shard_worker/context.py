@@ -29,6 +29,7 @@ TOTALS = (
     "executed",
     "failed",
     "not_sent_by_simulation",
+    "not_sent_stale",
     "tx_errors",
     "fees_spent",
     "read_errors",

@@ -4,9 +4,11 @@ Due tasks wait in one queue (task ids only: a backlog of thousands costs a few b
 a coroutine each), replaced by every new ledger's due list, most overdue first.
 ``max_concurrent_executions`` worker coroutines take a free source account, then the next
 queued task, and hand both to the :class:`~shard_worker.executor.Executor`. Once the
-transaction is queued (PENDING / DUPLICATE) the account and the worker are free again: the
-confirmation runs beside them (the task stays in flight until it is confirmed), so the next
-execution is prepared while the last one waits for its ledger.
+transaction is signed the worker is free again: sending it (and settling a lost answer) goes
+on beside, holding the account until the transaction is queued (PENDING / DUPLICATE); then the
+account is free too and the confirmation runs beside (the task stays in flight until it is
+confirmed), so the next executions are prepared while the last ones reach the queue and wait
+for their ledger.
 
 At start, transactions left in the journal by an earlier run are confirmed first: their tasks
 and source accounts are held until then. On stop, queued executions and those not yet sent are
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -108,27 +111,37 @@ class Dispatcher:
         assert me is not None
         while not self.stopping:
             acc = await self.accounts.acquire()
-            released = False
-
-            def release(acc: SourceAccount = acc) -> None:
-                nonlocal released
-                if not released:
-                    released = True
-                    self.accounts.release(acc)
+            release = self._releaser(acc)
+            handed = False
 
             try:
                 task_id = await self.next_task()
                 if task_id is None:
                     return
                 self._busy.add(me)
-                # the account is released once the transaction is final (passing ``release``
-                # frees it once queued, but in events read mode that wasted a transaction in
-                # the bench smoke test: to be understood before it is turned back on)
-                await self.executor.execute(acc, task_id, None)
+                # this worker is free once the transaction is signed: its landing goes on
+                # beside and releases the account once the transaction is queued (or final);
+                # a transaction prepared meanwhile is read again before it is sent when a
+                # ledger closed after its simulation (shard_worker.recheck)
+                handed = await self.executor.execute(acc, task_id, release)
             finally:
                 self._busy.discard(me)
                 self._sent_tasks.discard(me)
-                release()
+                if not handed:
+                    release()
+
+    def _releaser(self, acc: SourceAccount) -> Callable[[], None]:
+        """Returns ``acc`` to the pool when first called (by the worker, or by the
+        transaction's landing beside it: each execution has its own)."""
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.accounts.release(acc)
+
+        return release
 
     # ------------------------------------------------------------------ the journal
 
@@ -185,6 +198,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ stop
 
+    async def _wait_sent(self, grace_s: float) -> set[asyncio.Task[None]]:
+        """Wait up to ``grace_s`` for every transaction maybe sent, also the confirmations a
+        landing starts meanwhile (once queued); returns all that were waited for."""
+        seen: set[asyncio.Task[None]] = set()
+        deadline = time.monotonic() + grace_s
+        while True:
+            pending = {t for t in self._sent_tasks if not t.done()}
+            seen |= pending
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                return seen
+            await asyncio.wait(pending, timeout=left)
+
     async def drain(self) -> None:
         """Stop: drop what was not sent, give sent transactions ``stop_grace_s``."""
         self.submitter.stopping = True
@@ -200,14 +226,12 @@ class Dispatcher:
         if unsent:
             await asyncio.wait(unsent, timeout=2.0)
         dropped = queued + preparing
-        sent = set(self._sent_tasks)
-        still: set[asyncio.Task[None]] = set()
-        if sent:
-            _done, still = await asyncio.wait(sent, timeout=max(0.0, self.spec.stop_grace_s))
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=2.0)
+        sent = await self._wait_sent(max(0.0, self.spec.stop_grace_s))
+        still = {t for t in self._sent_tasks if not t.done()}
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2.0)
         self.tally.totals["dropped_unsent_at_stop"] = dropped
         self.tally.totals["sent_unresolved_at_stop"] = len(still)
         if dropped or sent:

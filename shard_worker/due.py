@@ -26,12 +26,15 @@ def skip_reason(info: TaskInfo, ledger_time: int, keeper_address: bytes) -> str 
     """None when the task is due for ``keeper_address`` at ``ledger_time``; else the reason.
 
     ``keeper_address`` is the keeper's raw ``SCAddress`` XDR (``contract.sc_address_bytes``).
-    Due means ``gas_balance > 0`` and ``ledger_time >= last_run + interval``; a non-empty
-    whitelist must contain the keeper (the contract would answer Error(Contract, #2)).
+    Due means ``gas_balance > 0`` and ``ledger_time >= last_run + interval`` (the sum wraps
+    at 2^64 as the contract's does: ``TaskInfo.next_run`` is
+    :func:`sorotask_core.xdr.add_u64`, which the compact task state uses too); a
+    non-empty whitelist must contain the keeper (the contract would answer
+    Error(Contract, #2)).
     """
     if info.gas_balance <= 0:
         return "no_gas"
-    if ledger_time < info.last_run + info.interval:
+    if ledger_time < info.next_run:
         return "not_due"
     if info.whitelist and keeper_address not in info.whitelist:
         return "not_whitelisted"

@@ -4,32 +4,47 @@ Each :class:`EndpointConfig` is a URL with an optional ``weight``, ``max_request
 headers whose values come from environment variables (API keys). The worker reads those
 variables once (:func:`resolve_headers`); their values then live only inside
 :class:`shard_worker.endpoints.Endpoint` and are never in a repr, a status document or an error.
-The URL itself may carry credentials (userinfo, a query key), so everything shown to people uses
-:attr:`EndpointConfig.label`: the URL without userinfo, query or fragment, or an explicit
-``name`` for providers that put the key in the path.
+The URL itself may carry credentials (userinfo, a query key, a key in the path), so everything
+shown to people uses :attr:`EndpointConfig.label`: the URL without userinfo, query or fragment
+and with key-like path segments as ``***`` (:func:`endpoint_label`), or an explicit ``name``.
+Text that comes from elsewhere (a transport's error, a server's message) goes through
+:func:`scrub_url` before anything shows it: every RPC client does that to its errors, for a
+single ``rpc_url`` and for each endpoint of a pool alike.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from shard_worker.errors import SecretError
 
-__all__ = ["EndpointConfig", "endpoint_label", "resolve_headers"]
+__all__ = ["EndpointConfig", "endpoint_label", "resolve_headers", "scrub_url", "shown_url"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 #: headers the RPC client sets itself
 _RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "accept"})
+#: a path segment that looks like an API key or token (16 or more URL characters, a letter and
+#: a digit among them: hex, base64url, UUIDs): shown as ``***``
+_KEY_SEGMENT = re.compile(r"(?=[^/]*[0-9])(?=[^/]*[A-Za-z])[A-Za-z0-9._~%+=-]{16,}\Z")
+#: how a path segment that looks like a key is shown
+MASK = "***"
+#: a part of a URL shorter than this is not replaced in text (``/rpc``, ``1``: too common)
+_MIN_SECRET = 6
+
+
+def _masked_path(path: str) -> str:
+    return "/".join(MASK if _KEY_SEGMENT.match(seg) else seg for seg in path.split("/"))
 
 
 def endpoint_label(url: str) -> str:
-    """``url`` without userinfo, query or fragment: ``https://user:key@h:8000/rpc?k=1`` ->
-    ``https://h:8000/rpc``. Raises ``ValueError`` (without echoing the URL) when it is not an
-    http(s) URL with a host."""
+    """``url`` without userinfo, query or fragment, a key-like path segment as ``***``:
+    ``https://user:key@h:8000/rpc?k=1`` -> ``https://h:8000/rpc``,
+    ``https://h/v2/9f3c0e5a41b2d7e8aa01`` -> ``https://h/v2/***``. Raises ``ValueError``
+    (without echoing the URL) when it is not an http(s) URL with a host."""
     try:
         parts = urlsplit(url.strip())
         port = parts.port
@@ -43,7 +58,52 @@ def endpoint_label(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
-    return f"{parts.scheme}://{netloc}{parts.path}"
+    return f"{parts.scheme}://{netloc}{_masked_path(parts.path)}"
+
+
+def shown_url(url: str) -> str:
+    """:func:`endpoint_label`, or a placeholder for a malformed URL (never the URL)."""
+    try:
+        return endpoint_label(url)
+    except ValueError:
+        return "(malformed RPC URL)"
+
+
+def _url_secrets(url: str) -> set[str]:
+    """The parts of ``url`` that may be credentials (userinfo, query and its values, fragment,
+    key-like path segments), as written and percent-decoded."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return set()
+    found = {parts.query, parts.fragment, parts.username or "", parts.password or ""}
+    found.update(v for pair in parts.query.split("&") for v in pair.split("=")[1:])
+    found.update(seg for seg in parts.path.split("/") if _KEY_SEGMENT.match(seg))
+    found |= {unquote(f) for f in found}
+    return {f for f in found if len(f) >= _MIN_SECRET}
+
+
+def scrub_url(text: str, url: str, label: str | None = None, secrets: Iterable[str] = ()) -> str:
+    """``text`` (an error's, a server's) with ``url`` in any of its forms replaced by ``label``
+    (default: :func:`shown_url`), then every part of it that may be a credential, and every
+    one of ``secrets`` (header values), replaced by ``***``. The one scrubbing rule: every
+    RPC client applies it to its errors (:class:`shard_worker.rpc.RpcClient`)."""
+    shown = shown_url(url) if label is None else label
+    stripped = url.strip()
+    forms = {
+        stripped,
+        stripped.rstrip("/"),
+        stripped.split("#")[0],
+        stripped.split("?")[0],
+        stripped.split("?")[0].rstrip("/"),
+    }
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) > 8:
+            text = text.replace(form, shown)
+    hidden = _url_secrets(url) | {s for s in secrets if len(s) >= _MIN_SECRET}
+    for part in sorted(hidden, key=len, reverse=True):
+        text = text.replace(part, MASK)
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -302,7 +302,7 @@ class EventReader:
         if self.clock.is_stale(latest):  # a lagging node (counted): nothing newer
             assert self.clock.newest is not None
             return self.clock.newest
-        self.clock.note(latest)
+        self.clock.note(latest)  # newest, when seen, and wakes wait_newer
         return latest
 
     async def _latest_fallback(self) -> Latest:

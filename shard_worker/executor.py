@@ -8,7 +8,9 @@ saves a request), simulate, check the whole answer
 footprint (not due at that ledger, or the resolver said no) it is not sent. Otherwise
 assemble, sign (the keeper signs the auth entry when a channel account is the source, then
 the transaction is simulated again so its resources include the signature check) and hand it
-to the submitter (journal, send, settle, confirm).
+to the submitter (journal, send, settle, confirm). A transaction prepared while its account's
+previous one waited for its ledger, or whose simulation outlived a ledger, is sent only if a
+fresh read shows the task still due (:mod:`shard_worker.recheck`).
 
 A busy or unreachable RPC (the client's retries spent) is retried here too while the
 transaction could still be sent in time; an execution that fails only because of it is
@@ -24,7 +26,7 @@ import collections
 import secrets
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loguru import logger
@@ -38,6 +40,7 @@ from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.journal import JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import Pricer
+from shard_worker.recheck import Recheck
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
@@ -62,7 +65,7 @@ __all__ = [
 #: the wait between simulations of an RPC that stayed busy through the client's retries
 SIMULATE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
 SIMULATE_RETRY_LIMIT = 20
-#: a ledger the cycle loop saw this recently sets time bounds without another request
+#: a ledger the cycle loop saw this recently (at most) sets time bounds without a request
 FRESH_LEDGER_S = 2.0
 #: a tentative simulation showed the task is not due (it was counted as not sent)
 DECLINED = object()
@@ -115,6 +118,15 @@ class Executor:
         #: task id -> the authorization entries its last recording simulation from a channel
         #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
         self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
+        #: a prepared transaction whose simulation is older than its send: read again
+        self.recheck = Recheck(
+            rpc,
+            events,
+            identity=identity,
+            newest=submitter.newest,
+            queued_at=submitter.queued_at,
+            tally=tally,
+        )
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 
@@ -122,10 +134,13 @@ class Executor:
 
     async def execute(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None = None
-    ) -> None:
+    ) -> bool:
         """Execute ``task_id`` from ``acc``; an error is counted and reported (level 2),
         never raised. The task backs off (ledgers) after a real failure; after an RPC that
-        stayed busy or unreachable past the retries it is simply due again."""
+        stayed busy or unreachable past the retries it is simply due again. With
+        ``release``, the signed transaction is landed beside the executors (True is
+        returned: that landing owns ``acc`` and calls ``release`` once the transaction is
+        queued or final; the task stays in flight until then)."""
         self.holds.in_flight.add(task_id)
         detached = False
         try:
@@ -133,25 +148,55 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # level 2: one execution error, never the keeper
-            transient = isinstance(exc, RpcError) and exc.unavailable
-            self.tally.cycle.failed += 1
-            self.tally.totals["failed"] += 1
-            if transient:
-                self.tally.totals["failed_rpc_unavailable"] += 1
-            self.log.warning("task {} execution error: {}", task_id, exc)
-            self.events.event(
-                "failed",
-                {
-                    "task_id": task_id,
-                    "reason": "rpc_unavailable" if transient else "error",
-                    "error": f"{type(exc).__name__}: {exc}",
-                },
-            )
-            if not transient and self.clock.last_read is not None:
-                self.holds.back_off(task_id, self.clock.last_read.sequence)
+            self._execution_error(task_id, exc)
         finally:
             if not detached:
                 self.holds.in_flight.discard(task_id)
+        return detached
+
+    async def _land(
+        self,
+        envelope: str,
+        entry: JournalEntry,
+        acc: SourceAccount,
+        t0: float,
+        release: Callable[[], None],
+        seal: Callable[[], Awaitable[tuple[str, JournalEntry]]],
+    ) -> None:
+        """A sealed transaction's way to the queue beside the executors (the executor is
+        free for the next task meanwhile): ``acc`` is released once it is queued (the
+        confirmation goes on beside) or final."""
+        detached = False
+        try:
+            detached = await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # level 2, as in execute
+            self._execution_error(entry.task_id, exc)
+        finally:
+            if not detached:
+                self.holds.in_flight.discard(entry.task_id)
+                release()
+
+    def _execution_error(self, task_id: int, exc: Exception) -> None:
+        """One execution's error, counted and reported; backed off unless the RPC was only
+        busy or unreachable."""
+        transient = isinstance(exc, RpcError) and exc.unavailable
+        self.tally.cycle.failed += 1
+        self.tally.totals["failed"] += 1
+        if transient:
+            self.tally.totals["failed_rpc_unavailable"] += 1
+        self.log.warning("task {} execution error: {}", task_id, exc)
+        self.events.event(
+            "failed",
+            {
+                "task_id": task_id,
+                "reason": "rpc_unavailable" if transient else "error",
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        if not transient and self.clock.last_read is not None:
+            self.holds.back_off(task_id, self.clock.last_read.sequence)
 
     async def _execute_with(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None
@@ -162,7 +207,7 @@ class Executor:
             return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
         await self.accounts.ready(acc)
-        latest = await self._latest_for_tx()
+        latest = await self._latest_for_tx(FRESH_LEDGER_S)  # (the time bound: at signing)
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
             source=acc.public_key,
@@ -231,13 +276,17 @@ class Executor:
         await self.accounts.ready(acc)
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
             return False
+        if not await self.recheck.still_due(task_id, sim.latest_ledger or latest.sequence, acc):
+            return False
 
         async def seal() -> tuple[str, JournalEntry]:
             """Sequence number, a time bound from the newest ledger (the preparation may
-            have taken ledgers), signature: the envelope and its journal entry. Called
-            again after a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land)."""
+            have taken ledgers), signature: the envelope and its journal entry. Again after
+            a txTOO_LATE or txBAD_SEQ refusal (that envelope can never land), then with a
+            ledger asked for."""
             await self.accounts.ready(acc)  # reloaded after txBAD_SEQ
-            newest = await self._latest_for_tx()
+            fresh_s = min(FRESH_LEDGER_S, 2 * spec.poll_interval_s)
+            newest = await self._latest_for_tx(-1.0 if tx.signatures else fresh_s)
             tx.time_bounds = (0, newest.close_time + spec.tx_timeout_s)
             tx.sequence = acc.sequence + 1
             tx.signatures = []
@@ -254,16 +303,19 @@ class Executor:
             return entry.envelope, entry
 
         envelope, entry = await seal()
-        return await self.submitter.submit(envelope, entry, acc, t0, release, reseal=seal)
+        if release is None:
+            return await self.submitter.submit(envelope, entry, acc, t0, None, reseal=seal)
+        self.submitter.beside(
+            self._land(envelope, entry, acc, t0, release, seal), f"land-{task_id}"
+        )
+        return True
 
-    async def _latest_for_tx(self) -> Latest:
-        """The ledger a time bound is computed from: the newest one the cycle loop saw, when
-        it saw it within the last :data:`FRESH_LEDGER_S` s (one request less per execution
-        under a busy RPC), else asked for. Within one poll interval it is at most the ledger
-        the RPC would answer now, as the loop polls that often."""
-        newest = self.clock.newest
-        seen = self.clock.newest_seen_at
-        fresh_s = min(FRESH_LEDGER_S, self.spec.poll_interval_s)
+    async def _latest_for_tx(self, fresh_s: float) -> Latest:
+        """The newest ledger the cycle loop saw, if within the last ``fresh_s`` s (a request
+        less under a busy RPC), else asked for. For a time bound: two poll intervals (the
+        loop polls at least once a ledger: one ledger behind at most, inside the margin of
+        ``tx_timeout_s``; a txTOO_LATE refusal reseals with a ledger asked for)."""
+        newest, seen = self.submitter.answers.newest_seen()
         if newest is not None and time.monotonic() - seen <= fresh_s:
             return newest
         return await self.clock.for_tx()
@@ -300,7 +352,7 @@ class Executor:
             except RpcError as exc:
                 # busy or unreachable: retried while the transaction could still be sent in
                 # time (its max time more than two ledgers past the newest ledger seen)
-                newest = self.clock.newest
+                newest = self.submitter.newest()
                 if (
                     not exc.unavailable
                     or self.submitter.stopping

@@ -33,7 +33,7 @@ def check_tx_timeout(health: Any, spec: WorkerSpec) -> float:
     problem = tx_timeout_problem(spec.tx_timeout_s, ledger_s)
     if problem is not None:
         raise FatalConfigError(
-            f"tx_timeout_s {problem} (the network at {spec.rpc_url} closes a ledger every "
+            f"tx_timeout_s {problem} (the network at {spec.rpc_label} closes a ledger every "
             f"{ledger_s:g} s): raise tx_timeout_s"
         )
     return ledger_s

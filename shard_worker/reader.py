@@ -251,7 +251,7 @@ class Reader:
                         if b is not None and b[0] > ledger:
                             reason = "backoff"
                         else:
-                            due.append((info.last_run + info.interval, task_id))
+                            due.append((info.next_run, task_id))
                             continue
             skipped[reason] = skipped.get(reason, 0) + 1
         missing = expected - seen
@@ -321,6 +321,6 @@ class Reader:
         if reason is None:
             reason = self.holds.reason(task_id, latest.sequence)
             if reason is None:
-                rp.due.append((info.last_run + info.interval, task_id))
+                rp.due.append((info.next_run, task_id))
                 return
         rp.skip(reason)

@@ -16,7 +16,10 @@
   statuses are raised at once; anything that is not a well-formed JSON-RPC response raises
   :class:`RpcMalformedError`;
 * per-method call / error / latency counters and failures / retries by kind, drained once per
-  cycle into ``CycleStats``.
+  cycle into ``CycleStats``;
+* every error it raises is cleaned of its URL's credentials and its header values
+  (:func:`shard_worker.endpoint_config.scrub_url`; the URL is shown by its ``label``), whether
+  the client is a shard's one ``rpc_url`` or one endpoint of a pool.
 
 httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in): the
 default aiohttp transport keeps it out of the worker process. stellar-sdk is never imported
@@ -35,6 +38,7 @@ import aiohttp
 import orjson
 
 from shard_worker.budget import TokenBucket
+from shard_worker.endpoint_config import scrub_url, shown_url
 from shard_worker.errors import (
     HTTP_429,
     RpcError,
@@ -109,15 +113,20 @@ class RpcClient(HttpTransports):
         headers: Mapping[str, str] | None = None,
         max_retries_per_s: float = MAX_RETRIES_PER_S,
         endpoints: EndpointChoice | None = None,
+        label: str | None = None,
     ) -> None:
-        """``headers``: extra request headers (an endpoint's API key: never logged)."""
+        """``headers``: extra request headers (an endpoint's API key: never logged);
+        ``label``: how ``url`` is shown in errors (default: without its credentials)."""
         if transport not in ("httpx", "aiohttp"):
             raise ValueError(f"unknown transport {transport!r}")
         self.transport = "httpx" if client is not None else transport
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self.url = url
+        self.label = shown_url(url) if label is None else label
         self._headers = {**JSON_HEADERS, **(headers or {})}
+        #: what no error may show: the extra headers' values
+        self._secrets = tuple((headers or {}).values())
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
         #: the wait before each retry of a failed attempt
@@ -299,6 +308,10 @@ class RpcClient(HttpTransports):
                 raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)
             result = self._parse(method, content, req_id)
         except RpcError as exc:
+            label = self.label if url == self.url else None
+            exc.args = (scrub_url(str(exc), url, label, self._secrets),)
+            if isinstance(exc, RpcResponseError):  # the server's own words, logged by callers
+                exc.rpc_message = scrub_url(exc.rpc_message, url, label, self._secrets)
             if self.endpoints is not None:
                 self.endpoints.outcome(url, method, exc, time.monotonic() - started)
             raise

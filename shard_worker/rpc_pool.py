@@ -18,7 +18,8 @@ takes an attempt is :class:`shard_worker.endpoint_pool.EndpointPool`'s choice:
 
 :func:`make_rpc` builds the client a worker spec asks for: a plain ``RpcClient`` for a single
 ``rpc_url``, a ``PooledRpc`` for ``rpc_endpoints``. Nothing here logs a URL or a header value:
-errors are cleaned of the endpoint's URL (:func:`shard_worker.rpc_probes.scrub`) and
+each endpoint's client cleans its errors of the URL and the header values
+(:func:`shard_worker.endpoint_config.scrub_url`, as a single ``rpc_url``'s client does) and
 endpoints are shown by label.
 """
 
@@ -44,7 +45,7 @@ from shard_worker.endpoints import NEUTRAL_KINDS, Endpoint, HealthPolicy
 from shard_worker.errors import RpcError
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient
-from shard_worker.rpc_probes import Probes, ledger_of, scrub
+from shard_worker.rpc_probes import Probes, ledger_of
 from shard_worker.rpcbudget import BudgetedRpcClient
 from shard_worker.spec import WorkerSpec
 
@@ -223,8 +224,7 @@ class PooledRpc:
                 result = await self.client_of(ep).call(
                     method, params, timeout_s=timeout_s, attempts=1, **options
                 )
-            except RpcError as exc:
-                exc.args = (scrub(str(exc), ep),)
+            except RpcError as exc:  # cleaned of the URL and headers by the client
                 kind = self.pool.record_error(ep, exc, time.monotonic() - started)
                 if kind in NEUTRAL_KINDS:
                     raise  # about the request itself: another endpoint would say the same
@@ -330,6 +330,7 @@ def make_rpc(
             transport=spec.http_client,
             max_connections=max_connections,
             headers=ep.headers,
+            label=ep.label,
             **client_kw,
         )
         for ep in pool.endpoints

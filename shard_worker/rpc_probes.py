@@ -23,19 +23,10 @@ from shard_worker.endpoints import Endpoint
 from shard_worker.errors import RpcError
 from shard_worker.rpc import RpcClient
 
-__all__ = ["PROBE_TICK_S", "Probes", "ledger_of", "scrub"]
+__all__ = ["PROBE_TICK_S", "Probes", "ledger_of"]
 
 #: how often the probe loop looks for endpoints to probe
 PROBE_TICK_S = 0.25
-
-
-def scrub(text: str, ep: Endpoint) -> str:
-    """``text`` with ``ep``'s URL (and its credential-bearing forms) replaced by its label."""
-    url = ep.url
-    for form in sorted({url, url.rstrip("/"), url.split("?")[0], url.split("#")[0]}, key=len)[::-1]:
-        if form and len(form) > 8:
-            text = text.replace(form, ep.label)
-    return text
 
 
 def ledger_of(method: str, result: Any) -> tuple[int | None, int | None]:
@@ -79,12 +70,8 @@ class Probes:
         the endpoints that did not answer (probed until they do). Starts the probe loop."""
 
         async def ask(ep: Endpoint, method: str) -> Any:
-            await self._token(ep)
-            try:
-                return await self._client_of(ep).call(method, attempts=1)
-            except RpcError as exc:
-                exc.args = (scrub(str(exc), ep),)
-                raise
+            await self._token(ep)  # the client's errors show the endpoint's label, no secret
+            return await self._client_of(ep).call(method, attempts=1)
 
         down = await check_networks(self.pool, ask, self.passphrase)
         # each endpoint's latest ledger before the first read: a lagging endpoint must not

@@ -1,6 +1,7 @@
 """The two HTTP transports of :class:`shard_worker.rpc.RpcClient` (httpx, aiohttp): one POST
 each, the answer's status, body (size-capped) and ``Retry-After`` header; timeouts and
-connection errors raised as :class:`RpcTransportError` of kind ``timeout`` / ``transport``."""
+connection errors raised as :class:`RpcTransportError` of kind ``timeout`` / ``transport``.
+Neither follows a redirect (a 3xx is an answer like any other status)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,9 @@ class HttpTransports:
                 data=body,
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
+                # as httpx: a redirect is an answer (HTTP 3xx), never followed; following one
+                # would send the endpoint's headers (an API key) wherever it points
+                allow_redirects=False,
             ) as resp:
                 length = resp.content_length
                 if length is not None and length > limit:

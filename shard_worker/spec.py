@@ -10,10 +10,10 @@ the secrets themselves; the worker reads them in its own process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any, Literal, Protocol
 
-from shard_worker.endpoint_config import endpoint_label
+from shard_worker.endpoint_config import shown_url
 from sorotask_core.settings import WORKER
 from sorotask_core.stats import CYCLE_FIELDS
 
@@ -36,7 +36,9 @@ class SecretRef:
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     name: str
-    rpc_url: str
+    #: may hold credentials (a key in its path or query): kept out of the repr; show
+    #: :attr:`rpc_label`
+    rpc_url: str = field(repr=False)
     network_passphrase: str
     contract_id: str
     #: where the keeper's secret seed is; None only in a dry run given ``public_key``
@@ -51,7 +53,7 @@ class WorkerSpec:
     #: ``network.rpc_urls``: several endpoints, each ``{url, weight, max_requests_per_s,
     #: headers_from_env, name}`` (:class:`shard_worker.endpoint_config.EndpointConfig`; its
     #: ``max_requests_per_s`` already this shard's share); empty: ``rpc_url`` alone
-    rpc_endpoints: tuple[dict[str, Any], ...] = ()
+    rpc_endpoints: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     # the worker settings: each is declared once (type, default, bounds, doc) in
     # sorotask_core.settings.WORKER; tests/sorotask_core/test_settings.py checks these fields
     poll_interval_s: float = _W["poll_interval_s"]
@@ -94,13 +96,9 @@ class WorkerSpec:
     def rpc_label(self) -> str:
         """How the shard's RPC is shown (logs, errors): endpoint labels, never credentials."""
         urls = [e.get("name") or e["url"] for e in self.rpc_endpoints] or [self.rpc_url]
-        out = []
-        for u in urls:
-            try:
-                out.append(u if not u.startswith(("http://", "https://")) else endpoint_label(u))
-            except ValueError:
-                out.append("(malformed URL)")
-        return ", ".join(out)
+        return ", ".join(
+            u if not u.startswith(("http://", "https://")) else shown_url(u) for u in urls
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:

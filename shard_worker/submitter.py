@@ -3,12 +3,19 @@
 * ``sendTransaction`` answers are counted by name (``send_results``): PENDING, DUPLICATE,
   TRY_AGAIN_LATER (retried while the transaction can still pass core's time-bound check),
   ERROR by result code (txTOO_LATE, txINSUFFICIENT_FEE, txBAD_SEQ, ... with a log line and a
-  total each), ``uncertain`` (no answer, a garbled one), ``unknown_status``, ``resent``.
+  total each), ``busy`` (refused unread: HTTP 503 / 429, -32098; a first send is sent again
+  at once, like TRY_AGAIN_LATER), ``uncertain`` (no answer, a garbled one), ``unknown_status``,
+  ``resent``.
 * A send whose outcome is unknown is **settled by sending the same signed envelope again**
   (same hash, the journal holds it; nothing can run twice): DUPLICATE or PENDING says it is
   queued; an ERROR after a resend says it is not pending but maybe applied meanwhile, so
-  ``getTransaction`` decides. No new transaction is built for the task while the old one may
-  land (the task stays in flight until its transaction is final or expired).
+  ``getTransaction`` decides. A send the server refused unread is sent again at once; one
+  that may have reached the queue is sent again right after the next ledger closed (then
+  getTransaction knows whether that ledger applied it, and the resend has a whole ledger to
+  reach the queue before the next one could: an applied envelope sent again is refused
+  txBAD_SEQ, a rejected submission on the network's record). No new transaction is built for
+  the task while the old one may land (the task stays in flight until its transaction is final
+  or expired).
 * Once queued, the account is released; the confirmation runs beside the executors.
 """
 
@@ -17,21 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from loguru import logger
 
 from shard_worker import chain
 from shard_worker.accounts import SourceAccount
+from shard_worker.answerclock import AnswerClock, answer_ledger
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcError, RpcMalformedError
+from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError
 from shard_worker.journal import Journal, JournalEntry
-from shard_worker.ledger import LedgerClock
+from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import FeeHooks
 from shard_worker.retry import Backoff
-from shard_worker.rpc import RpcClient, as_int, expect_dict
+from shard_worker.rpc import RpcClient, expect_dict
 from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
@@ -48,9 +56,18 @@ _NAMED_REJECTIONS = {
 TRY_AGAIN_LATER_BACKOFF = Backoff(0.05, factor=1.5, max_s=1.0, jitter=0.3)
 TRY_AGAIN_LATER_LIMIT = 64
 #: what a send found out (:meth:`Submitter._send`)
-QUEUED, UNKNOWN, NOT_PENDING, REJECTED = "queued", "unknown", "not_pending", "rejected"
+QUEUED, UNKNOWN, BUSY, NOT_PENDING, REJECTED = (
+    "queued",
+    "unknown",
+    "busy",
+    "not_pending",
+    "rejected",
+)
+#: failures that say the server refused the request before carrying it out (nothing queued;
+#: an execution-limit answer, -32001, may have reached the queue)
+REFUSED_UNREAD_KINDS = frozenset({HTTP_503, HTTP_429, QUEUE_FULL})
 #: the wait between resends of the same envelope after an unknown outcome, and how many
-SETTLE_BACKOFF = Backoff(0.05, factor=2.0, max_s=0.5, jitter=0.5)
+SETTLE_BACKOFF = Backoff(0.02, factor=2.0, max_s=0.25, jitter=0.5)
 SETTLE_LIMIT = 40
 #: new time bounds for one execution after txTOO_LATE refusals, at most
 RESEAL_LIMIT = 2
@@ -58,15 +75,6 @@ RESEAL_LIMIT = 2
 RESEALABLE = ("txTOO_LATE", "txBAD_SEQ")
 #: how often a prepared transaction looks for a new ledger behind its account's previous one
 TURN_POLL_S = 0.05
-
-
-def _close_time(res: dict[str, Any], method: str) -> int:
-    """``latestLedgerCloseTime`` of a send/getTransaction answer; 0 when missing or garbled
-    (the caller then keeps waiting rather than failing on a field it only uses as a clock)."""
-    try:
-        return as_int(res, "latestLedgerCloseTime", method, 0)
-    except RpcMalformedError:
-        return 0
 
 
 class Submitter:
@@ -107,8 +115,13 @@ class Submitter:
         self.fee_hooks: FeeHooks | None = None
         #: accounts whose next transaction waits until the previous one is final
         self._strict: set[str] = set()
-        #: the newest ledger when that transaction was queued
-        self._accepted_at: dict[str, int] = {}
+        #: the newest ledger, also as send and getTransaction answers tell it
+        self.answers = AnswerClock(clock)
+        #: hash -> the ledger a resend of it was refused txTOO_LATE at (never queueable again)
+        self._too_late_at: dict[str, int] = {}
+        #: the ledger each account's last transaction was queued at (its send answer's
+        #: ``latestLedger``, or the newest ledger seen if later)
+        self._queued_at: dict[str, int] = {}
 
     async def submit(
         self,
@@ -152,20 +165,35 @@ class Submitter:
         if state == REJECTED:
             self._last_rejection.pop(entry.hash, None)
             return False
-        queued = state == QUEUED or await self.settle(envelope, entry, acc)
+        queued = state == QUEUED or await self.settle(
+            envelope, entry, acc, maybe_queued=state == UNKNOWN
+        )
         if not (queued and release is not None):
             await self.confirm(entry, acc, t0)
             return False
         release()
-        task = asyncio.create_task(
-            self._confirm_detached(entry, acc, t0), name=f"confirm-{entry.task_id}"
-        )
+        task = self.beside(self._confirm_detached(entry, acc, t0), f"confirm-{entry.task_id}")
+        self._confirming[acc.public_key] = task
+        return True
+
+    def beside(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``work`` (a transaction's landing or confirmation) beside the executors; a
+        stop waits for it (bounded) like any transaction maybe sent."""
+        task = asyncio.create_task(work, name=name)
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
-        self._confirming[acc.public_key] = task
-        newest = self.clock.newest
-        self._accepted_at[acc.public_key] = newest.sequence if newest is not None else 0
-        return True
+        return task
+
+    def queued_at(self, acc: SourceAccount) -> int:
+        """The ledger ``acc``'s last transaction was queued at (0: none queued yet). Its next
+        transaction cannot be queued before that ledger has closed."""
+        return self._queued_at.get(acc.public_key, 0)
+
+    def _queued(self, acc: SourceAccount, res: dict[str, Any]) -> None:
+        answered = answer_ledger(res)
+        newest = self.newest()
+        seen = newest.sequence if newest is not None else 0
+        self._queued_at[acc.public_key] = max(answered, seen)
 
     async def wait_turn(self, acc: SourceAccount) -> None:
         """Wait until ``acc``'s previous transaction (confirmed beside the executors) is final
@@ -173,12 +201,12 @@ class Submitter:
         account: sending earlier only earns TRY_AGAIN_LATER). (Cancelling the waiter leaves
         that confirmation running.)"""
         previous = self._confirming.get(acc.public_key)
-        accepted_at = self._accepted_at.get(acc.public_key, 0)
+        accepted_at = self.queued_at(acc)
         while previous is not None and not previous.done():
             if acc.public_key in self._strict:
                 await asyncio.wait({previous})
                 return
-            newest = self.clock.newest
+            newest = self.newest()
             if newest is not None and newest.sequence > accepted_at:
                 return  # a ledger closed since: applied (or dropped: then txBAD_SEQ, resealed)
             await asyncio.wait({previous}, timeout=TURN_POLL_S)
@@ -204,7 +232,7 @@ class Submitter:
     def sendable(self, entry: JournalEntry) -> bool:
         """The transaction can still pass core's time-bound check (its max time more than two
         ledgers past the newest ledger seen)."""
-        newest = self.clock.newest
+        newest = self.newest()
         if newest is None:
             return True
         return entry.max_time > newest.close_time + 2 * self.ledger_s
@@ -216,9 +244,11 @@ class Submitter:
     async def _send(
         self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, resend: bool = False
     ) -> str:
-        """One send (TRY_AGAIN_LATER retried while the transaction can still be sent in time):
+        """One send (TRY_AGAIN_LATER and a busy server's 503 / 429 / full queue retried while
+        the transaction can still be sent in time):
         :data:`QUEUED` (PENDING / DUPLICATE); :data:`UNKNOWN` (no answer, a garbled one, or an
-        unknown status: maybe queued); :data:`REJECTED` (surely not queued; counted).
+        unknown status: maybe queued); :data:`BUSY` (refused unread by a busy server: not
+        queued by this send); :data:`REJECTED` (surely not queued; counted).
 
         With ``resend`` (the same envelope again, after an unknown outcome) an ERROR, or
         TRY_AGAIN_LATER up to the time bound, is :data:`NOT_PENDING`: not in the queue (that
@@ -232,18 +262,33 @@ class Submitter:
                     "sendTransaction",
                 )
                 status = res.get("status")
+                self.answers.saw(res)
             except RpcError as exc:
+                if exc.kind in REFUSED_UNREAD_KINDS:
+                    self.count("busy")
+                    if not resend:
+                        # refused unread, and no earlier send of this envelope can be queued:
+                        # a first send again, at once (no getTransaction, no ledger to wait)
+                        if self.stopping or not self.sendable(entry):
+                            self._tx_error(entry, "busy until its time bound")
+                            return REJECTED
+                        await TRY_AGAIN_LATER_BACKOFF.wait(retry)
+                        continue
+                    acc.sent(entry.sequence, accepted=False)
+                    self.log.info("task {} send refused unread ({})", entry.task_id, exc)
+                    return BUSY
+                acc.sent(entry.sequence, accepted=False)
                 self.count("uncertain")
                 self.log.info("task {} send uncertain ({})", entry.task_id, exc)
-                acc.sent(entry.sequence, accepted=False)
                 return UNKNOWN
             if status in ("PENDING", "DUPLICATE"):
                 self.count(str(status))
                 acc.sent(entry.sequence, accepted=True)
+                self._queued(acc, res)
                 return QUEUED
             if status == "TRY_AGAIN_LATER":
                 self.count("TRY_AGAIN_LATER")
-                close = _close_time(res, "sendTransaction")
+                close = answer_ledger(res, "latestLedgerCloseTime")
                 if close > entry.max_time or self.stopping or not self.sendable(entry):
                     if resend:  # an earlier send may have been queued (then applied)
                         return NOT_PENDING
@@ -264,6 +309,8 @@ class Submitter:
                         entry.task_id,
                         name,
                     )
+                    if name == "txTOO_LATE":
+                        self._refused_late(entry, res)
                     return NOT_PENDING
                 if self.fee_hooks is not None:
                     self.fee_hooks.not_applied(entry, name, raw)
@@ -289,19 +336,38 @@ class Submitter:
         self._tx_error(entry, "TRY_AGAIN_LATER too many times")
         return REJECTED
 
-    async def settle(self, envelope: str, entry: JournalEntry, acc: SourceAccount) -> bool:
+    async def settle(
+        self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, maybe_queued: bool = True
+    ) -> bool:
         """After a send whose outcome is unknown: send the **same signed envelope** again (same
         hash: nothing can run twice) until the queue says DUPLICATE or PENDING (True: queued,
-        the account is free for its next transaction) or the transaction could no longer pass
-        the time-bound check, a stop comes, or an ERROR says it is not pending (False: maybe
-        applied meanwhile; getTransaction decides). Never holds the account idle until the
-        time bound when the queue can answer."""
+        the account is free for its next transaction) or its time bound has passed, a stop
+        comes, or an ERROR says it is not pending (False: maybe applied meanwhile;
+        getTransaction decides; after txTOO_LATE without waiting for the time bound). Never
+        holds the account idle until the time bound when the queue can answer. While an
+        earlier send ``maybe_queued`` the envelope, a resend waits for the next ledger close
+        and a getTransaction after it (see the module's notes); a resend refused unread
+        (busy) goes again after a short backoff while no ledger closed since that check
+        (else getTransaction first again: that close may have applied the first copy)."""
+        newest = self.newest()
+        since = newest.sequence if newest is not None else 0
+        #: the ledger at which getTransaction last said "not applied" (None: to wait for)
+        checked: int | None = None
         for retry in range(SETTLE_LIMIT):
-            if self.stopping or not self.sendable(entry):
+            # (past the time-bound check a resend is still worth its answer: DUPLICATE says
+            # it is queued, txTOO_LATE that it never can be: getTransaction then decides at once)
+            if self.stopping or self._past_time_bound(entry):
                 return False
-            await SETTLE_BACKOFF.wait(retry)
-            if await self._applied_already(entry):
-                return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
+            newest = self.newest()
+            if not maybe_queued or checked == (newest.sequence if newest is not None else 0):
+                await SETTLE_BACKOFF.wait(retry)
+            else:
+                if checked is None:
+                    since = await self._after_next_close(since)
+                if await self._applied_already(entry):
+                    return False  # applied meanwhile: a resend could only be refused (txBAD_SEQ)
+                newest = self.newest()
+                checked = newest.sequence if newest is not None else 0
             self.count("resent")
             state = await self._send(envelope, entry, acc, resend=True)
             if state == QUEUED:
@@ -309,9 +375,38 @@ class Submitter:
                 acc.needs_resync = False
                 self.log.info("task {} resend settled the unknown outcome: queued", entry.task_id)
                 return True
-            if state != UNKNOWN:
+            if state == UNKNOWN:  # this resend may have been queued: the next close first
+                maybe_queued, checked = True, None
+                newest = self.newest()
+                since = newest.sequence if newest is not None else since
+            elif state != BUSY:
                 return False
         return False
+
+    def _past_time_bound(self, entry: JournalEntry) -> bool:
+        newest = self.newest()
+        return newest is not None and newest.close_time > entry.max_time
+
+    def _refused_late(self, entry: JournalEntry, res: dict[str, Any]) -> None:
+        """A resend of ``entry``'s envelope was refused txTOO_LATE: not pending then (core
+        answers DUPLICATE for a pending hash before it checks time bounds) and never
+        queueable again (time only moves on). Once getTransaction answers NOT_FOUND at that
+        ledger or later, it will never apply: :meth:`confirm` need not wait out its time
+        bound."""
+        ledger = answer_ledger(res)
+        if ledger > 0:
+            self._too_late_at[entry.hash] = ledger
+
+    async def _after_next_close(self, since: int) -> int:
+        """Wait until the keeper's clock (kept by the read loop, no request of its own) shows a
+        ledger after ``since``, at most about two ledgers and a second; that ledger."""
+        deadline = time.monotonic() + 2 * self.ledger_s + 1.0
+        while not self.stopping and time.monotonic() < deadline:
+            newest = self.newest()
+            if newest is not None and newest.sequence > since:
+                return newest.sequence
+            await asyncio.sleep(TURN_POLL_S)
+        return since
 
     async def _applied_already(self, entry: JournalEntry) -> bool:
         """Whether getTransaction already knows the transaction as applied (an error or any
@@ -320,7 +415,13 @@ class Submitter:
             res = await self.rpc.call("getTransaction", {"hash": entry.hash})
         except RpcError:
             return False
+        if isinstance(res, dict):
+            self.answers.saw(res)
         return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
+
+    def newest(self) -> Latest | None:
+        """The newest ledger known (:class:`~shard_worker.answerclock.AnswerClock`)."""
+        return self.answers.newest()
 
     async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
         """A restarted worker's journaled transaction: send its envelope once more (never a
@@ -346,6 +447,7 @@ class Submitter:
 
     def _tx_error(self, entry: JournalEntry, reason: str) -> None:
         self.journal.remove(entry.hash)
+        self._too_late_at.pop(entry.hash, None)
         self.tally.cycle.tx_errors += 1
         self.tally.totals["tx_errors"] += 1
         self.events.event(
@@ -353,8 +455,9 @@ class Submitter:
         )
 
     async def confirm(self, entry: JournalEntry, acc: SourceAccount | None, t0: float) -> None:
-        """Poll getTransaction until a final status or the time bound has passed; ``acc`` is
-        the transaction's source (None for a source no longer configured)."""
+        """Poll getTransaction until a final status or the time bound has passed (or, after a
+        resend refused txTOO_LATE, NOT_FOUND at that ledger or later: it can never apply);
+        ``acc`` is the transaction's source (None for a source no longer configured)."""
         poll = max(0.05, self.spec.confirm_poll_s)
         while True:
             try:
@@ -362,6 +465,7 @@ class Submitter:
                     await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
                 )
                 status = res.get("status")
+                self.answers.saw(res)
             except RpcError as exc:
                 self.log.debug("getTransaction {}: {}", entry.hash, exc)
                 await asyncio.sleep(min(2.0, poll * 4))
@@ -370,19 +474,19 @@ class Submitter:
                 self._applied(entry, res, t0, success=status == "SUCCESS")
                 return
             if status == "NOT_FOUND":
-                close = _close_time(res, "getTransaction")
-                if close > entry.max_time:
+                close = answer_ledger(res, "latestLedgerCloseTime")
+                late = self._too_late_at.get(entry.hash)
+                if close > entry.max_time or (late is not None and answer_ledger(res) >= late):
                     if acc is not None:
                         acc.resync()  # its sequence number was not consumed
                     if self.fee_hooks is not None:
                         self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
                     return
-                if self.clock.paced:  # not before the next close: ask once a ledger
-                    seen = res.get("latestLedger")
-                    if type(seen) is int:
-                        await self.clock.wait_newer(seen, max(poll, self.ledger_s))
-                        continue
+                seen = answer_ledger(res)
+                if self.clock.paced and seen > 0:  # not before the next close: once a ledger
+                    await self.clock.wait_newer(seen, max(poll, self.ledger_s))
+                    continue
             await asyncio.sleep(poll)
 
     def _applied(
@@ -394,6 +498,7 @@ class Submitter:
             with contextlib.suppress(Exception):
                 fee = chain.fee_charged(res["resultXdr"])
         self.journal.remove(entry.hash)
+        self._too_late_at.pop(entry.hash, None)
         c = self.tally.cycle
         totals = self.tally.totals
         c.fees += fee

@@ -36,6 +36,8 @@ from array import array
 from collections.abc import Iterator
 from typing import Protocol
 
+from sorotask_core.xdr import U64_MASK, add_u64
+
 __all__ = [
     "ALLOWED",
     "GAS",
@@ -50,7 +52,6 @@ __all__ = [
     "entry_hash",
 ]
 
-U64_MASK = 0xFFFF_FFFF_FFFF_FFFF
 _U32_MAX = 0xFFFF_FFFF
 
 #: an entry was read and decoded: the other fields are valid
@@ -84,8 +85,10 @@ class DecodedTask(Protocol):
 
 
 def due_time(last_run: int, interval: int) -> int:
-    """``last_run + interval`` as the contract computes it: u64 addition that wraps."""
-    return (last_run + interval) & U64_MASK
+    """``last_run + interval`` as the contract computes it: u64 addition that wraps (the
+    same :func:`sorotask_core.xdr.add_u64` as ``TaskInfo.next_run``, the ledger-entries
+    path's due time)."""
+    return add_u64(last_run, interval)
 
 
 def entry_hash(entry_xdr_b64: str) -> int:
@@ -185,7 +188,7 @@ class TaskState:
         slot = self._slot(task_id)
         if not 0 <= interval <= U64_MASK or not 0 <= last_run <= U64_MASK:
             raise ValueError("interval and last_run are u64")
-        due = (last_run + interval) & U64_MASK
+        due = due_time(last_run, interval)
         self._due[slot] = due
         self._interval[slot] = interval
         self._hash[slot] = entry_hash
@@ -244,7 +247,7 @@ class TaskState:
         slot = self._slot(task_id)
         if not self._flags[slot] & KNOWN:
             raise ValueError(f"task {task_id} is not known")
-        due = (close_time + self._interval[slot]) & U64_MASK
+        due = due_time(close_time, self._interval[slot])
         self._due[slot] = due
         self._hash[slot] = 0
         return due

@@ -39,6 +39,7 @@ from sorotask_core.xdr import (
     SCV_VEC,
     SCV_VOID,
     DecodeError,
+    add_u64,
     b64decode,
     b64encode,
     contract_data_entry,
@@ -266,8 +267,8 @@ class TaskInfo:
     has_resolver: bool
 
     @property
-    def next_run(self) -> int:
-        return self.last_run + self.interval
+    def next_run(self) -> int:  # the contract's sum: wraps at 2^64
+        return add_u64(self.last_run, self.interval)
 
     def __repr__(self) -> str:
         return (

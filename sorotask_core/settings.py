@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 #: default of a setting that has none (it must be given)
 REQUIRED: Any = object()
@@ -171,7 +172,14 @@ def _num(value: float) -> str:
 
 
 def _http_url(v: str) -> str | None:
-    return None if re.match(r"^https?://[^\s/]+", v) else f"expected an http(s) URL, got {v!r}"
+    # never echoes the URL: it may hold credentials
+    if not re.match(r"^https?://[^\s/]+", v):
+        return "expected an http(s) URL"
+    try:
+        urlsplit(v).port  # noqa: B018 (raises for a port out of range)
+    except ValueError:
+        return "expected an http(s) URL (bad host or port)"
+    return None
 
 
 #: the keys of one ``network.rpc_urls`` entry written as a mapping

@@ -32,6 +32,7 @@ from sorotask_core.xdr import (
     SCV_VEC,
     SCV_VOID_VAL,
     DecodeError,
+    add_u64,
     contract_data_entry,
     pack_u32,
     pack_u64,
@@ -79,10 +80,10 @@ class TaskConfig:
     whitelist: list[str] = field(default_factory=list)
 
     def next_run(self) -> int:
-        return self.last_run + self.interval
+        return add_u64(self.last_run, self.interval)
 
     def is_due(self, ledger_time: int) -> bool:
-        return self.gas_balance > 0 and ledger_time >= self.last_run + self.interval
+        return self.gas_balance > 0 and ledger_time >= self.next_run()
 
 
 def task_config_parts(

@@ -25,6 +25,7 @@ __all__ = [
     "DecodeError",
     "account_entry",
     "account_ledger_key",
+    "add_u64",
     "b64decode",
     "b64encode",
     "contract_data_entry",
@@ -73,6 +74,14 @@ unpack_u32_pair = struct.Struct(">II").unpack_from
 unpack_i128 = struct.Struct(">qQ").unpack_from
 
 U64_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def add_u64(a: int, b: int) -> int:
+    """``a + b`` on u64 as a contract's release build computes it (no overflow checks): wraps
+    at 2^64. The SoroTask due time is ``add_u64(last_run, interval)`` everywhere the keeper
+    computes it (``contract.TaskInfo.next_run``, ``taskconfig.TaskConfig``, the compact task
+    state)."""
+    return (a + b) & U64_MASK
 
 
 def pad(data: bytes) -> bytes:

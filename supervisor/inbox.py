@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from shard_worker.reporting import format_event
 from sorotask_core.stats import OUTCOMES
 from supervisor.messages import FROM_WORKER, Message, ProtocolError
 from supervisor.registry import ShardRecord, State
@@ -96,7 +97,7 @@ def on_goodbye(rec: ShardRecord, msg: Message, now: float) -> None:
                 setattr(rec.totals, key, getattr(rec.totals, key) + extra)
                 setattr(rec.life, key, value)
     shown = {k: v for k, v in rec.final.items() if k != "would_execute"}  # a dry run's list
-    logger.info("shard {}: goodbye {}", rec.name, shown)
+    logger.info("shard {}: {}", rec.name, format_event("goodbye", shown))  # key=value
 
 
 def on_endpoints(rec: ShardRecord, msg: Message, now: float) -> None:

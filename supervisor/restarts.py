@@ -1,9 +1,10 @@
 """One shard's restart intensity (OTP-style): when to start a worker again, and when to stop.
 
 An unexpected exit restarts the worker, the first time immediately, then with exponential
-backoff plus jitter; a worker that stayed up ``stable_after_s`` resets the backoff (the arbiter
-calls :meth:`RestartBudget.stable`); more than ``max_restarts`` exits within ``window_s`` is a
-crash loop: the shard is given up.
+backoff plus jitter (:class:`shard_worker.retry.Backoff`, the keeper's one schedule); a worker
+that stayed up ``stable_after_s`` resets the backoff (the arbiter calls
+:meth:`RestartBudget.stable`); more than ``max_restarts`` exits within ``window_s`` is a crash
+loop: the shard is given up.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from shard_worker.retry import Backoff
 from supervisor.config import RestartPolicy
 
 
@@ -41,11 +43,11 @@ class RestartBudget:
             self.exits.popleft()
         if len(self.exits) > policy.max_restarts:
             return None
-        if self.consecutive == 0:
-            delay = 0.0
-        else:
-            delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (self.consecutive - 1))
-            delay *= 1 + (rng or random).uniform(-policy.jitter, policy.jitter)
+        delay = 0.0
+        if self.consecutive:  # base * 2^(n - 1), capped, +- jitter
+            delay = Backoff(
+                policy.backoff_base_s, max_s=policy.backoff_max_s, jitter=policy.jitter, rng=rng
+            ).delay(self.consecutive - 1)
         self.consecutive += 1
         return delay
 

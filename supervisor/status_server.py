@@ -2,8 +2,10 @@
 
 * ``GET /status``  JSON: ``{supervisor, shards: [...], totals}``
 * ``GET /metrics`` Prometheus text format (a private registry; one labelled series per shard)
-* ``GET /health``  200 ``{"healthy": true}`` when every shard runs with a fresh cycle, else 503
-  with the reasons
+* ``GET /health``  200 ``{"healthy": true, "reasons": [], "degraded": [...]}`` when every shard
+  runs with a fresh cycle, else 503 with the reasons: liveness. A shard paused for low balance
+  still cycles, so it is alive (a restart would fund nothing); it is listed in ``degraded``.
+  ``GET /health?strict=1`` is 503 while any shard is degraded too.
 
 The handlers ask a :class:`~supervisor.view.View` (which copies a registry snapshot); they
 never call into the arbiter, so the main loop needs no lock for them.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from loguru import logger
@@ -40,14 +43,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, orjson.dumps(doc, option=orjson.OPT_INDENT_2), "application/json")
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        path, _, query = self.path.partition("?")
+        path = path.rstrip("/") or "/"
         view = self.server.view
         try:
             if path == "/status":
                 self._json(200, view.status())
             elif path == "/health":
-                ok, reasons = view.health()
-                self._json(200 if ok else 503, {"healthy": ok, "reasons": reasons})
+                strict = parse_qs(query, keep_blank_values=True).get("strict", ["0"])[-1]
+                doc = view.health(strict=strict.lower() not in ("0", "false", "no"))
+                self._json(200 if doc["healthy"] else 503, doc)
             elif path == "/metrics":
                 self._send(200, generate_latest(self.server.collectors), CONTENT_TYPE_LATEST)
             elif path == "/":

@@ -37,6 +37,11 @@ from supervisor.stats import SUMMARY_FIELDS, ShardTotals, summary
 # ------------------------------------------------------------------------------ /status
 
 
+def paused_reason(s: ShardView) -> str | None:
+    """Why a live shard sends nothing (its last cycle says, e.g. ``paused: low balance``)."""
+    return (s.last_cycle or {}).get("paused") if s.alive else None
+
+
 def shard_document(s: ShardView, now: float) -> dict[str, Any]:
     spec = s.plan.spec
     return {
@@ -61,7 +66,7 @@ def shard_document(s: ShardView, now: float) -> dict[str, Any]:
         "failed_reason": s.failed_reason,
         "last_exit_code": s.last_exit_code,
         # the worker says why it sends nothing (e.g. "paused: low balance")
-        "paused": (s.last_cycle or {}).get("paused") if s.alive else None,
+        "paused": paused_reason(s),
         "replacement_ms": {k: round(v, 2) for k, v in s.replacement.items()},
         "host": s.plan.host,
         "endpoints": s.endpoints,
@@ -115,6 +120,23 @@ def health_report(snap: Snapshot, now: float) -> tuple[bool, list[str]]:
                 f"shard {s.name}: last cycle {now - s.last_cycle_at:.1f}s ago (max {max_age:g}s)"
             )
     return not reasons, reasons
+
+
+def degraded_report(snap: Snapshot) -> list[str]:
+    """Live shards that cycle but do not execute (paused: every source account below
+    ``min_fee_balance``). They are alive for ``/health``: a restart funds no account."""
+    return [f"shard {s.name} is {p}" for s in snap.shards if (p := paused_reason(s))]
+
+
+def health_document(snap: Snapshot, now: float, *, strict: bool = False) -> dict[str, Any]:
+    """The ``GET /health`` document: ``healthy`` (liveness: every shard running with a fresh
+    cycle), its ``reasons``, and ``degraded`` (paused shards). ``strict``: a degraded shard
+    makes it unhealthy too (for a check that must see a paused keeper)."""
+    ok, reasons = health_report(snap, now)
+    degraded = degraded_report(snap)
+    if strict and degraded:
+        ok, reasons = False, reasons + degraded
+    return {"healthy": ok, "reasons": reasons, "degraded": degraded}
 
 
 # ------------------------------------------------------------------------------ summary
@@ -286,8 +308,8 @@ class View:
     def status(self) -> dict[str, Any]:
         return status_document(self.registry.snapshot(), time.monotonic(), _self_rss())
 
-    def health(self) -> tuple[bool, list[str]]:
-        return health_report(self.registry.snapshot(), time.monotonic())
+    def health(self, *, strict: bool = False) -> dict[str, Any]:
+        return health_document(self.registry.snapshot(), time.monotonic(), strict=strict)
 
     def summary(self) -> dict[str, Any]:
         return summary_document(self.registry.snapshot())

@@ -21,7 +21,7 @@ from sorotask.chaos.hostile import HostileSoak
 from sorotask.chaos.lateness import lateness, target_figures, target_violations
 from sorotask.chaos.params import ChaosParams, hostile_params
 from sorotask.chaos.report import say
-from sorotask.chaos.soak import Soak
+from sorotask.chaos.soak import Soak, watch
 
 __all__ = ["ENDPOINT_TARGETS", "EndpointSoak", "endpoint_params", "run_endpoint_faults"]
 
@@ -77,14 +77,7 @@ class EndpointSoak(HostileSoak):
         )
         down: int | None = None
         on = True
-        while True:
-            now = time.monotonic()
-            if now >= run_end:
-                break
-            if proc.poll() is not None:
-                self.violations.append(f"supervisor exited early with code {proc.returncode}")
-                break
-            monkey.tick()
+        for now in watch(run_end, proc, monkey, self.violations):
             if on and down is None and now >= down_at:
                 devnet.set_faults(replica=DOWN, **DOWN_FAULT)
                 down = sampler.sample() or start
@@ -93,7 +86,6 @@ class EndpointSoak(HostileSoak):
                 on = False
                 self._snapshot()
                 self._faults_off(devnet, start, down)
-            time.sleep(0.02)
         if on:
             self._snapshot()
             self._faults_off(devnet, start, down)

@@ -15,7 +15,7 @@ from sorotask.chaos.analysis import Cause, LedgerClock, TaskSeed
 from sorotask.chaos.lateness import lateness, target_figures, target_violations
 from sorotask.chaos.params import HOSTILE_TARGETS, ChaosParams
 from sorotask.chaos.report import say
-from sorotask.chaos.soak import Soak
+from sorotask.chaos.soak import Soak, watch
 
 
 def run_hostile(p: ChaosParams, *, quiet: bool = False) -> dict[str, Any]:
@@ -49,21 +49,13 @@ class HostileSoak(Soak):
         start = sampler.sample() or self.clock.seq0
         mixing = True
         say(self.quiet, f"hostile mix on at ledger {start} for {p.duration:g} s")
-        while True:
-            now = time.monotonic()
-            if now >= run_end:
-                break
-            if proc.poll() is not None:
-                self.violations.append(f"supervisor exited early with code {proc.returncode}")
-                break
-            monkey.tick()
+        for now in watch(run_end, proc, monkey, self.violations):
             if mixing and now >= mix_end:
                 mixing = False
                 self._mix_off(devnet, start)
             if mixing and now >= next_kill:
                 monkey.act("kill")
                 next_kill = now + p.kill_every * rng.uniform(0.7, 1.3)
-            time.sleep(0.02)
         if mixing:
             self._mix_off(devnet, start)
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,27 @@ from sorotask.toolkit import (
     wait_status_url,
     write_yaml,
 )
+
+#: the chaos loop's step (s)
+TICK_S = 0.02
+
+
+def watch(
+    run_end: float, proc: subprocess.Popen[bytes], monkey: Monkey, violations: list[str]
+) -> Iterator[float]:
+    """The chaos loop of every soak: ``time.monotonic()`` every :data:`TICK_S` s until
+    ``run_end``, the monkey ticked first; stops early (a violation) when the supervisor
+    exits. ``for now in watch(...): ...`` is the loop; its body, the soak's chaos."""
+    while True:
+        now = time.monotonic()
+        if now >= run_end:
+            return
+        if proc.poll() is not None:
+            violations.append(f"supervisor exited early with code {proc.returncode}")
+            return
+        monkey.tick()
+        yield now
+        time.sleep(TICK_S)
 
 
 def run_soak(p: ChaosParams, *, quiet: bool = False) -> dict[str, Any]:
@@ -170,14 +192,7 @@ class Soak:
         next_fault = t_run0 + p.warmup_s + 1.0
         fault_i = 0
         fault_on: tuple[str, int, float] | None = None  # (name, start ledger, off at)
-        while True:
-            now = time.monotonic()
-            if now >= run_end:
-                break
-            if proc.poll() is not None:
-                self.violations.append(f"supervisor exited early with code {proc.returncode}")
-                break
-            monkey.tick()
+        for now in watch(run_end, proc, monkey, self.violations):
             if fault_on is not None and now >= fault_on[2]:
                 self._end_fault(devnet, fault_on)
                 fault_on = None
@@ -197,7 +212,6 @@ class Soak:
                     fault_i += 1
                     devnet.set_faults(**faults)
                     fault_on = (name, sampler.sample() or 0, now + p.fault_s)
-            time.sleep(0.02)
         if fault_on is not None:
             self._end_fault(devnet, fault_on)
 

@@ -90,13 +90,31 @@ ONLY_SOMETIMES = frozenset(
         "sorotask_rpc_endpoint_requests_total",
         "sorotask_tasks_skipped_total",
         "sorotask_source_balance_stroops",
+        "sorotask_send_results_total",
+        "sorotask_rpc_retries_total",
     }
 )
+
+
+#: series the alert rules read that the dashboard need not show: denominators (shown as the
+#: rates of their numerators), gates and corrections
+NOT_ON_THE_DASHBOARD = {
+    "sorotask_cycles_total": "the denominator of the cycle errors; the sweep rule's gate",
+    "sorotask_tasks_checked_total": "the denominator of the read errors",
+    "sorotask_last_ledger": "the due-not-executed rule's gate (the network moves on)",
+    "sorotask_failed_retries_total": "corrects the re-read count for a failed shard's starts",
+}
 
 
 def _exportable_names() -> set[str]:
     """Every sample name the supervisor's /metrics collector produces for a shard with every
     total set (each labelled one with a label value) and one RPC endpoint in each state."""
+    return set(_exportable_labels())
+
+
+def _exportable_labels() -> dict[str, set[str]]:
+    """Sample name -> its label names, as :func:`_exportable_names` sees them (plus ``job``
+    and ``instance``, which the scrape adds)."""
     from sorotask_core.stats import TOTALLED
     from supervisor.view import metric_families
 
@@ -128,7 +146,93 @@ def _exportable_names() -> set[str]:
         "last_cycle": {"age_s": 1.0},
         "endpoints": {"endpoints": [endpoint]},
     }
-    return {s.name for fam in metric_families({"shards": [shard]}) for s in fam.samples}
+    labels: dict[str, set[str]] = {}
+    for fam in metric_families({"shards": [shard]}):
+        for sample in fam.samples:
+            labels.setdefault(sample.name, {"job", "instance"}).update(sample.labels)
+    return labels
+
+
+#: a selector's label matchers, and the grouping clauses of an expression
+_SELECTOR = re.compile(r"\b(sorotask_[a-z_]+)\{([^}]*)\}")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+_WORDS = re.compile(r"\w+(?:\|\w+)*")
+
+
+def _known_label_values() -> dict[tuple[str, str], frozenset[str]]:
+    """(sample name, label) -> every value the keeper or the supervisor gives that label, from
+    the constants the code uses (a renamed value breaks the rule test, not the alert). Labels
+    not listed (``method``, ``account``, ``endpoint``, ``shard``) take any value."""
+    import ast
+
+    from shard_worker import due, endpoints, errors, feepolicy, submitter
+    from shard_worker.txxdr import TX_RESULT_NAMES
+    from supervisor.view import ENDPOINT_STATES, STATES
+
+    kinds = frozenset(
+        errors.RETRYABLE_KINDS | {errors.HTTP_ERROR, errors.RPC_ERROR} | endpoints.NEUTRAL_KINDS
+    )
+    skip_reasons = frozenset(
+        {*due.SKIP_REASONS, *feepolicy.OVER_CAP}
+        | {feepolicy.ESCALATIONS_EXHAUSTED, feepolicy.FIXED_NO_ESCALATION}
+    )
+    # send_results: stellar-rpc's sendTransaction statuses, the ERROR result codes by name,
+    # and the submitter's own names (the literals it passes to Submitter.count)
+    tree = ast.parse(Path(submitter.__file__).read_text())
+    own = {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "count"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+    assert {"busy", "uncertain", "resent"} <= own, own
+    results = frozenset(
+        {"PENDING", "DUPLICATE", "TRY_AGAIN_LATER", "unknown"} | set(TX_RESULT_NAMES.values()) | own
+    )
+    return {
+        ("sorotask_shard_state", "state"): frozenset(STATES),
+        ("sorotask_rpc_endpoint_state", "state"): frozenset(ENDPOINT_STATES),
+        ("sorotask_rpc_endpoint_errors_total", "kind"): kinds,
+        ("sorotask_rpc_failures_total", "kind"): kinds,
+        ("sorotask_rpc_retries_total", "kind"): kinds,
+        ("sorotask_tasks_skipped_total", "reason"): skip_reasons,
+        ("sorotask_send_results_total", "result"): results,
+    }
+
+
+def _label_problems(expr: str, exported: dict[str, set[str]]) -> list[str]:
+    """What in ``expr`` names a label its series do not have, or a label value the code never
+    gives (each plain alternative of a matcher must be one; a real regex must match one)."""
+    known = _known_label_values()
+    problems: list[str] = []
+    for metric, body in _SELECTOR.findall(expr):
+        for label, op, value in _MATCHER.findall(body):
+            if label not in exported.get(metric, set()):
+                problems.append(f"{metric} has no label {label!r}")
+                continue
+            values = known.get((metric, label))
+            if values is None:
+                continue
+            if op in ("=", "!=") or _WORDS.fullmatch(value):
+                problems += [
+                    f"{metric}{{{label}}} is never {v!r}"
+                    for v in value.split("|")
+                    if v not in values
+                ]
+            elif not any(re.fullmatch(value, v) for v in values):
+                problems.append(f"{metric}{{{label}=~{value!r}}} matches no value")
+    read = _metric_names(expr)
+    have = set().union(*(exported.get(m, set()) for m in read)) if read else set()
+    for clause in _GROUPING.findall(expr):
+        for label in (x.strip() for x in clause.split(",")):
+            if label and label not in have:
+                problems.append(f"grouping by {label!r}: none of {sorted(read)} has it")
+    return problems
 
 
 class TestRulesWithPromtool:
@@ -171,6 +275,54 @@ class TestRulesWithPromtool:
         assert wanted <= exportable, sorted(wanted - exportable)
         assert exportable >= ONLY_SOMETIMES
 
+    def test_every_label_and_label_value_the_rules_use_is_one_the_supervisor_exports(
+        self,
+    ) -> None:
+        """A matcher's label is one of its series' labels and its values are ones the code
+        gives (sorotask_core.stats's label names, the keeper's kinds, reasons and send results);
+        a grouping clause (by, without, on, ignoring) names a label of the series it reads."""
+        exported = _exportable_labels()
+        problems = {r["alert"]: _label_problems(r["expr"], exported) for r in _rules()}
+        assert {a: p for a, p in problems.items() if p} == {}
+
+    def test_the_label_check_catches_a_renamed_label_or_value(self) -> None:
+        exported = _exportable_labels()
+        for expr in (
+            'sorotask_send_results_total{result="txBAD_SEQUENCE"}',
+            'sorotask_send_results_total{reason="busy"}',
+            'sorotask_rpc_retries_total{kind=~"timed_?out"}',
+            'sorotask_shard_state{state="crashed"}',
+            "sum without (kinds) (rate(sorotask_rpc_retries_total[5m]))",
+        ):
+            assert _label_problems(expr, exported), expr
+        assert not _label_problems(
+            'sum without (kind) (sorotask_rpc_retries_total{kind=~"http_.+"})', exported
+        )
+
+    def test_the_dashboard_queries_parse_and_use_exported_labels(self, tmp_path: Path) -> None:
+        """Every Grafana panel query is valid PromQL (promtool checks it as a recording rule,
+        ``$job`` filled in) and names only labels and label values the supervisor exports; each
+        series an alert reads has a panel, but for the ones only denominators and gates read."""
+        promtool = _tool("promtool")
+        dash = json.loads((ROOT / "deploy" / "grafana" / "sorotask-dashboard.json").read_text())
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        rules = [
+            {"record": f"sorotask_dashboard:panel_{i}", "expr": e.replace("$job", ".+")}
+            for i, e in enumerate(exprs)
+        ]
+        path = tmp_path / "dashboard.rules.yaml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+        res = _run([promtool, "check", "rules", str(path)])
+        assert res.returncode == 0, res.stdout + res.stderr
+        exported = _exportable_labels()
+        problems = {e: _label_problems(e, exported) for e in exprs}
+        assert {e: p for e, p in problems.items() if p} == {}
+        on_dashboard = set().union(*(_metric_names(e) for e in exprs))
+        assert on_dashboard <= set(exported), sorted(on_dashboard - set(exported))
+        alerted = set().union(*(_metric_names(r["expr"]) for r in _rules()))
+        assert alerted - on_dashboard == set(NOT_ON_THE_DASHBOARD)
+        assert "sorotask_events_seen_total" in on_dashboard
+
     def test_the_unit_tests_catch_a_broken_rule(self, tmp_path: Path) -> None:
         """Mutated thresholds make promtool's unit tests fail (they test the rules, not nothing)."""
         promtool = _tool("promtool")
@@ -200,6 +352,28 @@ class TestRulesWithPromtool:
             # the fee cap's reasons only, and sustained skips only
             ('reason=~"over_max_inclusion|over_max_total|escalation_at_cap"', 'reason=~".+"'),
             ('escalation_at_cap"}[5m]))', 'escalation_at_cap"}[10m]))'),
+            # re-reads at worker starts are not a lost position; two in an hour are not a loop
+            ("\n          - increase(sorotask_restarts_total[1h])", ""),
+            ("- increase(sorotask_failed_retries_total[1h])\n          >= 3", "- 0\n >= 2"),
+            # the memory guard's restarts are restarts already: not subtracted twice
+            (
+                "- increase(sorotask_failed_retries_total[1h])\n",
+                "- increase(sorotask_failed_retries_total[1h])\n"
+                "          - increase(sorotask_memory_restarts_total[1h])\n",
+            ),
+            # a quarter of the attempts, for half an hour (a re-read's burst waits by design)
+            ("[10m]))\n          > 0.25", "[10m]))\n          > 0.05"),
+            ("> 0.25\n        for: 30m", "> 0.25\n        for: 10m"),
+            # a resend is not an answer; a tiny shard's single rejection is not 10 %
+            ('{result!~"resent|resealed"}', ""),
+            ('\n          and increase(sorotask_send_results_total{result=~"tx[A-Z_]+"}', "\n#"),
+            # refused unread and unanswered both count
+            ('result=~"busy|uncertain|unknown_status"}[15m]))\n', 'result=~"busy"}[15m]))\n'),
+            # retries, not attempts; a fifth, not a tenth
+            ("> 0.2\n", "> 0.05\n"),
+            # a shard without a sweep, or not cycling, has no stalled sweep
+            ("\n          and sorotask_sweep_reads_total > 0", ""),
+            ("\n          and rate(sorotask_cycles_total[15m]) > 0", ""),
         ]:
             assert old in text, old
             (tmp_path / RULES.name).write_text(text.replace(old, new, 1))
@@ -332,4 +506,20 @@ class TestARealPrometheus:
                 missing = wanted - names
                 assert missing <= ONLY_SOMETIMES, sorted(missing)
                 assert "sorotask_shard_state" in names and "sorotask_tasks_due_total" in names
+
+                # every rule evaluates on this supervisor's real series without an error (a
+                # label set that makes a match many-to-many would show here as health "err")
+                def evaluated_rules() -> list[dict[str, Any]] | None:
+                    doc = _get_json(f"{api}/rules")
+                    if doc is None:
+                        return None
+                    rules = [r for g in doc["data"]["groups"] for r in g["rules"]]
+                    done = all(r["health"] != "unknown" for r in rules)
+                    return rules if done else None
+
+                rules = _wait_for(evaluated_rules, 30, "every rule evaluated", 0.5)
+                assert len(rules) == len(_rules())
+                assert {
+                    r["name"]: r.get("lastError", "") for r in rules if r["health"] != "ok"
+                } == {}
                 assert sup.poll() is None

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from stellar_sdk import Keypair
 
 from shard_worker.cli import spec_from_args
 from sorotask.worker_cli import build_parser, main
@@ -128,3 +134,36 @@ class TestWorkerCliConfigMode:
     def test_missing_config_file_exits_78(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["--config", "/nonexistent/k.yaml", "--shard", "a"]) == ExitCode.CONFIG
         assert "config file does not exist" in capsys.readouterr().err
+
+
+#: ``sorotask worker`` in the foreground with a client that cannot be built: the keeper crashes
+#: and logs its stack trace to stderr
+_CRASHING_WORKER = """
+import sys
+from shard_worker import keeper
+from sorotask.worker_cli import main
+
+def broken(*args, **kwargs):
+    raise RuntimeError("no client today")
+
+keeper.make_rpc = broken
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_foreground_crash_trace_shows_no_variable_values(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/v2/9f3c0e5a41b2d7e8aa01c3d4?apikey=qk-31337-zz"
+    seed = Keypair.random().secret
+    flags = ["--rpc-url", url, "--network-passphrase", "p", "--contract-id", CONTRACT_ID]
+    flags += ["--secret-env", "SW_CLI_CRASH", "--range", "1:5", "--state-dir", str(tmp_path)]
+    res = subprocess.run(
+        [sys.executable, "-c", _CRASHING_WORKER, *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SW_CLI_CRASH": seed},
+        cwd=tmp_path,
+    )
+    assert "keeper crashed: no client today" in res.stderr and "Traceback" in res.stderr
+    for secret in ("9f3c0e5a41b2d7e8aa01c3d4", "qk-31337-zz", seed):
+        assert secret not in res.stderr + res.stdout

@@ -42,12 +42,32 @@ class RecordingExecutor(Executor):
             self.holds.in_flight.discard(task_id)
 
 
+class LandingExecutor(RecordingExecutor):
+    """Hands each execution's account over to a "landing" beside the workers, which gives it
+    back through ``release`` after ``land_s`` (as the executor does once the transaction is
+    queued)."""
+
+    land_s = 0.05
+
+    async def execute(self, acc: SourceAccount, task_id: int, release: Any = None) -> bool:
+        await super().execute(acc, task_id, release)
+        assert release is not None
+
+        async def land() -> None:
+            await asyncio.sleep(self.land_s)
+            release()
+
+        self.submitter.beside(land(), f"land-{task_id}")
+        return True
+
+
 def make_dispatcher(
     rpc: FakeRpc | None = None,
     *,
     channels: int = 0,
     state_dir: Path | None = None,
     recording: bool = True,
+    landing: bool = False,
     **spec_kw: Any,
 ) -> tuple[Dispatcher, Executor, list[SourceAccount]]:
     kp = Keypair.random()
@@ -55,7 +75,7 @@ def make_dispatcher(
     base = make_executor(kp, rpc, **spec_kw)
     executor = base
     if recording:
-        executor = RecordingExecutor(
+        executor = (LandingExecutor if landing else RecordingExecutor)(
             base.spec,
             base.rpc,
             base.events,
@@ -127,6 +147,56 @@ class TestWorkers:
         assert {s for s, _ in ex.done} <= {a.public_key for a in sources}
         assert len({s for s, _ in ex.done}) > 1  # the channels took work too
         assert ex.tally.totals["dropped_unsent_at_stop"] == 0
+
+    def test_accounts_handed_to_a_landing_come_back_each_once(self) -> None:
+        """Each execution's account is released by its own landing, after the worker moved
+        on (a release shared by a worker's executions would lose accounts)."""
+        d, ex, sources = make_dispatcher(channels=2, landing=True, max_concurrent_executions=2)
+        assert isinstance(ex, LandingExecutor)
+        ex.expect = 12
+
+        async def go() -> int:
+            d.start()
+            d.enqueue(list(range(1, 13)))
+            await asyncio.wait_for(ex.all_done.wait(), 10)
+            await asyncio.wait_for(asyncio.gather(*d.submitter.sending), 5)
+            await d.drain()  # the idle workers give back the accounts they waited with
+            return d.accounts.free
+
+        assert asyncio.run(go()) == len(sources)  # every account back in the pool, once
+        assert sorted(t for _, t in ex.done) == list(range(1, 13))
+
+    def test_a_stop_waits_for_a_confirmation_a_landing_starts_meanwhile(self) -> None:
+        d, ex, _ = make_dispatcher(landing=True, max_concurrent_executions=1, stop_grace_s=5)
+        assert isinstance(ex, LandingExecutor)
+        ex.land_s = 0.2
+        ex.expect = 1
+        confirmed: list[int] = []
+
+        async def confirm() -> None:
+            await asyncio.sleep(0.2)
+            confirmed.append(1)
+
+        real = ex.submitter.beside
+
+        def beside(work: Any, name: str) -> Any:
+            async def then() -> None:  # the landing, then its confirmation beside
+                await work
+                real(confirm(), "confirm")
+
+            return real(then(), name)
+
+        ex.submitter.beside = beside  # type: ignore[method-assign]
+
+        async def go() -> None:
+            d.start()
+            d.enqueue([1])
+            await asyncio.wait_for(ex.all_done.wait(), 10)  # the landing has begun
+            await asyncio.wait_for(d.drain(), 10)
+
+        asyncio.run(go())
+        assert confirmed == [1]
+        assert ex.tally.totals["sent_unresolved_at_stop"] == 0
 
     def test_a_stop_drops_what_was_not_sent(self) -> None:
         d, ex, _ = make_dispatcher(max_concurrent_executions=1)

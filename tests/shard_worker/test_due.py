@@ -1,10 +1,15 @@
-"""Due logic: gas, time, whitelist."""
+"""Due logic: gas, time, whitelist; the ledger-entries path's rule and the compact task
+state's agree (u64 wrap included) and match the devnet's model of the contract."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stellar_sdk import Keypair
 
+from devnet.sorotask_contract import wrapping_add_u64
 from shard_worker.due import skip_reason
+from shard_worker.taskstate import TaskState
 from sorotask_core.contract import TaskInfo, sc_address_bytes
 
 ME = sc_address_bytes(Keypair.random().public_key)
@@ -42,3 +47,36 @@ class TestSkipReason:
 
     def test_never_run_task_is_due_once_interval_passed_since_zero(self) -> None:
         assert skip_reason(info(last_run=0, interval=60), 60, ME) is None
+
+    def test_last_run_plus_interval_wraps_at_two_to_the_64_as_the_contract_does(self) -> None:
+        # 2^64 - 10 + 20 wraps to 10 in lib.rs's release build: due from close time 10 on
+        wrapped = info(last_run=2**64 - 10, interval=20)
+        assert wrapped.next_run == 10
+        assert skip_reason(wrapped, 10, ME) is None
+        assert skip_reason(wrapped, 9, ME) == "not_due"
+        assert skip_reason(info(last_run=2**64 - 1, interval=1), 0, ME) is None
+
+
+U64 = st.integers(min_value=0, max_value=2**64 - 1)
+#: values near the wrap as often as anywhere else
+NEAR_WRAP = st.integers(min_value=2**64 - 2**20, max_value=2**64 - 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    last_run=st.one_of(U64, NEAR_WRAP),
+    interval=st.one_of(U64, NEAR_WRAP, st.integers(min_value=1, max_value=2**20)),
+    ledger_time=st.one_of(U64, st.integers(min_value=0, max_value=2**21)),
+    gas=st.integers(min_value=-5, max_value=5),
+    whitelist=st.sampled_from([(), (ME,), (OTHER,), (OTHER, ME)]),
+)
+def test_both_due_rules_agree_with_each_other_and_the_contract(
+    last_run: int, interval: int, ledger_time: int, gas: int, whitelist: tuple[bytes, ...]
+) -> None:
+    task = info(last_run=last_run, interval=interval, gas_balance=gas, whitelist=whitelist)
+    state = TaskState(first=1, count=1)
+    state.record_info(1, task, ME, live_until=None, entry_hash=0)
+    reason = skip_reason(task, ledger_time, ME)
+    assert state.skip_reason(1, ledger_time, ledger_seq=1) == reason
+    if gas > 0:  # the devnet's contract refuses execute before the wrapped sum, as lib.rs does
+        assert (reason == "not_due") == (ledger_time < wrapping_add_u64(last_run, interval))

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from shard_worker.endpoint_config import EndpointConfig, endpoint_label, resolve_headers
+from shard_worker.endpoint_config import (
+    EndpointConfig,
+    endpoint_label,
+    resolve_headers,
+    scrub_url,
+)
 from shard_worker.endpoint_pool import (
     POLL,
     READ,
@@ -96,10 +101,45 @@ class TestLabels:
     def test_label_keeps_an_ipv6_host_in_brackets(self) -> None:
         assert endpoint_label("http://[::1]:8000/") == "http://[::1]:8000/"
 
+    @pytest.mark.parametrize(
+        "key",
+        ["9f3c0e5a41b2d7e8aa01c3d4", "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", "Zx9_Lm2-Qw8eRt5yUi"],
+    )
+    def test_a_key_like_path_segment_is_shown_as_stars(self, key: str) -> None:
+        assert endpoint_label(f"https://h.example/v2/{key}/") == "https://h.example/v2/***/"
+        # a long word without a digit, and a short one, are path, not keys
+        assert (
+            endpoint_label("https://h/soroban-mainnet-rpc/v1") == "https://h/soroban-mainnet-rpc/v1"
+        )
+
     def test_a_name_replaces_the_url_when_the_key_is_in_the_path(self) -> None:
         cfg = EndpointConfig("https://x.quiknode.pro/T0KEN/", name="quicknode")
         assert cfg.label == "quicknode"
         assert "T0KEN" not in repr(cfg)
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "TooManyRedirects: 0, message='', url='{url}'",
+            "InvalidUrlClientError: {url}",
+            "to {url} (decoded: http://127.0.0.1:1/v2/9f3c0e5a41b2d7e8aa01?apikey=Qk3y+7788)",
+            "header X-Api-Key: hdr-s3cret-99 refused",
+        ],
+    )
+    def test_scrub_leaves_no_part_of_a_credential_bearing_url(self, text: str) -> None:
+        url = "http://u:pa55word@127.0.0.1:1/v2/9f3c0e5a41b2d7e8aa01?apikey=Qk3y%2B7788#frag"
+        out = scrub_url(text.format(url=url), url, secrets=["hdr-s3cret-99"])
+        for secret in ("pa55word", "9f3c0e5a41b2d7e8aa01", "Qk3y", "7788", "hdr-s3cret-99"):
+            assert secret not in out
+        if "url" in text:
+            assert "http://127.0.0.1:1/v2/***" in out  # the label in place of the URL
+
+    def test_scrub_shows_a_given_label_and_leaves_other_text_alone(self) -> None:
+        url = "https://x.quiknode.pro/T0KEN/?k=abcdef123"
+        text = f"getHealth: transport error ({url}): Connection refused"
+        assert scrub_url(text, url, "quicknode") == (
+            "getHealth: transport error (quicknode): Connection refused"
+        )
 
     @pytest.mark.parametrize(
         "url", ["ftp://u:s3cret@h/", "https://u:s3cret@h:99999/", "https://?k=s3cret", "s3cret"]

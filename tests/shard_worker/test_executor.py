@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from shard_worker import chain
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import RpcMalformedError, RpcTransportError
+from shard_worker.errors import RpcError, RpcMalformedError, RpcResponseError, RpcTransportError
 from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
@@ -239,6 +240,60 @@ class TestSend:
         assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
         assert len(rpc.calls) == 3 and acc.sequence == 42
 
+    def test_a_busy_server_is_sent_again_at_once_not_settled(self) -> None:
+        """HTTP 503, 429 and a full queue (-32098) were not carried out: the same envelope is
+        sent again (no getTransaction first, no "uncertain"), each answer counted "busy"."""
+        kp = Keypair.random()
+        busy = [
+            RpcTransportError("sendTransaction", "HTTP 503", status=503),
+            RpcTransportError("sendTransaction", "HTTP 429", status=429),
+            RpcResponseError("sendTransaction", -32098, "rpc queue surpassed queue limit"),
+        ]
+        rpc = FakeRpc({"sendTransaction": [*busy, {"status": "PENDING"}]})
+        ex = make_executor(kp, rpc)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
+        assert [m for m, _ in rpc.calls] == ["sendTransaction"] * 4
+        assert acc.sequence == 42 and not acc.needs_resync
+        assert ex.tally.cycle.sends == {"busy": 3, "PENDING": 1}
+
+    def test_answers_tell_the_newest_ledger_without_moving_the_read_loops_clock(self) -> None:
+        kp = Keypair.random()
+        later = {"status": "TRY_AGAIN_LATER", "latestLedger": 12, "latestLedgerCloseTime": "1010"}
+        behind = {"status": "PENDING", "latestLedger": 9, "latestLedgerCloseTime": "995"}
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [later, behind]}))
+        ex.clock.newest = Latest(10, 1_000)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(asyncio.wait_for(ex.submitter.send("AAAA", entry, acc), 10)) is True
+        newest = ex.submitter.newest()
+        assert newest is not None and (newest.sequence, newest.close_time) == (12, 1_010)
+        assert ex.clock.newest.sequence == 10  # the read loop's own, and no stale answer
+        assert ex.tally.totals["stale_ledger_answers"] == 0
+        # queued while the network was at ledger 12 at least (the answer came from behind)
+        assert ex.submitter.queued_at(acc) == 12
+
+    def test_an_execution_limit_answer_may_have_been_queued(self) -> None:
+        kp = Keypair.random()
+        limit = RpcResponseError("sendTransaction", -32001, "request exceeded processing limit")
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [limit]}))
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is True  # maybe queued
+        assert acc.needs_resync and ex.tally.cycle.sends == {"uncertain": 1}
+
+    def test_busy_until_the_time_bound_gives_up(self) -> None:
+        kp = Keypair.random()
+        busy = RpcTransportError("sendTransaction", "HTTP 503", status=503)
+        ex = make_executor(kp, FakeRpc({"sendTransaction": [busy]}))
+        ex.clock.newest = Latest(90, 9_990)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = journaled(ex, kp, max_time=9_999)
+        assert asyncio.run(ex.submitter.send("AAAA", entry, acc)) is False
+        assert entry.hash not in ex.submitter.journal and acc.sequence == 41
+        assert events_of(ex, "tx_error")[0]["reason"] == "busy until its time bound"
+
     def test_try_again_later_past_the_time_bound_gives_up(self) -> None:
         kp = Keypair.random()
         later = {"status": "TRY_AGAIN_LATER", "latestLedgerCloseTime": 10_000}
@@ -408,7 +463,11 @@ class _ListLog:
 class TestSettle:
     """An unknown send outcome settled by resending the same envelope."""
 
-    def run_submit(self, answers: list[Any], gets: list[Any]) -> tuple[Executor, SourceAccount]:
+    def run_submit(
+        self, answers: list[Any], gets: list[Any], *, close_after_s: float = 0.05
+    ) -> tuple[Executor, SourceAccount]:
+        """Submit through a fake RPC while a stand-in read loop moves the keeper's clock to
+        ledger 11 once, ``close_after_s`` after the start (ledger 10 before)."""
         kp = Keypair.random()
         rpc = FakeRpc({"sendTransaction": answers, "getTransaction": gets})
         ex = make_executor(kp, rpc, confirm_poll_s=0.05)
@@ -417,9 +476,18 @@ class TestSettle:
             hash="ab" * 32, task_id=TASK, source=kp.public_key, sequence=42, max_time=9_999
         )
         ex.holds.in_flight.add(TASK)
+        ex.clock.newest = Latest(10, 1_000)
         released: list[bool] = []
+        sent_at: list[float] = []
+        self.closed_at = 0.0
+
+        async def close_a_ledger() -> None:
+            await asyncio.sleep(close_after_s)
+            self.closed_at = time.monotonic()
+            ex.clock.newest = Latest(11, 1_005)
 
         async def go() -> None:
+            closer = asyncio.create_task(close_a_ledger())
             detached = await ex.submitter.submit(
                 "AAAA", entry, acc, 0.0, lambda: released.append(True)
             )
@@ -428,10 +496,21 @@ class TestSettle:
                 others = [t for t in ex.submitter.sending if t is not me]
                 assert others
                 await asyncio.wait_for(asyncio.gather(*others), 5)
+            closer.cancel()
 
+        real_call = rpc.call
+
+        async def timed_call(method: str, params: Any = None, **kw: Any) -> Any:
+            if method == "sendTransaction":
+                sent_at.append(time.monotonic())
+            return await real_call(method, params, **kw)
+
+        rpc.call = timed_call  # type: ignore[method-assign]
         asyncio.run(asyncio.wait_for(go(), 10))
         self.released = released
+        self.sent_at = sent_at
         self.envelopes = [p for m, p in rpc.calls if m == "sendTransaction"]
+        self.calls = rpc.calls
         return ex, acc
 
     def test_duplicate_after_a_lost_answer_frees_the_account_and_confirms(self) -> None:
@@ -456,6 +535,78 @@ class TestSettle:
         assert ex.tally.totals["tx_errors"] == 0 and ex.tally.totals["rejected_bad_seq"] == 0
         assert self.released == []  # not known queued: the account waited for the answer
         assert acc.needs_resync
+
+    def test_too_late_on_a_resend_ends_the_wait_without_the_time_bound(self) -> None:
+        """A resend refused txTOO_LATE was not pending (else DUPLICATE) and can never be
+        queued again: once getTransaction answers NOT_FOUND at that ledger or later, the
+        transaction is expired at once (its time bound, 9999, is far ahead)."""
+        lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")
+        late = {**error_answer(sx.TransactionResultCode.txTOO_LATE), "latestLedger": 80}
+        not_found = {"status": "NOT_FOUND", "latestLedgerCloseTime": "5000"}
+        ex, acc = self.run_submit(
+            [lost, late],
+            [
+                not_found,  # before the resend: not applied yet
+                {**not_found, "latestLedger": 79},  # a node behind the refusal: no verdict
+                {**not_found, "latestLedger": 80},
+            ],
+        )
+        assert ex.tally.totals["tx_errors"] == 1 and ex.tally.totals["executed"] == 0
+        reason = events_of(ex, "tx_error")[0]["reason"]
+        assert reason == "not applied before its time bound (expired)"
+        assert acc.needs_resync and not ex.submitter.journal.load()
+
+    def test_a_maybe_queued_envelope_is_resent_only_after_the_next_close(self) -> None:
+        # sent again before the close, a queued envelope could be applied by that close
+        # first and the resend refused txBAD_SEQ: a rejected submission on the record
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        ex, _acc = self.run_submit(
+            [lost, {"status": "DUPLICATE"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=0.4,
+        )
+        assert len(self.sent_at) == 2
+        assert self.sent_at[1] >= self.closed_at > 0
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 1, "DUPLICATE": 1}
+
+    @pytest.mark.parametrize(
+        "refusal",
+        [
+            RpcTransportError("sendTransaction", "busy", status=503),
+            RpcTransportError("sendTransaction", "slow down", status=429),
+            RpcResponseError("sendTransaction", -32098, "queue full"),
+        ],
+        ids=["http_503", "http_429", "queue_full"],
+    )
+    def test_a_send_refused_unread_is_sent_again_without_waiting_for_a_close(
+        self, refusal: RpcError
+    ) -> None:
+        ex, _acc = self.run_submit(
+            [refusal, {"status": "PENDING"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=3.0,
+        )
+        assert len(self.sent_at) == 2
+        assert self.closed_at == 0.0  # settled and confirmed before any ledger closed
+        # a first send again (nothing of it can be queued): no getTransaction before it
+        assert ex.tally.cycle.sends == {"busy": 1, "PENDING": 1}
+        assert [m for m, _ in self.calls][:2] == ["sendTransaction"] * 2
+        assert self.released == [True] and ex.tally.totals["executed"] == 1
+
+    def test_a_busy_resend_goes_again_within_the_same_ledger(self) -> None:
+        """After the close and the check, a resend refused unread is sent again at once
+        (no second close to wait for, no second check: nothing closed since the check)."""
+        lost = RpcTransportError("sendTransaction", "transport error (dropped)")
+        busy = RpcTransportError("sendTransaction", "busy", status=503)
+        ex, _acc = self.run_submit(
+            [lost, busy, busy, {"status": "DUPLICATE"}],
+            [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
+            close_after_s=0.05,  # the only close of the test
+        )
+        assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 3, "busy": 2, "DUPLICATE": 1}
+        gets = [m for m, _ in self.calls if m == "getTransaction"]
+        assert len(gets) == 2  # the check after the close, then the confirmation
+        assert ex.tally.totals["executed"] == 1
 
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
         lost = RpcTransportError("sendTransaction", "timeout", kind="timeout")

@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from devnet.process import DevnetProcess
+from shard_worker.errors import FatalConfigError
 from shard_worker.keeper import run_keeper
+from shard_worker.preflight import check_tx_timeout
+from shard_worker.spec import SecretRef, WorkerSpec
 from shard_worker.txbounds import ledger_time_from_health
 from sorotask_core.exitcodes import ExitCode
 from tests.support.devnet import DevnetOptions
@@ -73,3 +78,23 @@ class TestTxTimeout:
             rep, code = start(dn, keys, tx_timeout_s=20)
         assert code == ExitCode.CONFIG
         assert "at least 25 s" in rep.fatals[0][1] and "every 10 s" in rep.fatals[0][1]
+
+    def test_the_refusal_shows_the_rpc_without_its_key(self) -> None:
+        spec = WorkerSpec(
+            name="t",
+            rpc_url="https://rpc.example/v2/9f3c0e5a41b2d7e8aa01?apikey=qk-31337-zz",
+            network_passphrase="p",
+            contract_id="C",
+            secret=SecretRef(env="UNUSED"),
+            tx_timeout_s=20,
+        )
+        health = {
+            "oldestLedger": 1,
+            "latestLedger": 11,
+            "oldestLedgerCloseTime": 1000,
+            "latestLedgerCloseTime": 1100,
+        }
+        with pytest.raises(FatalConfigError) as err:
+            check_tx_timeout(health, spec)
+        assert "https://rpc.example/v2/*** closes a ledger every 10 s" in str(err.value)
+        assert "9f3c0e5a41b2d7e8aa01" not in str(err.value) and "qk-31337" not in str(err.value)

@@ -203,6 +203,80 @@ class TestRpcClient:
             run(go())
 
 
+PATH_KEY, QUERY_KEY, HEADER_KEY = "9f3c0e5a41b2d7e8aa01c3d4", "qk-31337-zz", "hk-271828-yy"
+
+
+async def _secret_error(kind: str) -> str:
+    """The text of the error a single-URL client raises when its server redirects it in a
+    loop (aiohttp's error names the whole URL) or echoes the URL and the header back."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        if kind == "redirect":
+            raise web.HTTPPermanentRedirect(location=str(request.rel_url))
+        message = f"no route {request.url} for {request.headers.get('X-Api-Key')}"
+        error = {"code": -32601, "message": message}
+        return web.Response(body=orjson.dumps({"jsonrpc": "2.0", "id": body["id"], "error": error}))
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = RpcClient(
+        f"http://127.0.0.1:{port}/v2/{PATH_KEY}?apikey={QUERY_KEY}",
+        timeout_s=2.0,
+        max_attempts=1,
+        transport=TRANSPORT[0],
+        headers={"X-Api-Key": HEADER_KEY},
+    )
+    try:
+        with pytest.raises(RpcError) as err:
+            await client.call("getHealth")
+        return f"{err.value} {err.value!r} {getattr(err.value, 'rpc_message', '')}"
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+
+
+class TestSecretsInErrors:
+    @pytest.mark.parametrize("kind", ["redirect", "echo"])
+    def test_no_error_of_a_single_url_shows_its_key(self, kind: str) -> None:
+        text = run(_secret_error(kind))
+        for key in (PATH_KEY, QUERY_KEY, HEADER_KEY):
+            assert key not in text
+        if kind == "echo":
+            assert "/v2/***" in text  # the URL is shown by its label
+        else:  # neither transport follows a redirect
+            assert "HTTP 308" in text
+
+    def test_a_redirect_is_not_followed_so_no_header_goes_elsewhere(self) -> None:
+        async def go() -> tuple[str, list[dict[str, str]]]:
+            elsewhere = Script(("result", "followed"))
+            runner_b, url_b = await serve(elsewhere)
+
+            async def moved(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+                raise web.HTTPTemporaryRedirect(location=url_b)
+
+            runner_a, url_a = await serve(Script(moved))
+            client = RpcClient(
+                url_a, max_attempts=1, transport=TRANSPORT[0], headers={"X-Api-Key": HEADER_KEY}
+            )
+            try:
+                with pytest.raises(RpcTransportError) as err:
+                    await client.call("getHealth")
+                return str(err.value), elsewhere.seen
+            finally:
+                await client.aclose()
+                await runner_a.cleanup()
+                await runner_b.cleanup()
+
+        error, seen_elsewhere = run(go())
+        assert error == "getHealth: HTTP 307" and seen_elsewhere == []
+
+
 class TestAsInt:
     def test_accepts_numbers_and_int64_strings(self) -> None:
         assert as_int({"a": 5}, "a", "m") == 5

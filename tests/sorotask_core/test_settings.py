@@ -93,7 +93,11 @@ class TestDeclarations:
         assert address.problem(None) is None  # null turns the server off
         assert sup["host_index"].problem("auto") is None
         assert sup["host_index"].expected == "an integer or 'auto'"
-        assert s.NETWORK["rpc_url"].problem("ftp://x") == "expected an http(s) URL, got 'ftp://x'"
+        assert s.NETWORK["rpc_url"].problem("ftp://x") == "expected an http(s) URL"
+        # a URL may hold an API key: the problem never echoes it
+        assert "k3y" not in s.NETWORK["rpc_url"].problem("ftp://x/?apikey=k3yk3yk3y")
+        bad_port = s.NETWORK["rpc_url"].problem("http://h:99999/?apikey=k3yk3yk3y")
+        assert bad_port == "expected an http(s) URL (bad host or port)"
 
     def test_importing_the_declarations_loads_nothing_else_of_ours_nor_pydantic(self) -> None:
         code = (

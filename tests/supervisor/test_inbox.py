@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from loguru import logger
 
 from shard_worker.spec import SecretRef, WorkerSpec
 from supervisor import inbox
@@ -124,6 +125,18 @@ class TestWhatMessagesRecord:
         for kind in ("executed", "executed", "failed"):
             inbox.dispatch(rec, Message("event", {"kind": kind, "data": {}}), 11.0)
         assert rec.totals.events == {"executed": 2, "failed": 1}
+
+    def test_goodbye_is_logged_as_key_value_pairs_like_the_task_events(self) -> None:
+        lines: list[str] = []
+        sink = logger.add(lambda m: lines.append(str(m).rstrip("\n")), format="{message}")
+        try:
+            rec = record()
+            inbox.dispatch(rec, hello(), 10.0)
+            final = {"executed": 2, "cycles": 3, "would_execute": [[4, 1]], "in_flight_left": 0}
+            inbox.dispatch(rec, Message("goodbye", {"final": final}), 12.0)
+        finally:
+            logger.remove(sink)
+        assert "shard a: goodbye cycles=3 executed=2 in_flight_left=0" in lines
 
     def test_fatal_is_kept_for_the_exit(self) -> None:
         rec = record()

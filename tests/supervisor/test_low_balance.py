@@ -51,6 +51,13 @@ def test_all_accounts_low_is_paused_not_a_restart_loop(
             "paused: low balance",
         )
         assert devnet.executions([first]) == []
+        # alive for liveness probes (a restart would fund nothing), degraded for the rest
+        code, health = sup.get("/health")
+        assert (code, health["healthy"]) == (200, True), health
+        assert health["degraded"] == ["shard low is paused: low balance"]
+        code, strict = sup.get("/health?strict=1")
+        assert (code, strict["healthy"]) == (503, False), strict
+        assert strict["reasons"] == ["shard low is paused: low balance"]
         out = subprocess.run(
             [sys.executable, "-m", "sorotask.cli", "status", "--url", sup.url or ""],
             capture_output=True,
@@ -68,6 +75,8 @@ def test_all_accounts_low_is_paused_not_a_restart_loop(
             lambda: (s := sup.shard("low"))["paused"] is None and s, 10, what="resumed"
         )
         assert resumed["restarts"] == 0 and resumed["pid"] == shard["pid"]
+        code, strict = sup.get("/health?strict=1")
+        assert (code, strict["degraded"]) == (200, []), strict
         assert [e["effect"] for e in devnet.executions([first])] == ["executed"]
     finally:
         sup.kill_tree()

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from shard_worker.retry import Backoff
 from supervisor.config import RestartPolicy
 from supervisor.restarts import RestartBudget
 
@@ -21,6 +22,32 @@ class TestBackoff:
         assert delays == [0.0, 0.5, 1.0, 2.0]
         b2 = RestartBudget(consecutive=10)
         assert b2.next_start(POLICY, 0.0) == 3.0
+
+    def test_the_schedule_is_the_keepers_one_backoff(self) -> None:
+        policy = RestartPolicy(
+            max_restarts=100, window_s=1, backoff_base_s=0.5, backoff_max_s=30, jitter=0.2
+        )
+        b = RestartBudget()
+        got = [b.next_start(policy, 10.0 * t, random.Random(t)) for t in range(12)]
+        want = [0.0] + [
+            Backoff(0.5, max_s=30, jitter=0.2, rng=random.Random(n + 1)).delay(n) for n in range(11)
+        ]
+        assert got == want
+
+    def test_a_shard_that_restarts_for_hours_waits_the_cap_and_never_overflows(self) -> None:
+        # exits spaced wider than the window: never a crash loop, never stable either; after
+        # 1,100 restarts base * 2^n is far beyond a float
+        policy = RestartPolicy(
+            max_restarts=3,
+            window_s=1,
+            backoff_base_s=0.5,
+            backoff_max_s=5,
+            jitter=0,
+            stable_after_s=3600,
+        )
+        b = RestartBudget()
+        delays = [b.next_start(policy, 10.0 * t) for t in range(1100)]
+        assert delays[:3] == [0.0, 0.5, 1.0] and set(delays[5:]) == {5.0}
 
     def test_jitter_stays_within_its_fraction(self) -> None:
         policy = RestartPolicy(

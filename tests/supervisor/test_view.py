@@ -13,6 +13,7 @@ from supervisor.messages import Message
 from supervisor.registry import Registry, State, SupervisorFacts
 from supervisor.view import (
     View,
+    health_document,
     health_report,
     metric_families,
     progress_line,
@@ -283,6 +284,30 @@ class TestHealth:
         assert health_report(reg.snapshot(), 24.0) == (True, [])
         reg.update_facts(stopping=True)
         assert health_report(reg.snapshot(), 24.0) == (False, ["supervisor is stopping"])
+
+    def test_a_paused_shard_is_alive_and_degraded(self) -> None:
+        reg = running_registry()
+        reg.retire("b")
+        reg.retire("c")
+        with reg.edit("a") as rec:
+            stats = {"checked": 1, "ledger": 23, "paused": "paused: low balance"}
+            inbox.dispatch(rec, Message("cycle", {"stats": stats}), 23.0)
+        snap = reg.snapshot()
+        # liveness: a restart would fund no account, so /health stays 200 and says why
+        assert health_report(snap, 24.0) == (True, [])
+        assert health_document(snap, 24.0) == {
+            "healthy": True,
+            "reasons": [],
+            "degraded": ["shard a is paused: low balance"],
+        }
+        assert health_document(snap, 24.0, strict=True) == {
+            "healthy": False,
+            "reasons": ["shard a is paused: low balance"],
+            "degraded": ["shard a is paused: low balance"],
+        }
+        with reg.edit("a") as rec:  # topped up: the next cycle is not paused
+            inbox.dispatch(rec, Message("cycle", {"stats": {"checked": 1, "ledger": 24}}), 24.0)
+        assert health_document(reg.snapshot(), 24.5, strict=True)["healthy"] is True
 
     def test_no_shards_is_unhealthy(self) -> None:
         reg = running_registry()

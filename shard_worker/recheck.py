@@ -1,0 +1,116 @@
+"""A prepared execution whose simulation is older than the newest ledger: is the task still due?
+
+An execution is prepared (simulated, priced) while its source account's previous transaction
+waits for its ledger, and is sent once that ledger has closed; a simulation under a busy RPC
+may also take longer than a ledger. ``execute`` emits no event, so a ledger closed after the
+simulation may hold another keeper's execution of the task, and nothing the keeper follows
+says so: sent anyway, ours lands as a no-op that still costs its fee (a wasted transaction).
+So before such a transaction is signed, the task's entry is read once more and the due rule
+(:func:`shard_worker.due.skip_reason`) applied at the newest ledger: only a task still due is
+sent. A simulation of the newest ledger needs no read (a keeper executing in the very ledger
+ours lands in is a race no read can see).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shard_worker.accounts import SourceAccount
+from shard_worker.context import Events, Identity, Tally
+from shard_worker.due import skip_reason
+from shard_worker.errors import RpcMalformedError
+from shard_worker.ledger import Latest
+from shard_worker.rpc import RpcClient, get_ledger_entries
+from sorotask_core import contract
+from sorotask_core.contract import decode_task_entry_b64
+from sorotask_core.xdr import DecodeError
+
+__all__ = ["Recheck", "needs_recheck", "recheck", "verdict"]
+
+
+def needs_recheck(simulated_at: int, sending_at: int) -> bool:
+    """Whether a transaction simulated against ledger ``simulated_at`` is sent when the
+    network is at least at ledger ``sending_at`` (the newest seen, or one the source account's
+    previous transaction waited for) later than that: ledgers closed in between."""
+    return sending_at > simulated_at
+
+
+def verdict(entries: list[dict[str, Any]], key_b64: str, at: Latest, keeper: bytes) -> str | None:
+    """None when the task whose ledger key is ``key_b64`` is still due at ``at`` for the keeper
+    ``keeper`` (raw ``SCAddress``), from a ``getLedgerEntries`` answer; else why not
+    (``missing``, ``not_due``, ``no_gas``, ``not_whitelisted``). Raises
+    :class:`RpcMalformedError` for an entry that does not decode."""
+    for e in entries:
+        if e.get("key") != key_b64:
+            continue
+        xdr = e.get("xdr")
+        if not isinstance(xdr, str):
+            raise RpcMalformedError("getLedgerEntries", "task entry without xdr")
+        try:
+            info = decode_task_entry_b64(xdr)
+        except (DecodeError, TypeError) as exc:
+            raise RpcMalformedError("getLedgerEntries", f"undecodable task entry: {exc}") from None
+        return skip_reason(info, at.close_time, keeper)
+    return "missing"
+
+
+async def recheck(
+    rpc: RpcClient, task_keys: contract.TaskKeys, task_id: int, at: Latest, keeper: bytes
+) -> str | None:
+    """Read ``task_id``'s entry and apply the due rule at ``at`` (see :func:`verdict`); an RPC
+    failure is raised (:class:`~shard_worker.errors.RpcError`)."""
+    key = task_keys.key_b64(task_id)
+    return verdict(await get_ledger_entries(rpc, [key]), key, at, keeper)
+
+
+class Recheck:
+    """The executor's last look before signing: is the prepared task still due?"""
+
+    def __init__(
+        self,
+        rpc: RpcClient,
+        events: Events,
+        *,
+        identity: Identity,
+        newest: Callable[[], Latest | None],
+        queued_at: Callable[[SourceAccount], int],
+        tally: Tally,
+    ) -> None:
+        self.rpc = rpc
+        self.events = events
+        self.identity = identity
+        #: the newest ledger known (the read loop's or an answer's)
+        self.newest = newest
+        #: the ledger a source account's last transaction was queued at (0: none)
+        self.queued_at = queued_at
+        self.tally = tally
+
+    async def still_due(self, task_id: int, simulated_at: int, acc: SourceAccount) -> bool:
+        """False when a ledger closed after the simulation (the newest seen, or the one that
+        holds ``acc``'s previous transaction: queued at a ledger this one waited to close) and
+        a fresh read shows the task no longer due (another keeper executed it): not sent,
+        counted (``not_sent_stale``), not backed off (its entry moved: the reads see its new
+        due time). An RPC failure is raised (the execution fails; unreachable: due again)."""
+        newest = self.newest()
+        previous = self.queued_at(acc)
+        sending_at = max(
+            newest.sequence if newest is not None else 0, previous + 1 if previous else 0
+        )
+        if newest is None or not needs_recheck(simulated_at, sending_at):
+            return True
+        me = self.identity
+        why = await recheck(self.rpc, me.task_keys, task_id, newest, me.keeper_address)
+        if why is None:
+            return True
+        self.tally.cycle.not_sent += 1
+        self.tally.totals["not_sent_stale"] += 1
+        self.events.log.info(
+            "task {} not sent: {} at ledger {} or later, after its simulation at ledger {}",
+            task_id,
+            why,
+            sending_at,
+            simulated_at,
+        )
+        self.events.event("not_sent", {"task_id": task_id, "reason": "stale", "skip": why})
+        return False
