@@ -139,7 +139,15 @@ def draw(rows: list[ModeRow], png: Path) -> None:
         ax.set_title(title + " (all shards, steady state)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    fig.tight_layout()
+    shards = sorted({(r.tasks, r.shards) for r in rows if not r.note})
+    fig.text(
+        0.5,
+        0.01,
+        "shards: " + ", ".join(f"{n:,} tasks: {k}" for n, k in shards),
+        ha="center",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(png, dpi=100)
     plt.close(fig)
 
