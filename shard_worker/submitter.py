@@ -425,11 +425,16 @@ class Submitter:
 
     async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
         """A restarted worker's journaled transaction: send its envelope once more (never a
-        new one), so one that was journaled but never reached the queue is queued now."""
+        new one), so one that was journaled but never reached the queue is queued now. When
+        that resend goes unanswered or is refused unread, the envelope is settled like a send
+        whose answer was lost (:meth:`settle`), not left to its time bound (six ledgers with
+        the default ``tx_timeout_s``, the kill tail under a busy RPC)."""
         if self.stopping or not self.sendable(entry):
             return
         self.count("resent")
-        await self._send(entry.envelope, entry, acc, resend=True)
+        state = await self._send(entry.envelope, entry, acc, resend=True)
+        if state in (UNKNOWN, BUSY):  # (the dead worker may have queued it: maybe queued)
+            await self.settle(entry.envelope, entry, acc)
 
     def _rejected(self, entry: JournalEntry, acc: SourceAccount, code: int, name: str) -> None:
         """ERROR from a first send: the transaction is surely not queued. Named outcomes:

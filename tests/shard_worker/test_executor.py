@@ -594,6 +594,50 @@ class TestSettle:
         assert "resent" not in ex.tally.cycle.sends
 
 
+class TestJournaledResend:
+    """A restarted worker's journaled envelope whose resend is refused unread (or lost) is
+    settled like a lost answer, not waited out until its time bound."""
+
+    def test_a_busy_resend_at_start_is_settled_after_the_next_close(self) -> None:
+        kp = Keypair.random()
+        busy = RpcTransportError("sendTransaction", "busy", status=503)
+        rpc = FakeRpc(
+            {
+                "sendTransaction": [busy, {"status": "DUPLICATE"}],
+                "getTransaction": [{"status": "NOT_FOUND"}],  # the check after the close
+            }
+        )
+        ex = make_executor(kp, rpc)
+        ex.clock.newest = Latest(10, 1_000)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = JournalEntry(
+            hash="ab" * 32,
+            task_id=TASK,
+            source=kp.public_key,
+            sequence=42,
+            max_time=9_999,
+            envelope="AAAA",
+        )
+
+        async def go() -> None:
+            async def close() -> None:
+                await asyncio.sleep(0.1)
+                ex.clock.newest = Latest(11, 1_005)
+
+            closer = asyncio.create_task(close())
+            await asyncio.wait_for(ex.submitter.resend_journaled(entry, acc), 5)
+            await closer
+
+        asyncio.run(go())
+        assert [m for m, _ in rpc.calls] == [
+            "sendTransaction",
+            "getTransaction",
+            "sendTransaction",
+        ]
+        assert ex.tally.cycle.sends == {"resent": 2, "busy": 1, "DUPLICATE": 1}
+        assert not acc.needs_resync  # queued with its sequence number
+
+
 class TestTransientFailures:
     def test_an_unreachable_rpc_fails_the_execution_without_a_ledger_backoff(self) -> None:
         kp = Keypair.random()
