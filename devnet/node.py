@@ -45,7 +45,11 @@ class Stats:
     requests: int = 0
     tx_applied: int = 0
     tx_failed: int = 0
+    #: submissions refused (sendTransaction ERROR) of transactions that had not applied
     tx_rejected: int = 0
+    #: a copy of an applied transaction sent again and refused as core does (txBAD_SEQ, no fee):
+    #: what a keeper's resend after a lost answer can meet; kept apart from ``tx_rejected``
+    tx_refused_copies: int = 0
     tx_dropped: int = 0
     fees: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -60,6 +64,7 @@ class Stats:
             "tx_applied": self.tx_applied,
             "tx_failed": self.tx_failed,
             "tx_rejected": self.tx_rejected,
+            "tx_refused_copies": self.tx_refused_copies,
             "tx_dropped": self.tx_dropped,
             "fees": dict(self.fees),
             "fees_total": sum(self.fees.values()),
@@ -119,7 +124,10 @@ class Devnet:
         except TryAgainLater:
             return {"status": "TRY_AGAIN_LATER", "hash": ptx.hash_hex, **base}
         except TxRejected as rej:
-            self.stats.tx_rejected += 1
+            if ptx.hash_hex in self.txs:
+                self.stats.tx_refused_copies += 1
+            else:
+                self.stats.tx_rejected += 1
             return {
                 "status": "ERROR",
                 "hash": ptx.hash_hex,

@@ -308,7 +308,14 @@ class Soak:
                 "analysis": ana,
                 "devnet": {
                     k: stats.get(k)
-                    for k in ("tx_applied", "tx_failed", "tx_rejected", "tx_dropped", "fees_total")
+                    for k in (
+                        "tx_applied",
+                        "tx_failed",
+                        "tx_rejected",
+                        "tx_refused_copies",
+                        "tx_dropped",
+                        "fees_total",
+                    )
                 },
                 "keeper_summary": {
                     k: summary.get(k) for k in ("executed", "failed", "restarts", "cycles")

@@ -157,7 +157,10 @@ def run_through(
 
     code = asyncio.run(go())
     stats1 = dn.stats()
-    delta = {k: stats1[k] - stats0[k] for k in ("tx_applied", "tx_failed", "tx_rejected")}
+    delta = {
+        k: stats1[k] - stats0[k]
+        for k in ("tx_applied", "tx_failed", "tx_rejected", "tx_refused_copies")
+    }
     return code, rep, proxy, ids, delta
 
 
@@ -168,6 +171,9 @@ def assert_exactly_once_nothing_wasted(
     assert sorted(e["task_id"] for e in execs) == ids
     assert {e["effect"] for e in execs} == {"executed"}
     assert delta["tx_failed"] == 0 and delta["tx_rejected"] == 0, delta
+    # a resend after a lost answer may meet its first copy applied by a close in between: core
+    # refuses the copy (txBAD_SEQ, no fee); at most one such copy an execution
+    assert delta["tx_refused_copies"] <= len(ids), delta
 
 
 def errors_counted(rep: RecordingReporter) -> int:
@@ -208,8 +214,10 @@ class TestLedgerGoesBackwards:
         self, devnet: DevnetProcess, keys: Keys
     ) -> None:
         # the cycle's own getLatestLedger is ledger_entries mode's (events mode learns the
-        # ledger from getEvents; its executions' time bounds are the test below)
-        pre, _ = stale_ledger_every(devnet, 3)
+        # ledger from getEvents; its executions' time bounds are the test below); every
+        # other answer stale: the executions take their time bound from the ledger the loop
+        # saw, so the cycles' own requests are most of them
+        pre, _ = stale_ledger_every(devnet, 2)
         code, rep, proxy, ids, _delta = run_through(
             devnet, keys, pre=pre, read_mode="ledger_entries"
         )

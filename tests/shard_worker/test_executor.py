@@ -556,17 +556,20 @@ class TestSettle:
         assert reason == "not applied before its time bound (expired)"
         assert acc.needs_resync and not ex.submitter.journal.load()
 
-    def test_a_maybe_queued_envelope_is_resent_only_after_the_next_close(self) -> None:
-        # sent again before the close, a queued envelope could be applied by that close
-        # first and the resend refused txBAD_SEQ: a rejected submission on the record
+    def test_a_maybe_queued_envelope_is_resent_once_get_transaction_does_not_know_it(
+        self,
+    ) -> None:
+        # no wait for the next close: that cost a ledger a lost answer (see the submitter)
         lost = RpcTransportError("sendTransaction", "transport error (dropped)")
         ex, _acc = self.run_submit(
             [lost, {"status": "DUPLICATE"}],
             [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
-            close_after_s=0.4,
+            close_after_s=3.0,
         )
         assert len(self.sent_at) == 2
-        assert self.sent_at[1] >= self.closed_at > 0
+        assert self.closed_at == 0.0  # resent and settled before any ledger closed
+        calls = [m for m, _ in self.calls]
+        assert calls[:3] == ["sendTransaction", "getTransaction", "sendTransaction"]
         assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 1, "DUPLICATE": 1}
 
     @pytest.mark.parametrize(
@@ -594,18 +597,18 @@ class TestSettle:
         assert self.released == [True] and ex.tally.totals["executed"] == 1
 
     def test_a_busy_resend_goes_again_within_the_same_ledger(self) -> None:
-        """After the close and the check, a resend refused unread is sent again at once
-        (no second close to wait for, no second check: nothing closed since the check)."""
+        """After the check, a resend refused unread is sent again after a short backoff
+        (no second check: nothing closed since the check)."""
         lost = RpcTransportError("sendTransaction", "transport error (dropped)")
         busy = RpcTransportError("sendTransaction", "busy", status=503)
         ex, _acc = self.run_submit(
             [lost, busy, busy, {"status": "DUPLICATE"}],
             [{"status": "NOT_FOUND"}, {"status": "SUCCESS", "ledger": 11}],
-            close_after_s=0.05,  # the only close of the test
+            close_after_s=3.0,  # no close while it settles
         )
         assert ex.tally.cycle.sends == {"uncertain": 1, "resent": 3, "busy": 2, "DUPLICATE": 1}
         gets = [m for m, _ in self.calls if m == "getTransaction"]
-        assert len(gets) == 2  # the check after the close, then the confirmation
+        assert len(gets) == 2  # the check, then the confirmation
         assert ex.tally.totals["executed"] == 1
 
     def test_no_resend_once_get_transaction_knows_it_applied(self) -> None:
@@ -615,6 +618,50 @@ class TestSettle:
         assert self.envelopes == [{"transaction": "AAAA"}]  # sent once, never again
         assert ex.tally.totals["executed"] == 1 and ex.tally.totals["tx_errors"] == 0
         assert "resent" not in ex.tally.cycle.sends
+
+
+class TestJournaledResend:
+    """A restarted worker's journaled envelope whose resend is refused unread (or lost) is
+    settled like a lost answer, not waited out until its time bound."""
+
+    def test_a_busy_resend_at_start_is_settled_after_a_get_transaction_check(self) -> None:
+        kp = Keypair.random()
+        busy = RpcTransportError("sendTransaction", "busy", status=503)
+        rpc = FakeRpc(
+            {
+                "sendTransaction": [busy, {"status": "DUPLICATE"}],
+                "getTransaction": [{"status": "NOT_FOUND"}],  # the check before the resend
+            }
+        )
+        ex = make_executor(kp, rpc)
+        ex.clock.newest = Latest(10, 1_000)
+        acc = SourceAccount(ex.identity.keeper, True, sequence=41, needs_resync=False)
+        entry = JournalEntry(
+            hash="ab" * 32,
+            task_id=TASK,
+            source=kp.public_key,
+            sequence=42,
+            max_time=9_999,
+            envelope="AAAA",
+        )
+
+        async def go() -> None:
+            async def close() -> None:
+                await asyncio.sleep(0.1)
+                ex.clock.newest = Latest(11, 1_005)
+
+            closer = asyncio.create_task(close())
+            await asyncio.wait_for(ex.submitter.resend_journaled(entry, acc), 5)
+            await closer
+
+        asyncio.run(go())
+        assert [m for m, _ in rpc.calls] == [
+            "sendTransaction",
+            "getTransaction",
+            "sendTransaction",
+        ]
+        assert ex.tally.cycle.sends == {"resent": 2, "busy": 1, "DUPLICATE": 1}
+        assert not acc.needs_resync  # queued with its sequence number
 
 
 class TestTransientFailures:
