@@ -90,6 +90,14 @@ class LedgerClock:
                 if not w.done():
                     w.set_result(None)
 
+    def unpace(self) -> None:
+        """No more paced polls (a stop): waiters are woken and later ones poll on their own."""
+        self.paced = False
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
     async def wait_newer(self, sequence: int, at_most_s: float) -> None:
         """Until a ledger after ``sequence`` was seen, or ``at_most_s`` seconds."""
         if self.newest is not None and self.newest.sequence > sequence:

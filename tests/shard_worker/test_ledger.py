@@ -106,6 +106,22 @@ class TestWaitNewer:
         assert 0.09 <= limited < 1.0
         assert clock._waiters == []
 
+    def test_unpace_wakes_the_waiters_and_ends_the_pacing(self) -> None:
+        # a stop: the read loop no longer polls, so a confirmation must not wait for it
+        clock, _ = make_clock(FakeRpc({}))
+        clock.paced = True
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            clock.note(Latest(10, 100))
+            t0 = loop.time()
+            loop.call_later(0.05, clock.unpace)
+            await clock.wait_newer(10, 5.0)
+            return loop.time() - t0
+
+        assert asyncio.run(go()) < 1.0
+        assert not clock.paced and clock._waiters == []
+
     def test_a_stale_note_changes_nothing(self) -> None:
         clock, _ = make_clock(FakeRpc({}))
         clock.note(Latest(10, 100))
