@@ -77,34 +77,35 @@ class EntryBatches:
         extra_rp: ReadPass | None = None,
     ) -> BatchResult:
         """Read ``ids`` (and the Counter, and ``extra`` into ``extra_rp``) into ``table``."""
-        sem = asyncio.Semaphore(self.concurrency)
         out = BatchResult()
         key_b64 = table.task_keys.key_b64
         more_rp = extra_rp if extra_rp is not None else ReadPass()
 
         async def batch(chunk: Sequence[int], with_counter: bool, more: Sequence[int]) -> None:
+            # the keys are built only when the call is made: a full re-read of 125k ids
+            # built every call's keys up front (about 20 MB of strings at once)
             keys = [key_b64(i) for i in chunk]
             more_keys = [key_b64(i) for i in more]
             keys.extend(more_keys)
             if with_counter:
                 keys.append(self.counter_key)
-            async with sem:
-                try:
-                    with priority(level):
-                        result = await self.rpc.call("getLedgerEntries", {"keys": keys})
-                    entries = expect_list(
-                        expect_dict(result, "getLedgerEntries").get("entries") or [],
-                        "getLedgerEntries",
-                        "entries",
-                    )
-                except RpcError as exc:
-                    self.report(rp, list(chunk), str(exc))
-                    table.failed(chunk, rp)
-                    out.failed.extend(chunk)
-                    if more:
-                        out.extra_read = False
-                        more_rp.read_errors += len(more)
-                    return
+            try:
+                with priority(level):
+                    result = await self.rpc.call("getLedgerEntries", {"keys": keys})
+                del keys
+                entries = expect_list(
+                    expect_dict(result, "getLedgerEntries").get("entries") or [],
+                    "getLedgerEntries",
+                    "entries",
+                )
+            except RpcError as exc:
+                self.report(rp, list(chunk), str(exc))
+                table.failed(chunk, rp)
+                out.failed.extend(chunk)
+                if more:
+                    out.extra_read = False
+                    more_rp.read_errors += len(more)
+                return
             if more:
                 riding = set(more_keys)
                 mine: list[Any] = []
@@ -120,10 +121,13 @@ class EntryBatches:
         step = MAX_KEYS_PER_CALL - (1 if counter else 0)
         chunks = [ids[i : i + step] for i in range(0, len(ids), step)]
         last = len(chunks) - 1
-        await asyncio.gather(
-            *(
-                batch(c, counter and n == 0, extra if n == last else ())
-                for n, c in enumerate(chunks)
-            )
-        )
+        todo = iter(range(len(chunks)))
+
+        async def runner() -> None:
+            # ``concurrency`` calls in flight, the calls made in order; one coroutine per
+            # call in flight, not per call (a full re-read is 625 calls at 125k ids)
+            for n in todo:
+                await batch(chunks[n], counter and n == 0, extra if n == last else ())
+
+        await asyncio.gather(*(runner() for _ in range(min(self.concurrency, len(chunks)))))
         return out
