@@ -68,23 +68,56 @@ def strategy_of(p: BenchParams, index: int) -> str:
 
 def seed_calls(p: BenchParams) -> tuple[list[dict[str, Any]], int]:
     """The ``devnet_seedTasks`` calls for N tasks in blocks of 50, a fraction F of each block
-    due (recurring), so the due tasks are spread evenly over the id space and so over the
-    shards; and how many tasks are due."""
+    due (recurring) and the changing load's no-gas pool (:attr:`BenchParams.no_gas_pool`,
+    due, without gas) spread the same way, so both are spread evenly over the id space and so
+    over the shards; and how many tasks are due (with gas).
+
+    The pool sat at the top ids before: every deposit, and so every execution it made
+    recurring, fell on the last shard, which at 1M tasks over 8 shards with 4 source accounts
+    ran over its own ceiling of 4 executions a ledger (5-6 due a ledger there) while the
+    run as a whole was at 15 % of the ceiling: the delays of 2 ledgers measured there."""
     block = 50
     due_interval = p.due_interval_ledgers * p.ledger_seconds
+    pool = p.no_gas_pool
+    pool_fraction = pool / p.tasks if p.tasks else 0.0
     calls: list[dict[str, Any]] = []
     due_total = 0
-    carry = 0.0
+    carry = pool_carry = 0.0
+    pooled = 0
     remaining = p.tasks
     while remaining > 0:
         n = min(block, remaining)
-        carry += n * p.due_fraction
-        due = min(n, int(carry))
+        pool_carry += n * pool_fraction
+        no_gas = min(n, int(pool_carry + 1e-9), pool - pooled)
+        pool_carry -= no_gas
+        if remaining == n:  # the last block takes what rounding left
+            no_gas = min(n, pool - pooled)
+        pooled += no_gas
+        carry += (n - no_gas) * p.due_fraction
+        due = min(n - no_gas, int(carry + 1e-9))
         carry -= due
         due_total += due
+        if no_gas:
+            calls.append(
+                {"count": no_gas, "interval": due_interval, "last_run": 0, "gas_balance": 0}
+            )
         if due:
             calls.append({"count": due, "interval": due_interval, "last_run": 0})
-        if n - due:
-            calls.append({"count": n - due, "interval": NOT_DUE_INTERVAL, "last_run": 0})
+        if n - due - no_gas:
+            calls.append({"count": n - due - no_gas, "interval": NOT_DUE_INTERVAL, "last_run": 0})
         remaining -= n
     return calls, due_total
+
+
+def no_gas_ids(calls: list[dict[str, Any]], shards: int) -> list[int]:
+    """The ids of the no-gas pool ``calls`` seed on a fresh devnet (ids from 1), ordered so
+    that taking them from the end (``list.pop``) goes round the shards: the pool is spread
+    evenly over the id space, ``ceil(n / shards)`` consecutive pool ids to a shard's range."""
+    ids: list[int] = []
+    next_id = 1
+    for c in calls:
+        if c.get("gas_balance", 1) == 0:
+            ids.extend(range(next_id, next_id + c["count"]))
+        next_id += c["count"]
+    per = -(-len(ids) // max(1, shards))
+    return [ids[j] for r in range(per) for j in range(r, len(ids), per)]

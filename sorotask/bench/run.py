@@ -7,12 +7,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sorotask.bench.figures import execution_figures, mode_figures
-from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls, strategy_of
+from sorotask.bench.params import (
+    NOT_DUE_INTERVAL,
+    BenchParams,
+    no_gas_ids,
+    seed_calls,
+    strategy_of,
+)
 from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals, workers_cpu_s
 from sorotask.bench.surge import start_surge, surge_figures
 from sorotask.toolkit import (
@@ -307,11 +313,9 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
     ):
         tmp = Path(tmpname)
         t_seed = time.perf_counter()
-        pool = p.no_gas_pool
-        calls, due_tasks = seed_calls(replace(p, tasks=p.tasks - pool))
-        if pool:  # due, without gas: the deposits of the changing load make them executable
-            interval = p.due_interval_ledgers * p.ledger_seconds
-            calls.append({"count": pool, "interval": interval, "last_run": 0, "gas_balance": 0})
+        # the no-gas pool (due, without gas: the deposits of the changing load make them
+        # executable) spread over the shards like the recurring due tasks
+        calls, due_tasks = seed_calls(p)
         # one JSON-RPC batch per 1000 seed calls: the injected latency is paid once per batch
         seed_tasks(dn.info.rpc_url, calls, per_request=1000)
         seeding_s = time.perf_counter() - t_seed
@@ -320,7 +324,8 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
         if p.change_fraction:
             changer = Changer(dn, accounts=p.changes_per_ledger + 2, threads=16)
         others = {k.public_key for k in changer.pool} if changer is not None else set()
-        no_gas = list(range(p.tasks - pool + 1, p.tasks + 1))
+        no_gas = no_gas_ids(calls, p.shards)
+        pool = frozenset(no_gas)
         recurring = _recurring_ids(calls)
         runs: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = []
         surge = start_surge(dn, p, p.shards * p.source_accounts)
@@ -339,7 +344,8 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
                             per_ledger=p.changes_per_ledger,
                             no_gas_ids=no_gas,
                             due_ids=recurring,
-                            all_ids=(1, p.tasks - pool),
+                            all_ids=(1, p.tasks),
+                            skip_ids=pool,
                         )
 
                 ours = run_ours(dn, p, tmp, mode, load)

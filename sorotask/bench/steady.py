@@ -101,6 +101,7 @@ class ChangeLoad:
         due_ids: list[int],
         all_ids: tuple[int, int],
         seed: int = 12,
+        skip_ids: frozenset[int] = frozenset(),
     ) -> None:
         self.dn = dn
         self.changer = changer
@@ -109,6 +110,9 @@ class ChangeLoad:
         self.no_gas = no_gas_ids
         self.due = list(due_ids)
         self.first, self.last = all_ids
+        #: ids the random deposits and withdrawals leave alone (the no-gas pool, spread
+        #: among the others)
+        self.skip_ids = skip_ids
         self.rng = random.Random(seed)
         self.ledgers = 0
         self.sent = 0
@@ -126,7 +130,7 @@ class ChangeLoad:
 
     def plan(self) -> list[tuple[str, int]]:
         n = self.per_ledger
-        calls: list[tuple[str, int]] = [("withdraw", self.rng.randint(self.first, self.last))]
+        calls: list[tuple[str, int]] = [("withdraw", self._any())]
         calls.append(("register", 0))
         for _ in range(max(1, n // 10)):
             if self.no_gas:
@@ -137,8 +141,15 @@ class ChangeLoad:
             if self.due:
                 calls.append(("execute", self.rng.choice(self.due)))
         while len(calls) < n:
-            calls.append(("deposit", self.rng.randint(self.first, self.last)))
+            calls.append(("deposit", self._any()))
         return calls
+
+    def _any(self) -> int:
+        """A random id of ``all_ids`` outside ``skip_ids``."""
+        while True:
+            task_id = self.rng.randint(self.first, self.last)
+            if task_id not in self.skip_ids:
+                return task_id
 
     def _run(self) -> None:
         seen = int(self.dn.rpc("getLatestLedger")["sequence"])
