@@ -139,9 +139,19 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         try:
             if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
                 await rpc.check_networks()
+            t0 = time.monotonic()
             ready = await preflight(
-                rpc, spec, keeper.accounts, events, stop, events.log, keeper.set_ledger_s
+                rpc,
+                spec,
+                keeper.accounts,
+                events,
+                stop,
+                events.log,
+                keeper.set_ledger_s,
+                warm_up=keeper.warm_up,
             )
+            if ready:
+                events.log.info("start-up checks done in {:.0f} ms", 1000 * (time.monotonic() - t0))
             if isinstance(rpc, PooledRpc):
                 rpc.fresh_reads_only = False  # lag within max_lag_ledgers is fine from now on
         except FatalConfigError as exc:
@@ -239,6 +249,12 @@ class Keeper:
         )
         self._cycle_no = 0
         self._endpoints_sent_at = 0.0
+
+    async def warm_up(self) -> None:
+        """What the first cycle would ask before its reads (the newest ledger, then the fee
+        statistics), asked beside the start-up checks instead of after them."""
+        latest = await self.clock.latest()
+        await self.pricer.refresh(latest.sequence)
 
     def set_ledger_s(self, ledger_s: float) -> None:
         """The network's ledger time, measured at start (time-bound checks use it)."""
