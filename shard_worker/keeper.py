@@ -134,8 +134,10 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         )
     except (FatalConfigError, ValueError) as exc:  # an endpoint's header variable, say
         return _fatal(events, str(exc))
+    keeper: Keeper | None = None
     try:
         keeper = Keeper(spec, events, stop, rpc, Identity.of(spec, keeper_key), sources, journal)
+        keeper.start_warm_up()  # beside the start-up checks
         try:
             if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
                 await rpc.check_networks()
@@ -148,7 +150,6 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
                 stop,
                 events.log,
                 keeper.set_ledger_s,
-                warm_up=keeper.warm_up,
             )
             if ready:
                 events.log.info("start-up checks done in {:.0f} ms", 1000 * (time.monotonic() - t0))
@@ -165,6 +166,8 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         events.safe(events.reporter.goodbye, keeper.final())
         return ExitCode.OK
     finally:
+        if keeper is not None:
+            await keeper.stop_warm_up()
         await rpc.aclose()
 
 
@@ -249,12 +252,42 @@ class Keeper:
         )
         self._cycle_no = 0
         self._endpoints_sent_at = 0.0
+        #: the start-up warm-up (:meth:`start_warm_up`), until the first cycle took it
+        self._warm: asyncio.Task[None] | None = None
 
     async def warm_up(self) -> None:
         """What the first cycle would ask before its reads (the newest ledger, then the fee
-        statistics), asked beside the start-up checks instead of after them."""
-        latest = await self.clock.latest()
-        await self.pricer.refresh(latest.sequence)
+        statistics), asked beside the start-up checks instead of after them. A failure is
+        only logged: the first cycle asks again."""
+        try:
+            latest = await self.clock.latest()
+            await self.pricer.refresh(latest.sequence)
+        except RpcError as exc:
+            self.log.debug("start-up warm-up: {}", exc)
+
+    def start_warm_up(self) -> None:
+        """Start :meth:`warm_up` as a task (the first cycle waits for it)."""
+        self._warm = asyncio.create_task(self.warm_up(), name=f"{self.spec.name}-warm-up")
+
+    async def stop_warm_up(self) -> None:
+        """Cancel the warm-up if it is still running (stopped before the first cycle)."""
+        warm, self._warm = self._warm, None
+        if warm is not None and not warm.done():
+            warm.cancel()
+        if warm is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm
+
+    async def _warmed(self) -> None:
+        """The first cycle: wait for the warm-up, and meanwhile (events read mode) load the
+        saved events position and read the Counter (:meth:`EventReader.resume`)."""
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return
+        if self.event_reader is None:
+            await warm
+            return
+        await asyncio.gather(warm, self.event_reader.resume())
 
     def set_ledger_s(self, ledger_s: float) -> None:
         """The network's ledger time, measured at start (time-bound checks use it)."""
@@ -375,6 +408,7 @@ class Keeper:
         await self.pricer.refresh(ledger)
 
     async def _cycle(self, stats: CycleStats) -> None:
+        await self._warmed()
         if self.event_reader is not None:
             newest = self.clock.newest or await self.clock.latest()
             await self._fees_and_balances(newest.sequence)

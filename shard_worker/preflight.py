@@ -5,11 +5,11 @@ restart); an RPC server that is not answering yet is retried until the keeper is
 
 A restarted worker is idle until these checks pass, so they are made in one round trip:
 ``getNetwork``, ``getHealth`` and one ``getLedgerEntries`` of the contract instance and every
-source account, together (and beside them the caller's ``warm_up``: the keeper's first
-``getLatestLedger`` and fee statistics). Each request is retried on its own until it is
-answered: under a busy RPC a lost answer costs that request again after a short wait, not the
-whole round after a long one. The verdicts are still given in this order, once every answer
-is in: network, ``tx_timeout_s``, contract, accounts."""
+source account, together (the keeper asks its first ``getLatestLedger`` and fee statistics
+beside them: :meth:`shard_worker.keeper.Keeper.warm_up`). Each request is retried on its own
+until it is answered: under a busy RPC a lost answer costs that request again after a short
+wait, not the whole round after a long one. The verdicts are still given in this order, once
+every answer is in: network, ``tx_timeout_s``, contract, accounts."""
 
 from __future__ import annotations
 
@@ -117,16 +117,6 @@ class _Asker:
         raise _Stopped
 
 
-async def _beside(warm_up: Callable[[], Awaitable[None]] | None, log: Any) -> None:
-    """The caller's warm-up: its failure is only logged (the first cycle asks again)."""
-    if warm_up is None:
-        return
-    try:
-        await warm_up()
-    except RpcError as exc:
-        log.debug("start-up warm-up: {}", exc)
-
-
 async def preflight(
     rpc: RpcClient,
     spec: WorkerSpec,
@@ -135,7 +125,6 @@ async def preflight(
     stop: asyncio.Event,
     log: Any = logger,
     on_ledger_s: Callable[[float], None] | None = None,
-    warm_up: Callable[[], Awaitable[None]] | None = None,
 ) -> bool:
     """The start-up checks (see the module docstring), each request retried on RPC failures
     until ``stop``; False when stopped first. Takes each source account's sequence number and
@@ -149,10 +138,9 @@ async def preflight(
         asyncio.ensure_future(ask.answer(lambda: _network(rpc))),
         asyncio.ensure_future(ask.answer(lambda: rpc.call("getHealth"))),
         asyncio.ensure_future(ask.answer(lambda: _entries(rpc, keys, wanted))),
-        asyncio.ensure_future(_beside(warm_up, log)),
     ]
     try:
-        net, health, entries, _ = await asyncio.gather(*tasks)
+        net, health, entries = await asyncio.gather(*tasks)
     except _Stopped:
         return False
     finally:

@@ -79,7 +79,6 @@ def setup(
         "getNetwork": [{"passphrase": passphrase}],
         "getHealth": [{"status": "healthy"}],
         "getLedgerEntries": [{"entries": entries, "latestLedger": LEDGER}],
-        "getLatestLedger": [{"sequence": LEDGER, "protocolVersion": 22}],
     }
     return spec, kps, script
 
@@ -89,28 +88,24 @@ def pool(kps: list[Keypair], rpc: Any) -> SourceAccounts:
     return SourceAccounts(accs, rpc)
 
 
-def run(rpc: Any, spec: WorkerSpec, accounts: SourceAccounts, warm_up: Any = None) -> bool:
+def run(rpc: Any, spec: WorkerSpec, accounts: SourceAccounts) -> bool:
     async def go() -> bool:
         stop = asyncio.Event()
         return await asyncio.wait_for(
-            preflight(rpc, spec, accounts, Events(NullReporter()), stop, warm_up=warm_up), 10
+            preflight(rpc, spec, accounts, Events(NullReporter()), stop), 10
         )
 
     return asyncio.run(go())
 
 
 class TestOneRound:
-    def test_the_checks_and_the_warm_up_are_asked_together_in_one_round(self) -> None:
+    def test_the_checks_are_asked_together_in_one_round(self) -> None:
         spec, kps, script = setup()
-        rpc = GatedRpc(script, gate=4)  # three checks and the warm-up, together
+        rpc = GatedRpc(script, gate=3)  # the three checks, together
         accounts = pool(kps, rpc)
-
-        async def warm_up() -> None:
-            await rpc.call("getLatestLedger")
-
-        assert run(rpc, spec, accounts, warm_up) is True
-        assert rpc.most_in_flight == 4
-        assert rpc.methods() == ["getHealth", "getLatestLedger", "getLedgerEntries", "getNetwork"]
+        assert run(rpc, spec, accounts) is True
+        assert rpc.most_in_flight == 3
+        assert rpc.methods() == ["getHealth", "getLedgerEntries", "getNetwork"]
         [keys] = [p["keys"] for m, p in rpc.calls if m == "getLedgerEntries"]
         assert keys == [
             contract.instance_key_b64(CONTRACT_ID),
@@ -142,15 +137,6 @@ class TestOneRound:
             "getNetwork",
         ]
 
-    def test_a_warm_up_failure_is_not_a_start_up_failure(self) -> None:
-        spec, kps, script = setup()
-        rpc = GatedRpc(script, gate=3)
-
-        async def warm_up() -> None:
-            raise RpcError("getLatestLedger", "HTTP 503")
-
-        assert run(rpc, spec, pool(kps, rpc), warm_up) is True
-
 
 class TestVerdictOrder:
     def test_a_wrong_network_is_named_before_the_accounts_it_lacks(self) -> None:
@@ -178,3 +164,34 @@ class TestVerdictOrder:
             return await preflight(rpc, spec, pool(kps, rpc), Events(NullReporter()), stop)
 
         assert asyncio.run(go()) is False
+
+
+class TestWarmUp:
+    """The keeper's first cycle waits for the warm-up (started beside the start-up checks)
+    and meanwhile loads the saved events position (``EventReader.resume``)."""
+
+    def test_the_resume_runs_beside_the_warm_up_and_once(self) -> None:
+        from shard_worker.keeper import Keeper
+
+        async def go() -> list[str]:
+            both = asyncio.Event()
+            running: list[str] = []
+
+            async def part(name: str) -> None:
+                running.append(name)
+                if len(running) == 2:
+                    both.set()
+                await asyncio.wait_for(both.wait(), 5)  # one after the other never gets here
+
+            class Reader:
+                async def resume(self) -> None:
+                    await part("resume")
+
+            keeper = Keeper.__new__(Keeper)
+            keeper.event_reader = Reader()  # type: ignore[assignment]
+            keeper._warm = asyncio.create_task(part("warm-up"))
+            await keeper._warmed()
+            await keeper._warmed()  # later cycles: nothing more
+            return running
+
+        assert sorted(asyncio.run(go())) == ["resume", "warm-up"]
