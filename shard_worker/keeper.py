@@ -257,37 +257,42 @@ class Keeper:
 
     async def warm_up(self) -> None:
         """What the first cycle would ask before its reads (the newest ledger, then the fee
-        statistics), asked beside the start-up checks instead of after them. A failure is
-        only logged: the first cycle asks again."""
-        try:
-            latest = await self.clock.latest()
-            await self.pricer.refresh(latest.sequence)
-        except RpcError as exc:
-            self.log.debug("start-up warm-up: {}", exc)
+        statistics), asked beside the start-up checks instead of after them; in the events
+        read mode, beside that, the saved events position is loaded and the Counter read
+        (:meth:`EventReader.resume`). A failure of the first part is only logged (the first
+        cycle asks again); the resume's is the first cycle's, as it was when the cycle
+        resumed."""
+
+        async def clock_and_fees() -> None:
+            try:
+                latest = await self.clock.latest()
+                await self.pricer.refresh(latest.sequence)
+            except RpcError as exc:
+                self.log.debug("start-up warm-up: {}", exc)
+
+        if self.event_reader is None:
+            await clock_and_fees()
+            return
+        await asyncio.gather(clock_and_fees(), self.event_reader.resume())
 
     def start_warm_up(self) -> None:
         """Start :meth:`warm_up` as a task (the first cycle waits for it)."""
         self._warm = asyncio.create_task(self.warm_up(), name=f"{self.spec.name}-warm-up")
 
     async def stop_warm_up(self) -> None:
-        """Cancel the warm-up if it is still running (stopped before the first cycle)."""
-        warm, self._warm = self._warm, None
-        if warm is not None and not warm.done():
-            warm.cancel()
-        if warm is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await warm
-
-    async def _warmed(self) -> None:
-        """The first cycle: wait for the warm-up, and meanwhile (events read mode) load the
-        saved events position and read the Counter (:meth:`EventReader.resume`)."""
+        """Cancel the warm-up if no cycle took it (stopped, or a fatal check, before)."""
         warm, self._warm = self._warm, None
         if warm is None:
             return
-        if self.event_reader is None:
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await warm
-            return
-        await asyncio.gather(warm, self.event_reader.resume())
+
+    async def _warmed(self) -> None:
+        """The first cycle waits for the warm-up (its failure is the cycle's)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            await warm
 
     def set_ledger_s(self, ledger_s: float) -> None:
         """The network's ledger time, measured at start (time-bound checks use it)."""

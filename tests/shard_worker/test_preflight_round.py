@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from loguru import logger
 from stellar_sdk import Keypair
 
 from shard_worker import chain
@@ -167,10 +168,11 @@ class TestVerdictOrder:
 
 
 class TestWarmUp:
-    """The keeper's first cycle waits for the warm-up (started beside the start-up checks)
-    and meanwhile loads the saved events position (``EventReader.resume``)."""
+    """The warm-up (started beside the start-up checks): the first cycle's getLatestLedger
+    and fee statistics, and beside them the events read mode's resume; the first cycle waits
+    for it, once."""
 
-    def test_the_resume_runs_beside_the_warm_up_and_once(self) -> None:
+    def test_the_resume_runs_beside_the_clock_and_the_first_cycle_waits_once(self) -> None:
         from shard_worker.keeper import Keeper
 
         async def go() -> list[str]:
@@ -187,11 +189,43 @@ class TestWarmUp:
                 async def resume(self) -> None:
                     await part("resume")
 
+            class Clock:
+                async def latest(self) -> Any:
+                    await part("getLatestLedger")
+                    raise RpcError("getLatestLedger", "HTTP 503")  # only logged
+
             keeper = Keeper.__new__(Keeper)
+            keeper.log = logger
             keeper.event_reader = Reader()  # type: ignore[assignment]
-            keeper._warm = asyncio.create_task(part("warm-up"))
+            keeper.clock = Clock()  # type: ignore[assignment]
+            keeper.spec = setup()[0]
+            keeper.start_warm_up()
             await keeper._warmed()
             await keeper._warmed()  # later cycles: nothing more
+            await keeper.stop_warm_up()
             return running
 
-        assert sorted(asyncio.run(go())) == ["resume", "warm-up"]
+        assert sorted(asyncio.run(go())) == ["getLatestLedger", "resume"]
+
+    def test_a_warm_up_no_cycle_took_does_not_fail_the_exit(self) -> None:
+        from shard_worker.keeper import Keeper
+
+        async def go() -> None:
+            class Reader:
+                async def resume(self) -> None:
+                    raise RpcError("getLedgerEntries", "HTTP 503")
+
+            class Clock:
+                async def latest(self) -> Any:
+                    await asyncio.sleep(10)
+
+            keeper = Keeper.__new__(Keeper)
+            keeper.log = logger
+            keeper.event_reader = Reader()  # type: ignore[assignment]
+            keeper.clock = Clock()  # type: ignore[assignment]
+            keeper.spec = setup()[0]
+            keeper.start_warm_up()
+            await asyncio.sleep(0)
+            await keeper.stop_warm_up()
+
+        asyncio.run(go())
