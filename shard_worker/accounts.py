@@ -26,12 +26,19 @@ from shard_worker import chain
 from shard_worker.balances import BalanceBook, Transition
 from shard_worker.dryrun import WatchOnly
 from shard_worker.errors import FatalConfigError, RpcMalformedError
+from shard_worker.reader import MAX_KEYS_PER_CALL
 from shard_worker.rpc import RpcClient, get_ledger_entries
 from shard_worker.secrets import load_keypair
 from shard_worker.spec import WorkerSpec
 from sorotask_core.signing import Signer
 
-__all__ = ["SourceAccount", "SourceAccounts", "load_account", "load_source_accounts"]
+__all__ = [
+    "SourceAccount",
+    "SourceAccounts",
+    "load_account",
+    "load_accounts",
+    "load_source_accounts",
+]
 
 
 @dataclass(slots=True)
@@ -102,9 +109,26 @@ async def load_account(rpc: RpcClient, public_key: str) -> chain.AccountState | 
     """The account's sequence number and spendable balance on chain; None if it does not
     exist. An undecodable answer raises :class:`RpcMalformedError`."""
     entries = await get_ledger_entries(rpc, [chain.account_key_b64(public_key)])
-    if not entries:
-        return None
-    xdr = entries[0].get("xdr")
+    return _account_state(entries[0]) if entries else None
+
+
+async def load_accounts(
+    rpc: RpcClient, public_keys: list[str]
+) -> dict[str, chain.AccountState | None]:
+    """:func:`load_account` of up to 200 accounts in one ``getLedgerEntries`` call (matched
+    by key; a missing account is None)."""
+    keys = {chain.account_key_b64(pk): pk for pk in public_keys}
+    found: dict[str, chain.AccountState | None] = dict.fromkeys(public_keys)
+    for e in await get_ledger_entries(rpc, list(keys)):
+        pk = keys.get(e.get("key"))  # type: ignore[arg-type]
+        if pk is None:
+            raise RpcMalformedError("getLedgerEntries", "an entry for a key not asked")
+        found[pk] = _account_state(e)
+    return found
+
+
+def _account_state(entry: dict[str, Any]) -> chain.AccountState:
+    xdr = entry.get("xdr")
     if not isinstance(xdr, str):
         raise RpcMalformedError("getLedgerEntries", "account entry without xdr")
     try:
@@ -189,14 +213,15 @@ class SourceAccounts:
         )
 
     async def refresh_balances(self, latest_ledger: int) -> None:
-        """Read again the entries of the accounts due (``balance_refresh_ledgers``)."""
+        """Read again the entries of the accounts due (``balance_refresh_ledgers``), in one
+        request (a request an account: 8 accounts every 12 ledgers were 0.67 requests a shard
+        a ledger, a quarter of the events read mode's budget of 10 for 4 shards)."""
         due = self.book.reread_due(latest_ledger)
-        if not due:
-            return
-        states = await asyncio.gather(*(load_account(self.rpc, pk) for pk in due))
-        for pk, state in zip(due, states, strict=True):
-            if state is not None:
-                self.observe(pk, state, latest_ledger)
+        for start in range(0, len(due), MAX_KEYS_PER_CALL):
+            states = await load_accounts(self.rpc, due[start : start + MAX_KEYS_PER_CALL])
+            for pk, state in states.items():
+                if state is not None:
+                    self.observe(pk, state, latest_ledger)
 
     def _settle(self, transitions: list[Transition]) -> None:
         for t in transitions:

@@ -225,6 +225,8 @@ class Dispatcher:
     async def drain(self) -> None:
         """Stop: drop what was not sent, give sent transactions ``stop_grace_s``."""
         self.submitter.stopping = True
+        # the read loop stops polling: confirmations poll getTransaction on their own
+        self.submitter.clock.unpace()
         queued = len(self.queue)
         self.queue.clear()
         self._work.set()

@@ -20,7 +20,6 @@ Each cycle (paced by :class:`~shard_worker.pacer.LedgerPacer`):
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,12 +29,13 @@ from shard_worker.context import Events
 from shard_worker.cursorstore import CursorStore
 from shard_worker.due import Holds
 from shard_worker.dueindex import DueIndex
+from shard_worker.entrybatches import EntryBatches, spare_room
 from shard_worker.errors import RpcError, RpcMalformedError
 from shard_worker.eventsync import EventSync
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pacer import LedgerPacer
 from shard_worker.reader import MAX_KEYS_PER_CALL, Reader, ReadPass
-from shard_worker.rpc import RpcClient, expect_dict, expect_list
+from shard_worker.rpc import RpcClient
 from shard_worker.rpcbudget import priority
 from shard_worker.spec import CycleStats, WorkerSpec
 from shard_worker.sweep import SweepPlan
@@ -76,6 +76,7 @@ class EventReader:
         self.task_keys: contract.TaskKeys = reader.task_keys
         self.holds = holds
         self.clock = clock
+        clock.paced = True  # each new ledger seen soon after its close (see LedgerPacer)
         self.first = max(1, spec.range_first)
         self.only = frozenset(spec.task_ids) if spec.task_ids is not None else None
         self._counter_key = contract.counter_key_b64(spec.contract_id)
@@ -86,6 +87,12 @@ class EventReader:
             holds=holds,
             execute_archived=spec.execute_archived,
             counter_key=self._counter_key,
+            report=reader._read_error_event,
+        )
+        self.batches = EntryBatches(
+            rpc,
+            counter_key=self._counter_key,
+            concurrency=spec.max_concurrent_reads,
             report=reader._read_error_event,
         )
         self.sync = EventSync(spec.contract_id, rescan_after_failures=RESCAN_AFTER_FAILURES)
@@ -205,7 +212,7 @@ class EventReader:
                 if not self.pending:
                     return rp, None
             self.last = self.clock.last_read = latest
-            await self._read_changed(named, latest, rp, enqueue)
+            await self._read_changed(named, latest, rp, enqueue, stats)
             await self._sweep(latest, rp, stats)
             if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
                 self.save()
@@ -218,6 +225,7 @@ class EventReader:
     ) -> Latest:
         reason = self.sync.rescan_reason
         with priority(RESCAN):
+            asked_at = time.monotonic()
             latest = await self.clock.latest()
             counter = await self.reader.read_counter()
         self.counter = 0
@@ -234,7 +242,7 @@ class EventReader:
         await self._read(ids, latest, rp, RESCAN)
         self.sync.start_at(latest.sequence)
         self.sweep.start(latest.sequence, len(ids))
-        self.pacer.observe(latest.sequence, time.monotonic())
+        self.pacer.observe(latest.sequence, asked_at)
         self.last = self.clock.last_read = latest
         enqueue(rp.due_ids())
         self.save()
@@ -245,6 +253,7 @@ class EventReader:
         call failed and no other answer was had) and the shard's ids the events named."""
         named: set[int] = set()
         latest: Latest | None = None
+        asked_at = time.monotonic()  # the poll's time (not its answer's: see pacer)
         with priority(LEDGER):
             for _ in range(MAX_PAGES):
                 params = self.sync.request()
@@ -267,7 +276,7 @@ class EventReader:
                 if not batch.more:
                     break
         if latest is not None:
-            self.pacer.observe(latest.sequence, time.monotonic())
+            self.pacer.observe(latest.sequence, asked_at)
         return latest, named
 
     async def _events_failed(self, exc: RpcError) -> Latest | None:
@@ -276,8 +285,9 @@ class EventReader:
         if self.sync.rescan_reason is not None:
             return None
         self.log.warning("getEvents failed ({} in a row): {}", self.sync.failures, exc)
+        asked_at = time.monotonic()
         latest = await self._latest_fallback()
-        self.pacer.observe(latest.sequence, time.monotonic())
+        self.pacer.observe(latest.sequence, asked_at)
         return latest
 
     async def _latest_of(self, result: Any, sequence: int) -> Latest:
@@ -292,7 +302,7 @@ class EventReader:
         if self.clock.is_stale(latest):  # a lagging node (counted): nothing newer
             assert self.clock.newest is not None
             return self.clock.newest
-        self.clock.newest, self.clock.newest_seen_at = latest, time.monotonic()
+        self.clock.note(latest)  # newest, when seen, and wakes wait_newer
         return latest
 
     async def _latest_fallback(self) -> Latest:
@@ -308,8 +318,10 @@ class EventReader:
         latest: Latest,
         rp: ReadPass,
         enqueue: Callable[[list[int]], None],
+        stats: CycleStats,
     ) -> None:
-        """Read what the events named, what is due (not held) and the Counter; enqueue."""
+        """Read what the events named, what is due (not held) and the Counter, with the
+        sweep's pending positions in the call's spare room; enqueue."""
         seq = latest.sequence
         todo = named | self.pending
         self.pending = set()
@@ -325,13 +337,24 @@ class EventReader:
         for task_id in held:  # looked at again next ledger
             self.table.reindex(task_id)
         if todo:
-            new = await self._read(sorted(todo), latest, rp, DUE, counter=True)
+            span = self.sweep.spare(seq, spare_room(len(todo), counter=True))
+            ids = self.ids() if span else ()
+            extra = [ids[p] for p in span if ids[p] not in todo]
+            swept = ReadPass()
+            got = await self.batches.read(
+                self.table, sorted(todo), latest, rp, DUE, counter=True, extra=extra, extra_rp=swept
+            )
+            self.pending.update(got.failed)
+            if span and got.extra_read:
+                self._swept(span, swept, rp, stats)
+            new = self._set_counter(got.counter) if got.counter is not None else []
             if new:
                 await self._read(new, latest, rp, DUE)
         enqueue(rp.due_ids())
 
     async def _sweep(self, latest: Latest, rp: ReadPass, stats: CycleStats) -> None:
-        """A slice of the background sweep, after the due work (sweep priority)."""
+        """A slice of the background sweep, after the due work (sweep priority): whole
+        batches that did not fit in the due reads' spare room."""
         span = self.sweep.next_slice(latest.sequence, max_items=4 * MAX_KEYS_PER_CALL)
         if not span:
             return
@@ -340,6 +363,10 @@ class EventReader:
         failed = await self._read([ids[p] for p in span], latest, sweep, SWEEP)
         if failed is None:
             return
+        self._swept(span, sweep, rp, stats)
+
+    def _swept(self, span: range, sweep: ReadPass, rp: ReadPass, stats: CycleStats) -> None:
+        """The sweep positions ``span`` were read (their finds in ``sweep``)."""
         self.sweep.done(span.stop)
         stats.sweep_reads += len(span)
         # a task the sweep finds due stays indexed at its due time: the next ledger's due
@@ -358,43 +385,15 @@ class EventReader:
         level: int,
         *,
         counter: bool = False,
+        extra: Sequence[int] = (),
+        extra_rp: ReadPass | None = None,
     ) -> list[int] | None:
-        """Read ``ids`` in batches and place each in the state and index. With ``counter``
-        the Counter rides in the first batch; returns the shard's new ids it revealed. None
-        when a batch failed (its named ids stay pending, its due ids stay indexed)."""
-        sem = asyncio.Semaphore(max(1, self.spec.max_concurrent_reads))
-        new: list[int] = []
-        ok = True
-        key_b64 = self.task_keys.key_b64
-
-        async def batch(chunk: Sequence[int], with_counter: bool) -> None:
-            nonlocal ok
-            keys = [key_b64(i) for i in chunk]
-            if with_counter:
-                keys.append(self._counter_key)
-            async with sem:
-                try:
-                    with priority(level):
-                        result = await self.rpc.call("getLedgerEntries", {"keys": keys})
-                    entries = expect_list(
-                        expect_dict(result, "getLedgerEntries").get("entries") or [],
-                        "getLedgerEntries",
-                        "entries",
-                    )
-                except RpcError as exc:
-                    ok = False
-                    self._failed(chunk, rp, str(exc))
-                    return
-            counter = self.table.apply(entries, chunk, latest, rp)
-            if counter is not None:
-                new.extend(self._set_counter(counter))
-
-        step = MAX_KEYS_PER_CALL - (1 if counter else 0)
-        chunks = [ids[i : i + step] for i in range(0, len(ids), step)]
-        await asyncio.gather(*(batch(c, counter and n == 0) for n, c in enumerate(chunks)))
-        return new if ok else None
-
-    def _failed(self, chunk: Sequence[int], rp: ReadPass, error: str) -> None:
-        self.reader._read_error_event(rp, list(chunk), error)
-        self.table.failed(chunk, rp)
-        self.pending.update(chunk)
+        """Read ``ids`` into the table (see :class:`EntryBatches`). Returns the shard's new ids
+        the Counter revealed; None when a call failed (its ids are read again next ledger;
+        known due ones stay indexed)."""
+        got = await self.batches.read(
+            self.table, ids, latest, rp, level, counter=counter, extra=extra, extra_rp=extra_rp
+        )
+        self.pending.update(got.failed)
+        new = self._set_counter(got.counter) if got.counter is not None else []
+        return None if got.failed else new

@@ -4,10 +4,17 @@ A ``getLatestLedger`` answer behind the newest ledger already seen (a lagging no
 load balancer, say) is stale: it is counted (``stale_ledger_answers``, and as an error of
 ``getLatestLedger``) and never sets a transaction's time bound or auth expiry, since a bound
 computed from it may already have passed (the transaction would be rejected ``txTOO_LATE``).
+
+When the events read mode polls for each new ledger just after it closes (``paced``), others
+can wait for the next ledger instead of polling on their own (:meth:`LedgerClock.wait_newer`):
+the submitter's confirmation asks ``getTransaction`` once a ledger rather than every
+``confirm_poll_s`` (a transaction cannot be applied before the next close).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -49,6 +56,9 @@ class LedgerClock:
         self.newest_seen_at = 0.0
         #: the ledger of the last completed read cycle (None before the first)
         self.last_read: Latest | None = None
+        #: a poller sees each new ledger soon after it closes (the events read mode's pacer)
+        self.paced = False
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def last_read_sequence(self) -> int:
@@ -63,10 +73,45 @@ class LedgerClock:
         if seq <= 0 or close_time <= 0:
             raise RpcMalformedError("getLatestLedger", "non-positive sequence or close time")
         latest = Latest(seq, close_time)
-        if not latest.older_than(self.newest):
-            self.newest = latest
-            self.newest_seen_at = time.monotonic()
+        self.note(latest)
         return latest
+
+    def note(self, latest: Latest) -> None:
+        """A poll saw ``latest``: the newest unless it is behind (waiters of an older ledger
+        are woken)."""
+        if latest.older_than(self.newest):
+            return
+        newer = self.newest is None or latest.sequence > self.newest.sequence
+        self.newest = latest
+        self.newest_seen_at = time.monotonic()
+        if newer and self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def unpace(self) -> None:
+        """No more paced polls (a stop): waiters are woken and later ones poll on their own."""
+        self.paced = False
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def wait_newer(self, sequence: int, at_most_s: float) -> None:
+        """Until a ledger after ``sequence`` was seen, or ``at_most_s`` seconds."""
+        if self.newest is not None and self.newest.sequence > sequence:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, at_most_s)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
 
     def is_stale(self, latest: Latest) -> bool:
         """True (and counted as a getLatestLedger error) when ``latest`` is behind the newest

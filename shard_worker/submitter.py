@@ -473,6 +473,10 @@ class Submitter:
                         self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
                     return
+                seen = answer_ledger(res)
+                if self.clock.paced and seen > 0:  # not before the next close: once a ledger
+                    await self.clock.wait_newer(seen, max(poll, self.ledger_s))
+                    continue
             await asyncio.sleep(poll)
 
     def _applied(

@@ -12,6 +12,10 @@ shard's id list once, a little each ledger, in full ``getLedgerEntries`` batches
 * the caller reads them (at the budget's sweep priority, after due work) and confirms with
   :meth:`SweepPlan.done`; what it could not read stays pending (the sweep falls behind, it
   does not skip);
+* :meth:`SweepPlan.spare` hands out pending positions, however few, to ride in the room left
+  in a ledger's due read (a ``getLedgerEntries`` call of fewer than 200 keys): with due work
+  every ledger the sweep then costs no request of its own (at 1M tasks over 8 shards, 174
+  positions a shard a ledger with a 720-ledger round: 7 of 33.5 requests a ledger before);
 * a round ends when every position was read and ``every_ledgers`` have passed; the next one
   starts at the current ledger (a stalled keeper does not try to catch up whole rounds at once).
 
@@ -94,6 +98,15 @@ class SweepPlan:
         take = pending if max_items is None else min(pending, max_items)
         if take > self.batch:
             take -= take % self.batch  # whole batches, the remainder next time
+        return range(self.position, self.position + take)
+
+    def spare(self, ledger: int, room: int) -> range:
+        """Up to ``room`` pending positions (any number, no whole batch needed) to read along
+        with other keys in a call that has room for them. Does not advance: :meth:`done`."""
+        self._roll(ledger)
+        take = min(room, self.target(ledger) - self.position)
+        if take <= 0:
+            return range(0)
         return range(self.position, self.position + take)
 
     def done(self, upto: int) -> None:

@@ -357,7 +357,8 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
     Setting("balance_refresh_ledgers", int, 12, ge=1,
             doc="each source account's balance is read again after this many ledgers"),
     Setting("confirm_poll_s", float, 0.25, gt=0,
-            doc="`getTransaction` poll period while confirming"),
+            doc="`getTransaction` poll period while confirming (`events` mode: at each new "
+                "ledger)"),
     Setting("max_lag_ledgers", int, 2, ge=0, flag="--max-lag-ledgers", metavar="LEDGERS",
             doc="an RPC endpoint this many ledgers behind the freshest one seen is demoted"),
     # flags of `sorotask worker` only: under the supervisor they are not in the YAML file

@@ -62,6 +62,12 @@ def main(argv: list[str]) -> int:
         metavar="F",
         help="surge: competing load bidding F stroops a transaction, demand above capacity",
     )
+    ap.add_argument(
+        "--warmup-ledgers",
+        type=int,
+        default=d.warmup_ledgers,
+        help="ledgers between the first full read and the measured window",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     a = ap.parse_args(argv)
     problems = [
@@ -73,6 +79,7 @@ def main(argv: list[str]) -> int:
             "source_accounts",
             "seed_sample",
             "due_interval_ledgers",
+            "warmup_ledgers",
         )
         if getattr(a, n) < 1
     ]
@@ -108,6 +115,7 @@ def main(argv: list[str]) -> int:
         skip_seed=a.skip_seed,
         fee_strategy=a.fee_strategy,
         competing_fee=a.competing_fee,
+        warmup_ledgers=a.warmup_ledgers,
     )
     with contextlib.suppress(KeyboardInterrupt):
         result = run_bench(params)

@@ -28,10 +28,19 @@ def _ledger_time(seq0: int, t0: int, ledger_seconds: int) -> Any:
 
 
 def execution_figures(
-    execs: list[dict[str, Any]], p: BenchParams, seq0: int, t0: int, ceiling: int, due_tasks: int
+    execs: list[dict[str, Any]],
+    p: BenchParams,
+    seq0: int,
+    t0: int,
+    ceiling: int,
+    due_tasks: int,
+    foreign: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Executions per ledger against the ceiling, wasted transactions and the due-to-executed
-    delay, from the devnet's record (``devnet_executions``)."""
+    delay, from the devnet's record (``devnet_executions``). ``foreign``: other keepers'
+    executions; each moves its task's due time (the delay of our next execution of it counts
+    from there, and is also reported apart: how soon another keeper's execution is
+    reflected)."""
     by_ledger: dict[int, int] = {}
     wasted = 0
     for e in execs:
@@ -40,16 +49,20 @@ def execution_figures(
         else:
             wasted += 1
     delays: list[int] = []
+    after_foreign: list[int] = []
     due_ledger = _ledger_time(seq0, t0, p.ledger_seconds)
     interval = p.due_interval_ledgers * p.ledger_seconds
-    last: dict[int, int] = {}
-    for e in sorted(execs, key=lambda e: (e["ledger"], e["task_id"])):
+    last: dict[int, tuple[int, bool]] = {}
+    theirs = [dict(e, foreign=True) for e in foreign or () if e["effect"] == "executed"]
+    for e in sorted([*execs, *theirs], key=lambda e: (e["ledger"], e["task_id"])):
         if e["effect"] != "executed":
             continue
         prev = last.get(e["task_id"])
-        if prev is not None:  # repeat execution: due time known exactly
-            delays.append(e["ledger"] - due_ledger(prev + interval))
-        last[e["task_id"]] = e["timestamp"]
+        if prev is not None and not e.get("foreign"):  # ours, due time known exactly
+            delays.append(e["ledger"] - due_ledger(prev[0] + interval))
+            if prev[1]:
+                after_foreign.append(delays[-1])
+        last[e["task_id"]] = (e["timestamp"], bool(e.get("foreign")))
     per_ledger = None
     if by_ledger:
         lo, hi = min(by_ledger), max(by_ledger)
@@ -64,12 +77,17 @@ def execution_figures(
         "ceiling_utilisation": round(per_ledger / ceiling, 3) if per_ledger else None,
         "due_rate_per_ledger": round(rate, 3),
         "regime": "backlog" if rate > ceiling else "below ceiling",
-        "delay_ledgers": {
-            "samples": len(delays),
-            "p50": _pct([float(d) for d in delays], 50),
-            "p95": _pct([float(d) for d in delays], 95),
-            "max": max(delays) if delays else None,
-        },
+        "delay_ledgers": _spread(delays),
+        "delay_after_foreign_execution_ledgers": _spread(after_foreign),
+    }
+
+
+def _spread(values: list[int]) -> dict[str, Any]:
+    return {
+        "samples": len(values),
+        "p50": _pct([float(d) for d in values], 50),
+        "p95": _pct([float(d) for d in values], 95),
+        "max": max(values) if values else None,
     }
 
 
@@ -119,6 +137,7 @@ def result_figures(
             "ledger_seconds": p.ledger_seconds,
             "fee_strategy": p.fee_strategy,
             "competing_fee": p.competing_fee,
+            "warmup_ledgers": p.warmup_ledgers,
             "cpu_count": os.cpu_count(),
         },
         "seeding_s": round(seeding_s, 3),
@@ -269,6 +288,8 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     for mode, m in r.get("modes", {}).items():
         lat = m["change_to_action_ledgers"]
+        reg = lat.get("registered") or {}
+        fx = m.get("delay_after_foreign_execution_ledgers") or {}
         rows.append(
             (
                 f"{mode}: per ledger",
@@ -277,8 +298,11 @@ def format_report(r: dict[str, Any]) -> str:
                 f"{m['steady_state']['read_requests_per_ledger']} requests, "
                 f"{m['steady_state']['read_bytes_per_ledger'] / 2**20:.3f} MiB); initial sync "
                 f"{m['initial_sync_s']} s; change-to-action p50 {lat['p50']} p95 {lat['p95']}"
-                f" (n={lat['samples']}); delay p95 {m['delay_ledgers']['p95']}; RSS max "
-                f"{(m['rss_bytes_max'] or 0) / 2**20:.1f} MiB",
+                f" (n={lat['samples']}), registered p50 {reg.get('p50')} p95 {reg.get('p95')}"
+                f" (n={reg.get('samples')}); delay p95 {m['delay_ledgers']['p95']}, after "
+                f"another keeper's execution p95 {fx.get('p95')} (n={fx.get('samples')}); "
+                f"CPU {m['steady_state'].get('cpu_ms_per_1k_tasks_per_ledger')} ms per 1k "
+                f"tasks a ledger; RSS max {(m['rss_bytes_max'] or 0) / 2**20:.1f} MiB",
             )
         )
     if r.get("events_vs_ledger_entries"):

@@ -36,6 +36,10 @@ class BenchParams:
     #: ``SURGE_CAPACITY`` x the ceiling and the load sends ``SURGE_LOAD`` x the ceiling a
     #: ledger, so demand is above capacity
     competing_fee: int | None = None
+    #: ledgers after every shard's first full read (and the changing load's start) before the
+    #: measured window: the events mode's pacer learns the ledger period over its first ~12
+    #: ledgers (1.3 polls a ledger there, 1.1 after)
+    warmup_ledgers: int = 1
 
     @property
     def changes_per_ledger(self) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sorotask.bench.figures import execution_figures, mode_figures
 from sorotask.bench.params import NOT_DUE_INTERVAL, BenchParams, seed_calls, strategy_of
-from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals
+from sorotask.bench.steady import ChangeLoad, change_latency, per_ledger, totals, workers_cpu_s
 from sorotask.bench.surge import start_surge, surge_figures
 from sorotask.toolkit import (
     StatusWatcher,
@@ -110,7 +110,11 @@ def _bench_config(
             "log_level": "WARNING",
             "heartbeat_timeout_s": 30,
         },
-        "split": split_section(p.tasks, p.shards, secrets_dir, p.source_accounts - 1),
+        # the last shard owns the ids registered during the run
+        "split": {
+            **split_section(p.tasks, p.shards, secrets_dir, p.source_accounts - 1),
+            "open_last": True,
+        },
     }
 
 
@@ -192,11 +196,17 @@ def run_ours(
             load_from = int(dn.rpc("getLatestLedger")["sequence"])
             if change is not None:
                 change.start()
-                # one ledger for the load to get going
-                seq = load_from
-                watcher.wait(lambda: int(dn.rpc("getLatestLedger")["sequence"]) > seq + 1, 60, proc)
+            if change is not None or p.warmup_ledgers > 1:
+                # ledgers for the load to get going and the pacer to learn the period
+                seq, w = load_from, max(1, p.warmup_ledgers)
+                watcher.wait(
+                    lambda: int(dn.rpc("getLatestLedger")["sequence"]) > seq + w,
+                    60 + 10 * w * p.close_every,
+                    proc,
+                )
             watcher.status.poll_once()
-            totals_before = totals(watcher.status.doc)
+            totals_before = totals(watcher.status.doc, read_mode)
+            cpu_before = workers_cpu_s(proc.pid)
             ledger_before = int(dn.rpc("getLatestLedger")["sequence"])
             stats_before = dn.stats()
             ok = watcher.wait(
@@ -209,13 +219,21 @@ def run_ours(
                 proc,
             )
             watcher.status.poll_once()
-            totals_after = totals(watcher.status.doc)
+            totals_after = totals(watcher.status.doc, read_mode)
+            cpu_after = workers_cpu_s(proc.pid)
             ledger_after = int(dn.rpc("getLatestLedger")["sequence"])
             stats_after = dn.stats()
             if change is not None:
                 change.stop()
             measured = {n: s.read[warmup : warmup + p.cycles] for n, s in watcher.shards.items()}
             steady = per_ledger(totals_before, totals_after, ledger_after - ledger_before)
+            # every worker's CPU (reads, executions, reporting) a ledger, per 1k tasks
+            steady["workers_cpu_ms_per_ledger"] = round(
+                1000 * (cpu_after - cpu_before) / steady["ledgers"], 2
+            )
+            steady["cpu_ms_per_1k_tasks_per_ledger"] = round(
+                steady["workers_cpu_ms_per_ledger"] / (p.tasks / 1000), 4
+            )
             steady["changes_sent"] = change.sent if change is not None else 0
             steady["change_ledgers"] = change.ledgers if change is not None else 0
             changed: dict[str, Any] = {}
@@ -343,11 +361,14 @@ def run_bench(p: BenchParams) -> dict[str, Any]:
                 ]
                 execs = [e for e in execs if e not in raced]
                 ceiling = p.shards * p.source_accounts
-                ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks)
+                foreign = [e for e in window if e.get("keeper") in others]
+                ex = execution_figures(execs, p, seq0, t0, ceiling, due_tasks, foreign)
                 ex["lost_races"] = len(raced)
                 if surge is not None:
                     ex.update(surge_figures(execs, ours, p.source_accounts, surge))
-                lat = change_latency(dn, ours["deposited_no_gas"], ours["load_from_ledger"], others)
+                lat = change_latency(
+                    dn, ours["deposited_no_gas"], ours["load_from_ledger"], others, end
+                )
                 runs.append((mode, ours, ex, lat))
         finally:
             if changer is not None:

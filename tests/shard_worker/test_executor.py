@@ -332,6 +332,29 @@ class TestConfirm:
         ]
         assert not ex.holds.backoff
 
+    def test_with_a_paced_clock_getTransaction_is_asked_once_a_ledger(self) -> None:
+        """In the events read mode a poller sees each new ledger just after its close: the
+        confirmation waits for the next ledger instead of asking every confirm_poll_s (it was
+        about 16 getTransaction a transaction, most of the keeper's requests and CPU)."""
+        kp = Keypair.random()
+        waiting = {"status": "NOT_FOUND", "latestLedger": 10, "latestLedgerCloseTime": "100"}
+        res = {"status": "SUCCESS", "ledger": 11, "resultXdr": "!!"}
+        rpc = FakeRpc({"getTransaction": [waiting, res]})
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        ex.clock.paced = True
+        entry = journaled(ex, kp)
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, ex.clock.note, Latest(11, 105))
+            t0 = loop.time()
+            await asyncio.wait_for(ex.submitter.confirm(entry, None, 0.0), 10)
+            return loop.time() - t0
+
+        assert asyncio.run(go()) >= 0.25
+        assert [m for m, _ in rpc.calls] == ["getTransaction", "getTransaction"]
+        assert ex.tally.totals["executed"] == 1
+
     def test_failure_is_counted_once_with_its_fee_and_backs_off(self) -> None:
         kp = Keypair.random()
         res = {"status": "FAILED", "resultXdr": tx_result(sx.TransactionResultCode.txFAILED, 700)}

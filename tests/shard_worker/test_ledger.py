@@ -81,3 +81,49 @@ class TestLatest:
         assert clock.last_read_sequence == -1
         clock.last_read = Latest(42, 1)
         assert clock.last_read_sequence == 42
+
+
+class TestWaitNewer:
+    def test_a_waiter_wakes_when_a_newer_ledger_is_noted_and_not_for_the_same_one(self) -> None:
+        clock, _ = make_clock(FakeRpc({}))
+
+        async def go() -> tuple[float, float, float]:
+            loop = asyncio.get_running_loop()
+            clock.note(Latest(10, 100))
+            t0 = loop.time()
+            await clock.wait_newer(9, 5.0)  # already newer: at once
+            t1 = loop.time()
+            loop.call_later(0.05, clock.note, Latest(10, 100))  # the same ledger: no wake
+            loop.call_later(0.15, clock.note, Latest(11, 105))
+            await clock.wait_newer(10, 5.0)
+            t2 = loop.time()
+            await clock.wait_newer(11, 0.1)  # nothing newer: the time limit
+            return t1 - t0, t2 - t1, loop.time() - t2
+
+        at_once, woken, limited = asyncio.run(go())
+        assert at_once < 0.05
+        assert 0.12 <= woken < 1.0
+        assert 0.09 <= limited < 1.0
+        assert clock._waiters == []
+
+    def test_unpace_wakes_the_waiters_and_ends_the_pacing(self) -> None:
+        # a stop: the read loop no longer polls, so a confirmation must not wait for it
+        clock, _ = make_clock(FakeRpc({}))
+        clock.paced = True
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            clock.note(Latest(10, 100))
+            t0 = loop.time()
+            loop.call_later(0.05, clock.unpace)
+            await clock.wait_newer(10, 5.0)
+            return loop.time() - t0
+
+        assert asyncio.run(go()) < 1.0
+        assert not clock.paced and clock._waiters == []
+
+    def test_a_stale_note_changes_nothing(self) -> None:
+        clock, _ = make_clock(FakeRpc({}))
+        clock.note(Latest(10, 100))
+        clock.note(Latest(9, 95))
+        assert clock.newest is not None and clock.newest.sequence == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shard_worker.entrybatches import spare_room
 from shard_worker.sweep import SweepPlan
 
 
@@ -110,3 +111,68 @@ class TestIds:
     def test_bad_settings(self, kw: dict) -> None:
         with pytest.raises(ValueError):
             SweepPlan(**kw)
+
+
+class TestSpare:
+    """Sweep positions riding in the room a ledger's due read leaves (no request of their
+    own while due work comes every ledger)."""
+
+    def test_rides_along_every_ledger_and_covers_the_round_with_no_call_of_its_own(
+        self,
+    ) -> None:
+        n, every = 125_000, 720  # 1M tasks over 8 shards: 174 positions a ledger
+        plan = SweepPlan(every, batch=200)
+        plan.start(1000, n)
+        own_calls = 0
+        for ledger in range(1000, 1000 + every):  # bounded: one round
+            span = plan.spare(ledger, 200 - 20)  # a due read of 20 keys and the Counter
+            if span:
+                plan.done(span.stop)
+            own = plan.next_slice(ledger)
+            if own:
+                own_calls += 1
+                plan.done(own.stop)
+        assert plan.position == n
+        assert own_calls == 0
+
+    def test_never_ahead_of_the_target_and_nothing_without_room(self) -> None:
+        plan = SweepPlan(100, batch=200)
+        plan.start(1, 1000)  # 10 positions a ledger
+        assert plan.spare(1, 0) == range(0)
+        assert plan.spare(1, 199) == range(0, 10)
+        assert plan.spare(1, 4) == range(0, 4)  # no whole batch needed
+        plan.done(4)
+        assert plan.spare(2, 199) == range(4, 20)
+
+    def test_too_little_room_leaves_a_backlog_for_whole_batches(self) -> None:
+        plan = SweepPlan(10, batch=200)
+        plan.start(1, 2000)  # 200 positions a ledger, room for 50
+        calls = 0
+        for ledger in range(1, 12):  # bounded: one round and a ledger for its last batch
+            span = plan.spare(ledger, 50)
+            plan.done(span.stop)
+            own = plan.next_slice(ledger)
+            if own:
+                calls += 1
+                plan.done(own.stop)
+        assert plan.position == 2000
+        assert calls >= 7  # the sweep's own requests carry what did not fit
+
+
+class TestSpareRoom:
+    @pytest.mark.parametrize(
+        ("n", "counter", "room"),
+        [
+            (0, True, 0),
+            (1, True, 198),
+            (20, True, 179),
+            (199, True, 0),
+            (200, True, 199),
+            (20, False, 180),
+            (200, False, 0),
+            (250, False, 150),
+            (398, True, 1),
+        ],
+    )
+    def test_keys_left_in_the_last_call(self, n: int, counter: bool, room: int) -> None:
+        assert spare_room(n, counter=counter) == room
