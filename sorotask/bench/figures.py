@@ -4,6 +4,7 @@ design; and the table printed for people."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import statistics
@@ -20,8 +21,20 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[k]
 
 
-def _ledger_time(seq0: int, t0: int, ledger_seconds: int) -> Any:
+def _ledger_time(
+    seq0: int, t0: int, ledger_seconds: int, closes: dict[int, int] | None = None
+) -> Any:
+    """The first ledger whose close time reaches a time: from ``closes`` (ledger -> close time,
+    as the devnet recorded them with executions) when it holds that ledger and the one before
+    (a devnet's close times drift from the grid by its apply time and round to seconds); else
+    from the grid ``t0 + (ledger - seq0) * ledger_seconds``."""
+    known = sorted((closes or {}).items())
+    times = [t for _, t in known]
+
     def first_ledger_at_or_after(ts: int) -> int:
+        i = bisect.bisect_left(times, ts)
+        if 0 < i < len(known) and known[i - 1][0] == known[i][0] - 1:
+            return known[i][0]
         return seq0 + max(0, math.ceil((ts - t0) / ledger_seconds))
 
     return first_ledger_at_or_after
@@ -50,10 +63,11 @@ def execution_figures(
             wasted += 1
     delays: list[int] = []
     after_foreign: list[int] = []
-    due_ledger = _ledger_time(seq0, t0, p.ledger_seconds)
     interval = p.due_interval_ledgers * p.ledger_seconds
     last: dict[int, tuple[int, bool]] = {}
     theirs = [dict(e, foreign=True) for e in foreign or () if e["effect"] == "executed"]
+    closes = {e["ledger"]: e["timestamp"] for e in [*execs, *theirs] if "timestamp" in e}
+    due_ledger = _ledger_time(seq0, t0, p.ledger_seconds, closes)
     for e in sorted([*execs, *theirs], key=lambda e: (e["ledger"], e["task_id"])):
         if e["effect"] != "executed":
             continue
