@@ -251,11 +251,23 @@ class SourceAccounts:
         min_fee_balance: int,
         friendbot: str | None,
     ) -> None:
-        """Start-up check: ``acc`` exists; takes its sequence number and balance (a low one
-        keeps it out of the pool). A missing account raises a :class:`FatalConfigError`
-        saying what to fund."""
+        """Start-up check of one account, read alone (:meth:`take` of its entry)."""
+        state = await load_account(self.rpc, acc.public_key)
+        self.take(acc, state, 0, network_passphrase, min_fee_balance, friendbot)
+
+    def take(
+        self,
+        acc: SourceAccount,
+        state: chain.AccountState | None,
+        ledger: int,
+        network_passphrase: str,
+        min_fee_balance: int,
+        friendbot: str | None,
+    ) -> None:
+        """Start-up check: ``acc`` exists (``state``, its entry read as of ``ledger``); takes
+        its sequence number and balance (a low one keeps it out of the pool). A missing
+        account raises a :class:`FatalConfigError` saying what to fund."""
         pub = acc.public_key
-        state = await load_account(self.rpc, pub)
         if state is None:
             how = f" (e.g. {friendbot.rstrip('/')}?addr={pub})" if friendbot else ""
             raise FatalConfigError(
@@ -264,7 +276,8 @@ class SourceAccounts:
             )
         # a low balance is not fatal: the account stays out of the pool until funded
         self.book.min_fee_balance = min_fee_balance
-        self.observe(pub, state, 0)
+        # read as of ``ledger``: the first cycle need not read it again (0: unknown)
+        self.observe(pub, state, ledger)
         acc.sequence = state.sequence
         acc.needs_resync = False
 

@@ -64,6 +64,7 @@ class Dispatcher:
         #: executors working on a task (simulating, signing, sending or confirming)
         self._busy: set[asyncio.Task[None]] = set()
         self._exec_tasks: set[asyncio.Task[None]] = set()
+        self._first_logged = False
 
     @property
     def stopping(self) -> bool:
@@ -119,6 +120,9 @@ class Dispatcher:
                 if task_id is None:
                     return
                 self._busy.add(me)
+                if not self._first_logged:
+                    self._first_logged = True
+                    self.log.info("first execution: task {}", task_id)
                 # this worker is free once the transaction is signed: its landing goes on
                 # beside and releases the account once the transaction is queued (or final);
                 # a transaction prepared meanwhile is read again before it is sent when a
@@ -174,6 +178,7 @@ class Dispatcher:
             )
 
     async def _resolve_source(self, entries: list[JournalEntry], acc: SourceAccount | None) -> None:
+        t0 = time.monotonic()
         try:
             for entry in sorted(entries, key=lambda e: e.sequence):
                 try:
@@ -186,6 +191,12 @@ class Dispatcher:
                 finally:
                     self.in_flight.discard(entry.task_id)
         finally:
+            self.log.info(
+                "journal resolved: {} transaction(s) of {} in {:.0f} ms",
+                len(entries),
+                acc.public_key if acc is not None else "a source no longer configured",
+                1000 * (time.monotonic() - t0),
+            )
             if acc is not None:
                 acc.resync()
                 self.accounts.release(acc)

@@ -134,14 +134,25 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         )
     except (FatalConfigError, ValueError) as exc:  # an endpoint's header variable, say
         return _fatal(events, str(exc))
+    keeper: Keeper | None = None
     try:
         keeper = Keeper(spec, events, stop, rpc, Identity.of(spec, keeper_key), sources, journal)
+        keeper.start_warm_up()  # beside the start-up checks
         try:
             if isinstance(rpc, PooledRpc):  # every endpoint on the configured network
                 await rpc.check_networks()
+            t0 = time.monotonic()
             ready = await preflight(
-                rpc, spec, keeper.accounts, events, stop, events.log, keeper.set_ledger_s
+                rpc,
+                spec,
+                keeper.accounts,
+                events,
+                stop,
+                events.log,
+                keeper.set_ledger_s,
             )
+            if ready:
+                events.log.info("start-up checks done in {:.0f} ms", 1000 * (time.monotonic() - t0))
             if isinstance(rpc, PooledRpc):
                 rpc.fresh_reads_only = False  # lag within max_lag_ledgers is fine from now on
         except FatalConfigError as exc:
@@ -155,6 +166,8 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         events.safe(events.reporter.goodbye, keeper.final())
         return ExitCode.OK
     finally:
+        if keeper is not None:
+            await keeper.stop_warm_up()
         await rpc.aclose()
 
 
@@ -239,6 +252,47 @@ class Keeper:
         )
         self._cycle_no = 0
         self._endpoints_sent_at = 0.0
+        #: the start-up warm-up (:meth:`start_warm_up`), until the first cycle took it
+        self._warm: asyncio.Task[None] | None = None
+
+    async def warm_up(self) -> None:
+        """What the first cycle would ask before its reads (the newest ledger, then the fee
+        statistics), asked beside the start-up checks instead of after them; in the events
+        read mode, beside that, the saved events position is loaded and the Counter read
+        (:meth:`EventReader.resume`). A failure of the first part is only logged (the first
+        cycle asks again); the resume's is the first cycle's, as it was when the cycle
+        resumed."""
+
+        async def clock_and_fees() -> None:
+            try:
+                latest = await self.clock.latest()
+                await self.pricer.refresh(latest.sequence)
+            except RpcError as exc:
+                self.log.debug("start-up warm-up: {}", exc)
+
+        if self.event_reader is None:
+            await clock_and_fees()
+            return
+        await asyncio.gather(clock_and_fees(), self.event_reader.resume())
+
+    def start_warm_up(self) -> None:
+        """Start :meth:`warm_up` as a task (the first cycle waits for it)."""
+        self._warm = asyncio.create_task(self.warm_up(), name=f"{self.spec.name}-warm-up")
+
+    async def stop_warm_up(self) -> None:
+        """Cancel the warm-up if no cycle took it (stopped, or a fatal check, before)."""
+        warm, self._warm = self._warm, None
+        if warm is None:
+            return
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await warm
+
+    async def _warmed(self) -> None:
+        """The first cycle waits for the warm-up (its failure is the cycle's)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            await warm
 
     def set_ledger_s(self, ledger_s: float) -> None:
         """The network's ledger time, measured at start (time-bound checks use it)."""
@@ -359,6 +413,7 @@ class Keeper:
         await self.pricer.refresh(ledger)
 
     async def _cycle(self, stats: CycleStats) -> None:
+        await self._warmed()
         if self.event_reader is not None:
             newest = self.clock.newest or await self.clock.latest()
             await self._fees_and_balances(newest.sequence)

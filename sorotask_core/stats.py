@@ -203,7 +203,7 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        "Task entries seen archived (executed or skipped per execute_archived)"),
     _f("new_ledger", CYCLE, bool, "False when the ledger had not advanced (nothing was read)",
        default=True),
-    _f("tx_errors", CYCLE, int,
+    _f("tx_errors", COUNTER, int,
        "Transactions rejected by sendTransaction (ERROR) or expired unapplied"),
     _f("would_execute", COUNTER, int,
        "Due tasks a dry run would have executed (simulated, never signed or sent)",

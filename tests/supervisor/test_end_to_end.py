@@ -156,6 +156,27 @@ class TestExactlyOnce:
         assert doc["checked"] > 3000 and doc["cycles"] >= 3
 
 
+def assert_restart_timeline(tmp_path: Path) -> None:
+    """The replacement's start, from its shard log: one round of start-up checks, then the
+    first cycle and executions; an order, not a timing (issue 16's restart timeline)."""
+    [log] = [p for p in tmp_path.rglob("s2.log")]
+    lines = log.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if "keeper started" in line]
+    assert len(starts) == 2, starts  # the first worker and its replacement
+    after = lines[starts[1] :]
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(after) if text in line)
+
+    assert sum("start-up checks done" in line for line in after) == 1
+    checks = first("start-up checks done")
+    # the cycle's line is written when it ends: its first execution may start before
+    assert checks < first("| cycle 1 ledger") and checks < first("first execution")
+    held = [line for line in after if "journal resolved" in line]
+    if any("journaled transaction(s) before reuse" in line for line in after):
+        assert held and first("journal resolved") > checks
+
+
 class TestWorkerDeath:
     def test_killed_worker_is_replaced_and_no_task_runs_twice(
         self, tmp_path: Path, devnet: DevnetProcess
@@ -201,6 +222,7 @@ class TestWorkerDeath:
             d.sv.kill_tree()
         assert_exactly_once(devnet, due)
         assert json.loads(d.summary.read_text())["shards"]["s2"]["restarts"] == 1
+        assert_restart_timeline(tmp_path)
 
     def test_sigstopped_worker_is_replaced(self, tmp_path: Path, devnet: DevnetProcess) -> None:
         due = seed(devnet, blocks=3, per_block=100, due_per_block=2)

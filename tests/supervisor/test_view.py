@@ -63,6 +63,7 @@ FAMILIES = {
     "sorotask_tasks_executed": "counter",
     "sorotask_tasks_failed": "counter",
     "sorotask_tasks_skipped": "counter",
+    "sorotask_tx_errors": "counter",
     "sorotask_fee_charged_stroops": "histogram",
     "sorotask_escalations": "counter",
     "sorotask_inclusion_fee_offered_stroops": "gauge",
@@ -93,6 +94,7 @@ SHARD_KEYS = {
 }
 TOTALS_KEYS = {
     "cycles",
+    "tx_errors",
     "checked",
     "due",
     "due_now",
