@@ -7,6 +7,8 @@ record. The keeper knows the close time of the ledgers it reads, so a task due a
 seen at ledger ``L`` closing at ``T >= t``, became due at ledger
 ``L - floor((T - t) / period)``, with ``period`` the mean ledger period observed so far
 (Stellar's 5 s until two ledgers have been seen). When every ledger is read this is exact.
+A task never run (``last_run`` 0: due since 1970 by the contract's rule) counts from the read
+that first found it due (:func:`reported_due`).
 
 Pure bookkeeping: no I/O, nothing logged.
 """
@@ -19,11 +21,18 @@ from typing import Any
 
 from sorotask_core import stats as stats_registry
 
-__all__ = ["DEFAULT_LEDGER_SECONDS", "Lateness"]
+__all__ = ["DEFAULT_LEDGER_SECONDS", "Lateness", "reported_due"]
 
 #: the ledger period assumed until two different ledgers have been seen
 DEFAULT_LEDGER_SECONDS = 5.0
 _DELAY = stats_registry.FIELDS_BY_NAME["execution_delay_ledgers"]
+
+
+def reported_due(due_time: int, interval: int, close_time: int) -> int:
+    """The due time the figures count from: ``due_time`` (``last_run + interval``), except for a
+    task never run (``last_run`` 0, so due since 1970 by the contract's rule, or a sum that
+    wrapped): from ``close_time``, the ledger that found it due (kept while it stays due)."""
+    return close_time if due_time <= interval else due_time
 
 
 class Lateness:
@@ -68,10 +77,14 @@ class Lateness:
             self._first = (sequence, close_time)
         if self._latest is None or sequence > self._latest[0]:
             self._latest = (sequence, close_time)
-        kept = {t: d for t, d in self.due_time.items() if t in busy}
+        before = self.due_time
+        kept = {t: d for t, d in before.items() if t in busy}
         oldest: int | None = None
         count = 0
         for due_time, task_id in due:
+            earlier = before.get(task_id)
+            if earlier is not None and earlier < due_time:
+                due_time = earlier  # a never-run task: from the read that first found it due
             kept[task_id] = due_time
             count += 1
             if oldest is None or due_time < oldest:

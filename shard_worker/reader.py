@@ -18,6 +18,7 @@ from shard_worker import chain
 from shard_worker.context import Events
 from shard_worker.due import Holds, skip_reason
 from shard_worker.errors import RpcError, RpcMalformedError
+from shard_worker.lateness import reported_due
 from shard_worker.ledger import Latest
 from shard_worker.rpc import RpcClient, expect_dict, expect_list, get_ledger_entries
 from shard_worker.spec import CycleStats, WorkerSpec
@@ -251,7 +252,7 @@ class Reader:
                         if b is not None and b[0] > ledger:
                             reason = "backoff"
                         else:
-                            due.append((info.next_run, task_id))
+                            due.append((reported_due(info.next_run, info.interval, now), task_id))
                             continue
             skipped[reason] = skipped.get(reason, 0) + 1
         missing = expected - seen
@@ -321,6 +322,8 @@ class Reader:
         if reason is None:
             reason = self.holds.reason(task_id, latest.sequence)
             if reason is None:
-                rp.due.append((info.next_run, task_id))
+                rp.due.append(
+                    (reported_due(info.next_run, info.interval, latest.close_time), task_id)
+                )
                 return
         rp.skip(reason)

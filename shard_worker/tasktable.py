@@ -18,6 +18,7 @@ from typing import Any
 
 from shard_worker.due import Holds
 from shard_worker.dueindex import DueIndex
+from shard_worker.lateness import reported_due
 from shard_worker.ledger import Latest
 from shard_worker.reader import ReadPass
 from shard_worker.taskstate import TaskState, entry_hash
@@ -154,7 +155,8 @@ class TaskTable:
         if reason is None:
             reason = self.holds.reason(task_id, latest.sequence)
             if reason is None:
-                rp.due.append((state.due(task_id), task_id))
+                due = reported_due(state.due(task_id), state.interval(task_id), latest.close_time)
+                rp.due.append((due, task_id))
         if state.indexable(task_id):
             self.index.set(task_id, state.due(task_id))
         else:

@@ -14,7 +14,10 @@ In the child (:func:`child_main`):
 * the first pipe message is the ``spec``; the worker answers ``started`` and runs the keeper
   coroutine ``entry(spec, reporter, stop)`` in an asyncio loop; a :class:`PipeReporter` turns
   the keeper's reports into pipe messages;
-* a ``stop`` message, SIGTERM or SIGINT set ``stop``: the keeper drains and returns;
+* a ``stop`` message or SIGTERM set ``stop``: the keeper drains and returns; SIGINT is
+  ignored (a terminal's Ctrl-C reaches the whole process group: the supervisor drains its
+  workers, or kills them on a second Ctrl-C; a worker stopping on its own would look like a
+  crash to it, and it would start a replacement);
 * the exit code is the keeper's return value (``ExitCode.CRASH`` if it raised).
 """
 
@@ -202,15 +205,11 @@ async def _run(
         conn, lambda: orphan.trigger("pipe broken"), log=LoggingReporter(spec.name)
     )
 
-    def on_signal(sig: int) -> None:
-        if stop.is_set() and sig == signal.SIGINT:
-            logger.warning("second SIGINT: exiting at once")
-            os._exit(ExitCode.CRASH)
-        logger.info("signal {}: stopping", signal.Signals(sig).name)
+    def on_sigterm() -> None:
+        logger.info("signal SIGTERM: stopping")
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
 
     def on_readable() -> None:
         try:
@@ -256,7 +255,7 @@ def child_main(conn: Connection, shard: str, log: dict[str, Any], orphan_grace_s
     """Entry point of a worker process (runs in a forkserver child)."""
     ppid = os.getppid()
     set_parent_death_signal(signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor's (see the module notes)
     orphan = _Orphan(orphan_grace_s)
     if os.getppid() != ppid:  # the parent died before prctl took effect
         os._exit(ExitCode.ORPHANED)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from devnet.process import DevnetProcess
-from shard_worker.lateness import DEFAULT_LEDGER_SECONDS, Lateness
+from shard_worker.lateness import DEFAULT_LEDGER_SECONDS, Lateness, reported_due
 from sorotask_core.exitcodes import ExitCode
 from sorotask_core.stats import FIELDS_BY_NAME, cumulative
 from tests.support.keeper import Keys, RecordingReporter, make_spec, run_until
@@ -44,6 +44,33 @@ class TestBookkeeping:
         assert lt.executed(6, 103, hist) is None  # due time no longer known
         assert lt.executed(7, "x", hist) is None
         assert hist == {"5": 1, "sum": 5}
+
+
+class TestNeverRunTasks:
+    """A task registered with last_run 0 is due since 1970 by the contract's rule: its
+    lateness counts from the read that first found it due, not from 1970 (which made
+    "oldest overdue" 359 million ledgers in the demo and put every first execution past the
+    delay histogram's last bucket)."""
+
+    def test_a_never_run_task_is_due_from_the_ledger_that_found_it(self) -> None:
+        assert reported_due(60, 60, 1_000_000) == 1_000_000  # last_run 0
+        assert reported_due(999_060, 60, 1_000_000) == 999_060  # ran at 999_000
+        assert reported_due(5, 60, 1_000_000) == 1_000_000  # last_run + interval wrapped
+
+    def test_its_first_due_time_is_kept_while_it_stays_due(self) -> None:
+        lt = Lateness()
+        lt.read(100, 1000, [(reported_due(60, 60, 1000), 9)], busy=())
+        assert lt.oldest_overdue_ledgers == 0
+        lt.read(102, 1010, [(reported_due(60, 60, 1010), 9)], busy=())  # still waiting
+        assert lt.oldest_overdue_ledgers == 2
+        hist: dict[str, int] = {}
+        assert lt.executed(9, 103, hist) == 3
+
+    def test_a_task_that_ran_keeps_its_own_due_time(self) -> None:
+        lt = Lateness()
+        lt.read(100, 1000, [(990, 4)], busy=())
+        lt.read(101, 1005, [(990, 4)], busy=())
+        assert lt.oldest_overdue_ledgers == 3  # due at ledger 98
 
 
 class TestKeeperOnDevnet:

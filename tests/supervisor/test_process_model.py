@@ -44,8 +44,14 @@ def config(tmp_path: Path, shards: int = 3, **sup: Any) -> Path:
     return write_yaml(tmp_path / "sorotask.yaml", doc)
 
 
-def start(tmp_path: Path, keeper: str = FAKE, shards: int = 3, **sup: Any) -> Supervisor:
-    sv = Supervisor(config(tmp_path, shards, **sup), {**ENV, "SOROTASK_TEST_KEEPER": keeper})
+def start(
+    tmp_path: Path, keeper: str = FAKE, shards: int = 3, *, new_session: bool = False, **sup: Any
+) -> Supervisor:
+    sv = Supervisor(
+        config(tmp_path, shards, **sup),
+        {**ENV, "SOROTASK_TEST_KEEPER": keeper},
+        new_session=new_session,
+    )
     sv.wait_url()
     return sv
 
@@ -222,6 +228,23 @@ class TestSupervisorSignals:
         assert running.wait(20) == 0
         wait_for(lambda: not alive([p.pid for p in procs]), 10, what="no process left")
         assert "sorotask: summary" in running.stdout()
+
+    def test_one_ctrl_c_to_the_process_group_drains_every_worker(self, tmp_path: Path) -> None:
+        # a terminal's Ctrl-C reaches the workers too: the supervisor drains them. (Workers
+        # took it as a second SIGINT and exited 1 at once, or stopped before the supervisor
+        # saw its own SIGINT, which then restarted them as if they had crashed.)
+        sv = start(tmp_path, new_session=True)
+        try:
+            sv.wait_running(["s0", "s1", "s2"])
+            sv.signal_group(signal.SIGINT)
+            assert sv.wait(20) == 0
+            log = (tmp_path / "logs" / "supervisor.log").read_text()
+            assert "unexpectedly" not in log and "started" not in log.split("shutting down")[1]
+            stopped = [line for line in log.splitlines() if "worker stopped (exit code" in line]
+            assert len(stopped) == 3, log
+            assert all("(exit code 0)" in line for line in stopped), stopped
+        finally:
+            sv.kill_tree()
 
     def test_second_sigint_stops_at_once(self, tmp_path: Path) -> None:
         sv = start(

@@ -90,6 +90,7 @@ class Supervisor:
         *,
         extra_args: list[str] | None = None,
         cwd: Path | None = None,
+        new_session: bool = False,
     ) -> None:
         self.config = config
         self.cwd = cwd or config.parent
@@ -114,7 +115,10 @@ class Supervisor:
             stdout=open(self.out_path, "wb"),  # noqa: SIM115
             stderr=open(self.err_path, "wb"),  # noqa: SIM115
             stdin=subprocess.DEVNULL,
+            # its own process group, as in a terminal (``signal_group``)
+            start_new_session=new_session,
         )
+        self.new_session = new_session
         self.ps = psutil.Process(self.proc.pid)
         self.url: str | None = None
 
@@ -175,6 +179,12 @@ class Supervisor:
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
+
+    def signal_group(self, sig: int) -> None:
+        """``sig`` to the supervisor's whole process group, as a terminal's Ctrl-C does (only
+        for one started with ``new_session``)."""
+        assert self.new_session, "the group would include the test runner"
+        os.killpg(self.proc.pid, sig)
 
     def wait(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout=timeout)
