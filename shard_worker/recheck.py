@@ -8,11 +8,14 @@ says so: sent anyway, ours lands as a no-op that still costs its fee (a wasted t
 So before such a transaction is signed, the task's entry is read once more and the due rule
 (:func:`shard_worker.due.skip_reason`) applied at the newest ledger: only a task still due is
 sent. A simulation of the newest ledger needs no read (a keeper executing in the very ledger
-ours lands in is a race no read can see).
+ours lands in is a race no read can see). Rechecks made within a few milliseconds of each other
+(under a backlog they cluster after each close: about one an execution) share one
+``getLedgerEntries`` call (:class:`EntryBatcher`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +29,12 @@ from sorotask_core import contract
 from sorotask_core.contract import decode_task_entry_b64
 from sorotask_core.xdr import DecodeError
 
-__all__ = ["Recheck", "needs_recheck", "recheck", "verdict"]
+__all__ = ["EntryBatcher", "Recheck", "needs_recheck", "recheck", "verdict"]
+
+#: how long a read waits for others to share its call
+BATCH_WINDOW_S = 0.02
+#: keys a getLedgerEntries call carries at most (stellar-rpc's limit)
+MAX_KEYS = 200
 
 
 def needs_recheck(simulated_at: int, sending_at: int) -> bool:
@@ -55,13 +63,64 @@ def verdict(entries: list[dict[str, Any]], key_b64: str, at: Latest, keeper: byt
     return "missing"
 
 
+class EntryBatcher:
+    """Reads of ledger entries asked for within ``window_s`` of each other go as one
+    ``getLedgerEntries`` call (at most :data:`MAX_KEYS` keys; a full batch goes at once).
+    Every reader of a call gets its whole answer, or its error."""
+
+    def __init__(self, rpc: RpcClient, window_s: float = BATCH_WINDOW_S) -> None:
+        self.rpc = rpc
+        self.window_s = window_s
+        self._pending: list[tuple[str, asyncio.Future[list[dict[str, Any]]]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def read(self, key_b64: str) -> list[dict[str, Any]]:
+        """The answer's entries of the call that carried ``key_b64``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        self._pending.append((key_b64, fut))
+        if len(self._pending) >= MAX_KEYS:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.window_s, self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            call = asyncio.create_task(self._call(batch))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[tuple[str, asyncio.Future[list[dict[str, Any]]]]]) -> None:
+        keys = list(dict.fromkeys(key for key, _ in batch))
+        try:
+            entries = await get_ledger_entries(self.rpc, keys)
+        except asyncio.CancelledError:  # a stop: every reader is cancelled with it
+            for _, fut in batch:
+                fut.cancel()
+            raise
+        except Exception as exc:  # every reader gets it (an RpcError, most likely)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(entries)
+
+
 async def recheck(
-    rpc: RpcClient, task_keys: contract.TaskKeys, task_id: int, at: Latest, keeper: bytes
+    reader: EntryBatcher, task_keys: contract.TaskKeys, task_id: int, at: Latest, keeper: bytes
 ) -> str | None:
     """Read ``task_id``'s entry and apply the due rule at ``at`` (see :func:`verdict`); an RPC
     failure is raised (:class:`~shard_worker.errors.RpcError`)."""
     key = task_keys.key_b64(task_id)
-    return verdict(await get_ledger_entries(rpc, [key]), key, at, keeper)
+    return verdict(await reader.read(key), key, at, keeper)
 
 
 class Recheck:
@@ -78,6 +137,7 @@ class Recheck:
         tally: Tally,
     ) -> None:
         self.rpc = rpc
+        self.entries = EntryBatcher(rpc)
         self.events = events
         self.identity = identity
         #: the newest ledger known (the read loop's or an answer's)
@@ -100,7 +160,7 @@ class Recheck:
         if newest is None or not needs_recheck(simulated_at, sending_at):
             return True
         me = self.identity
-        why = await recheck(self.rpc, me.task_keys, task_id, newest, me.keeper_address)
+        why = await recheck(self.entries, me.task_keys, task_id, newest, me.keeper_address)
         if why is None:
             return True
         self.tally.cycle.not_sent += 1

@@ -12,9 +12,9 @@ import pytest
 from stellar_sdk import Keypair
 
 from shard_worker.accounts import SourceAccount
-from shard_worker.errors import RpcMalformedError
+from shard_worker.errors import RpcMalformedError, RpcTransportError
 from shard_worker.ledger import Latest
-from shard_worker.recheck import needs_recheck, verdict
+from shard_worker.recheck import MAX_KEYS, EntryBatcher, needs_recheck, verdict
 from sorotask_core import contract
 from tests.shard_worker.test_executor import events_of, make_executor
 from tests.shard_worker.test_simcheck import TASK, genuine
@@ -148,3 +148,53 @@ class TestExecutorSendsOnlyWhatIsStillDue:
         asyncio.run(ex.execute(keeper_account(ex), TASK))
         assert "getLedgerEntries" not in [m for m, _ in rpc.calls]
         assert ex.tally.totals["executed"] == 1
+
+
+class TestEntryBatcher:
+    """Rechecks cluster after each close under a backlog (about one an execution): reads asked
+    for within the window share one getLedgerEntries call."""
+
+    def test_reads_within_the_window_share_one_call_and_its_answer(self) -> None:
+        answer = {"entries": [{"key": "k1", "xdr": "x1"}, {"key": "k2", "xdr": "x2"}]}
+        rpc = FakeRpc({"getLedgerEntries": [answer]})
+        batcher = EntryBatcher(rpc, window_s=0.05)  # type: ignore[arg-type]
+
+        async def go() -> list[list[dict[str, Any]]]:
+            return list(await asyncio.gather(*(batcher.read(k) for k in ("k1", "k2", "k1"))))
+
+        got = asyncio.run(go())
+        assert rpc.calls == [("getLedgerEntries", {"keys": ["k1", "k2"]})]  # one call, deduped
+        assert got == [answer["entries"]] * 3
+
+    def test_a_read_after_the_flush_makes_a_new_call(self) -> None:
+        rpc = FakeRpc({"getLedgerEntries": [{"entries": []}, {"entries": []}]})
+        batcher = EntryBatcher(rpc, window_s=0.01)  # type: ignore[arg-type]
+
+        async def go() -> None:
+            await batcher.read("a")
+            await batcher.read("b")
+
+        asyncio.run(go())
+        assert [p["keys"] for _, p in rpc.calls] == [["a"], ["b"]]
+
+    def test_a_full_batch_goes_at_once(self) -> None:
+        rpc = FakeRpc({"getLedgerEntries": [{"entries": []}]})
+        batcher = EntryBatcher(rpc, window_s=60.0)  # type: ignore[arg-type]  # only a full batch
+
+        async def go() -> None:
+            keys = [f"k{i}" for i in range(MAX_KEYS)]
+            await asyncio.wait_for(asyncio.gather(*(batcher.read(k) for k in keys)), 5)
+
+        asyncio.run(go())
+        assert len(rpc.calls) == 1 and len(rpc.calls[0][1]["keys"]) == MAX_KEYS
+
+    def test_a_failed_call_fails_every_reader(self) -> None:
+        busy = RpcTransportError("getLedgerEntries", "HTTP 503", status=503)
+        rpc = FakeRpc({"getLedgerEntries": [busy]})
+        batcher = EntryBatcher(rpc, window_s=0.01)  # type: ignore[arg-type]
+
+        async def go() -> list[Any]:
+            reads = (batcher.read(k) for k in ("a", "b"))
+            return list(await asyncio.gather(*reads, return_exceptions=True))
+
+        assert asyncio.run(go()) == [busy, busy]
