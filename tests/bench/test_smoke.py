@@ -152,10 +152,12 @@ def _bench_json(*args: str) -> dict:
 
 def test_surge_stats_lands_the_ceiling_and_fixed_lands_nothing_side_by_side() -> None:
     """``--fee-strategy both --competing-fee F``: a stats shard and a fixed shard under the same
-    surge in one run."""
+    surge in one run. (30 rounds: a ledger or two lost to a loaded machine, or to the first
+    bid before the fee statistics show the surge, stays within the 10 % the figure allows;
+    with 15, two were enough to fail it under a parallel suite.)"""
     doc = _bench_json(
         "--tasks", "400", "--shards", "2", "--source-accounts", "1", "--due-fraction", "0.2",
-        "--cycles", "15", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
+        "--cycles", "30", "--latency-ms", "5", "--seed-sample", "50", "--competing-fee", "2000",
         "--fee-strategy", "both", "--skip-seed",
     )  # fmt: skip
     assert doc["params"]["fee_strategy"] == "both"
