@@ -248,6 +248,8 @@ class Pool:
             rec.failed_retries += 1
             n, reason = rec.failed_retries, rec.failed_reason
             rec.failed_reason = rec.death_at = None
+            # in the same edit: /status (another thread) never shows `failed` without a reason
+            rec.state = State.STARTING
         logger.warning(
             "shard {}: failed ({}); starting it again after restart.failed_cooldown_s (retry #{})",
             w.name,
