@@ -12,13 +12,11 @@ adds each endpoint's figures as the shards saw them (/status) and as the devnet 
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from sorotask.chaos.analysis import Cause, LedgerClock, TaskSeed
 from sorotask.chaos.hostile import HostileSoak
-from sorotask.chaos.lateness import lateness, target_figures, target_violations
 from sorotask.chaos.params import ChaosParams, hostile_params
 from sorotask.chaos.report import say
 from sorotask.chaos.soak import Soak, watch
@@ -127,24 +125,13 @@ class EndpointSoak(HostileSoak):
         Soak._judge(
             self, devnet, clock, seeds, final_doc, running_ledger, end_ledger, status_counts
         )
-        window = self.mix_window or (running_ledger, end_ledger)
-        executions = json.loads((self.work / "devnet_executions.json").read_text())
-        lat = lateness(
-            seeds=seeds,
-            executions=executions,
-            clock=clock,
-            window=window,
-            end_ledger=end_ledger,
-            open_after=ENDPOINT_TARGETS["max"] + 2,
+        lat, figures = self._judge_lateness(
+            clock,
+            seeds,
+            (running_ledger, end_ledger),
+            ENDPOINT_TARGETS,
+            ENDPOINT_TARGETS["max"] + 2,
         )
-        ana = self.report["analysis"]
-        figures = target_figures(
-            lat,
-            wasted=int(ana["wasted_total"]),
-            doubled=len(ana["executed_twice_in_one_window"]),
-            targets=ENDPOINT_TARGETS,
-        )
-        self.violations += target_violations(figures)
         self.report["hostile"] = {
             "mix": {
                 f"replica {LAGGING}": {"lag_ledgers": LAG_LEDGERS},

@@ -68,6 +68,35 @@ class HostileSoak(Soak):
         self.fault_log.append({"fault": "hostile", "start_ledger": start, "end_ledger": end})
         say(self.quiet, f"hostile mix off at ledger {end}; calm for {self.p.quiet_s:g} s")
 
+    def _judge_lateness(
+        self,
+        clock: LedgerClock,
+        seeds: list[TaskSeed],
+        run: tuple[int, int],
+        targets: dict[str, int],
+        open_after: int,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The lateness over the mix's window (``run``, the running ledgers, without one) from
+        the devnet's record, and its figures against ``targets`` (misses are violations)."""
+        executions = json.loads((self.work / "devnet_executions.json").read_text())
+        lat = lateness(
+            seeds=seeds,
+            executions=executions,
+            clock=clock,
+            window=self.mix_window or run,
+            end_ledger=run[1],
+            open_after=open_after,
+        )
+        ana = self.report["analysis"]
+        figures = target_figures(
+            lat,
+            wasted=int(ana["wasted_total"]),
+            doubled=len(ana["executed_twice_in_one_window"]),
+            targets=targets,
+        )
+        self.violations += target_violations(figures)
+        return lat, figures
+
     def _judge(
         self,
         devnet: Any,
@@ -80,24 +109,9 @@ class HostileSoak(Soak):
     ) -> None:
         super()._judge(devnet, clock, seeds, final_doc, running_ledger, end_ledger, status_counts)
         p = self.p
-        window = self.mix_window or (running_ledger, end_ledger)
-        executions = json.loads((self.work / "devnet_executions.json").read_text())
-        lat = lateness(
-            seeds=seeds,
-            executions=executions,
-            clock=clock,
-            window=window,
-            end_ledger=end_ledger,
-            open_after=HOSTILE_TARGETS["max"],
+        lat, figures = self._judge_lateness(
+            clock, seeds, (running_ledger, end_ledger), HOSTILE_TARGETS, HOSTILE_TARGETS["max"]
         )
-        ana = self.report["analysis"]
-        figures = target_figures(
-            lat,
-            wasted=int(ana["wasted_total"]),
-            doubled=len(ana["executed_twice_in_one_window"]),
-            targets=HOSTILE_TARGETS,
-        )
-        self.violations += target_violations(figures)
         stats = devnet.stats()
         self.report["hostile"] = {
             "mix": p.mix,
