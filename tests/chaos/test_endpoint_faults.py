@@ -5,15 +5,14 @@ within one ledger of the healthy figure, judged from the devnet's record."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.chaos import run_chaos
+
 FAULTS_S = 15
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
@@ -22,38 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     work = tmp_path_factory.mktemp("endpoints")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sorotask.cli",
-            "chaos",
-            "--endpoint-faults",
-            "--duration",
-            str(FAULTS_S),
-            "--quiet-s",
-            "4",
-            "--shards",
-            "2",
-            "--tasks",
-            "40",
-            "--hot-interval",
-            "6",
-            "--seed",
-            "3",
-            "--workdir",
-            str(work),
-            "--report",
-            str(work / "report.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=work,
-    )
-    print(proc.stdout)
-    print(proc.stderr[-3000:])
+    args = ["--endpoint-faults", "--duration", str(FAULTS_S), "--quiet-s", "4", "--shards", "2"]
+    args += ["--tasks", "40", "--hot-interval", "6", "--seed", "3"]
+    proc = run_chaos(work, *args)
     return proc, work
 
 

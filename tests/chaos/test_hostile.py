@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.chaos import run_chaos
+
 MIX_S = 12
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
@@ -23,38 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(200)]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     work = tmp_path_factory.mktemp("hostile")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sorotask.cli",
-            "chaos",
-            "--hostile",
-            "--duration",
-            str(MIX_S),
-            "--quiet-s",
-            "4",
-            "--shards",
-            "2",
-            "--tasks",
-            "40",
-            "--hot-interval",
-            "6",
-            "--seed",
-            "3",
-            "--workdir",
-            str(work),
-            "--report",
-            str(work / "report.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=work,
-    )
-    print(proc.stdout)
-    print(proc.stderr[-3000:])
+    args = ["--hostile", "--duration", str(MIX_S), "--quiet-s", "4", "--shards", "2"]
+    args += ["--tasks", "40", "--hot-interval", "6", "--seed", "3"]
+    proc = run_chaos(work, *args)
     return proc, work
 
 
