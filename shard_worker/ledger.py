@@ -84,15 +84,15 @@ class LedgerClock:
         newer = self.newest is None or latest.sequence > self.newest.sequence
         self.newest = latest
         self.newest_seen_at = time.monotonic()
-        if newer and self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+        if newer:
+            self._wake()
 
     def unpace(self) -> None:
         """No more paced polls (a stop): waiters are woken and later ones poll on their own."""
         self.paced = False
+        self._wake()
+
+    def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.done():
