@@ -307,6 +307,7 @@ class Keeper:
         final["rpc_errors"] = self.rpc.total_errors
         final["rpc_retries"] = self.rpc.total_retries
         final["rpc_retries_denied"] = self.rpc.retries_denied
+        final["rpc_hedges"] = self.rpc.total_hedges
         if self.executor.dry_run is not None:
             final.update(self.executor.dry_run.final())
         return final
@@ -397,6 +398,7 @@ class Keeper:
         self.pricer.fill(stats, c)
         self.accounts.fill(stats)
         stats.rpc_failures, stats.rpc_retries = self.rpc.drain_kinds()
+        stats.rpc_hedges = self.rpc.drain_hedges()
         stats.send_results = c.sends
         if isinstance(self.rpc, BudgetedRpcClient | PooledRpc):
             stats.budget_waits = self.rpc.drain_waits()

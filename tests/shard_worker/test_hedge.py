@@ -1,0 +1,267 @@
+"""Hedged requests: the policy (pure) and the race of copies (asyncio, scripted copies)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shard_worker.errors import RpcResponseError, RpcTransportError
+from shard_worker.hedge import (
+    AGAIN,
+    HEDGEABLE,
+    HOLD,
+    STOP,
+    WIN,
+    HedgePolicy,
+    LatencyWindow,
+    Race,
+    one_copy,
+    race,
+)
+
+#: every race below ends within this (a bound on each test's loop)
+LIMIT_S = 5.0
+
+
+class TestLatencyWindow:
+    def test_median_of_the_most_recent(self) -> None:
+        w = LatencyWindow(size=3)
+        assert w.median() is None
+        for s in (0.5, 0.1, 0.3):
+            w.add(s)
+        assert w.median() == 0.3
+        w.add(0.9)  # 0.5 leaves: 0.1 0.3 0.9
+        w.add(1.0)  # 0.1 leaves: 0.3 0.9 1.0
+        assert len(w) == 3
+        assert w.median() == 0.9
+
+    def test_size_must_be_positive(self) -> None:
+        with pytest.raises(ValueError):
+            LatencyWindow(size=0)
+
+
+class TestHedgePolicy:
+    def test_one_copy_is_no_hedging(self) -> None:
+        p = HedgePolicy(1)
+        assert not p.enabled
+        assert not p.hedges("getLedgerEntries")
+
+    def test_reads_are_hedged_sends_are_not(self) -> None:
+        p = HedgePolicy(3)
+        for method in ("getLedgerEntries", "simulateTransaction", "getTransaction", "getEvents"):
+            assert method in HEDGEABLE and p.hedges(method)
+        assert not p.hedges("sendTransaction")  # the submitter judges its copies itself
+        assert not p.hedges("devnet_closeLedger")
+
+    def test_delay_is_the_recent_median_within_bounds(self) -> None:
+        p = HedgePolicy(3, min_delay_s=0.02, max_delay_s=1.0, default_delay_s=0.1, min_samples=4)
+        assert p.delay_s("getEvents") == 0.1  # no answers yet
+        for s in (0.2, 0.3, 0.25):
+            p.observe("getEvents", s)
+        assert p.delay_s("getEvents") == 0.1  # fewer than min_samples
+        p.observe("getEvents", 0.4)
+        assert p.delay_s("getEvents") == 0.3  # median of 0.2 0.25 0.3 0.4 (upper)
+        assert p.delay_s("getLedgerEntries") == 0.1  # per method
+        for _ in range(10):
+            p.observe("getHealth", 0.0)
+            p.observe("getNetwork", 5.0)
+        assert p.delay_s("getHealth") == 0.02
+        assert p.delay_s("getNetwork") == 1.0
+
+    @pytest.mark.parametrize(
+        "kw",
+        [
+            {"max_copies": 0},
+            {"max_copies": 2, "min_delay_s": 0.5, "default_delay_s": 0.1},
+            {"max_copies": 2, "default_delay_s": 2.0, "max_delay_s": 1.0},
+        ],
+    )
+    def test_bad_settings(self, kw: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            HedgePolicy(**kw)
+
+
+def judge_plain(answer: Any) -> str:
+    """A value wins; a transport error may be replaced; any other error is final."""
+    if not isinstance(answer, BaseException):
+        return WIN
+    return AGAIN if isinstance(answer, RpcTransportError) else STOP
+
+
+class Copies:
+    """Scripted copies: copy n answers ``script[n]`` (value or exception) after ``delays[n]``
+    seconds; records when each started and which were cancelled."""
+
+    def __init__(self, script: list[Any], delays: list[float]) -> None:
+        self.script = script
+        self.delays = delays
+        self.started: list[float] = []
+        self.cancelled: list[int] = []
+        self.t0 = time.monotonic()
+
+    def start(self) -> Awaitable[Any]:
+        n = len(self.started)
+        self.started.append(time.monotonic() - self.t0)
+        return self._copy(n)
+
+    async def _copy(self, n: int) -> Any:
+        try:
+            await asyncio.sleep(self.delays[n])
+        except asyncio.CancelledError:
+            self.cancelled.append(n)
+            raise
+        answer = self.script[n]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def run_race(
+    copies: Copies,
+    *,
+    delay_s: float = 0.05,
+    max_in_flight: int = 3,
+    max_copies: int = 6,
+    may_add: Callable[[], bool] = lambda: True,
+    judge: Callable[[Any], str] = judge_plain,
+) -> Race:
+    async def go() -> Race:
+        copies.t0 = time.monotonic()
+        return await asyncio.wait_for(
+            race(
+                copies.start,
+                judge,
+                delay_s=delay_s,
+                max_in_flight=max_in_flight,
+                max_copies=max_copies,
+                may_add=may_add,
+            ),
+            LIMIT_S,
+        )
+
+    return asyncio.run(go())
+
+
+def lost(n: int) -> RpcTransportError:
+    return RpcTransportError("getEvents", f"lost {n}")
+
+
+class TestRace:
+    def test_a_fast_answer_needs_no_copy(self) -> None:
+        c = Copies(["a"], [0.0])
+        got = run_race(c, delay_s=0.5)
+        assert got.won and got.last == "a"
+        assert got.started == 1 and got.hedged == 0
+
+    def test_a_slow_copy_gets_a_hedge_and_the_first_answer_wins(self) -> None:
+        c = Copies(["slow", "fast"], [1.0, 0.01])
+        t0 = time.monotonic()
+        got = run_race(c, delay_s=0.05)
+        assert time.monotonic() - t0 < 0.5  # not the slow copy's second
+        assert got.last == "fast" and got.hedged == 1
+        assert c.started[1] >= 0.04  # the hedge waited for the delay
+        assert c.cancelled == [0]  # the slow copy was cancelled
+
+    def test_a_failure_while_another_is_out_is_replaced_at_once(self) -> None:
+        # copy 0 slow; copy 1 (the hedge at 0.05 s) fails at once; copy 2 replaces it at
+        # once (not after another delay) and answers
+        c = Copies(["slow", lost(1), "third"], [1.0, 0.0, 0.01])
+        got = run_race(c, delay_s=0.05)
+        assert got.last == "third" and got.started == 3 and got.hedged == 2
+        assert c.started[2] - c.started[1] < 0.04
+        assert got.verdicts == [AGAIN, WIN]
+
+    def test_a_lone_failure_ends_the_round(self) -> None:
+        # nothing else out: the caller's backoff decides about a retry
+        c = Copies([lost(0), "never"], [0.0, 0.0])
+        got = run_race(c, delay_s=0.5)
+        assert not got.won and got.started == 1 and isinstance(got.last, RpcTransportError)
+
+    def test_no_token_no_copy(self) -> None:
+        asked = []
+
+        def may_add() -> bool:
+            asked.append(True)
+            return False
+
+        c = Copies(["slow"], [0.2])
+        got = run_race(c, delay_s=0.05, may_add=may_add)
+        assert got.last == "slow" and got.started == 1 and got.hedged == 0
+        assert 2 <= len(asked) <= 5  # asked again at each delay, not in a busy loop
+
+    def test_at_most_max_in_flight(self) -> None:
+        c = Copies(["s0", "s1", "s2", "s3"], [0.3, 0.3, 0.3, 0.3])
+        got = run_race(c, delay_s=0.02, max_in_flight=2)
+        assert got.started == 2 and got.won
+
+    def test_at_most_max_copies(self) -> None:
+        c = Copies([lost(0), lost(1), lost(2), "x"], [0.05, 0.0, 0.0, 0.0])
+        got = run_race(c, delay_s=0.01, max_copies=3)
+        assert got.started == 3 and not got.won
+
+    def test_stop_cancels_the_rest(self) -> None:
+        final = RpcResponseError("getEvents", -32600, "startLedger must be positive")
+        c = Copies(["slow", final], [1.0, 0.0])
+        got = run_race(c, delay_s=0.02)
+        assert got.last is final and not got.won and c.cancelled == [0]
+
+    def test_hold_waits_for_the_copies_out_and_starts_none(self) -> None:
+        def judge(answer: Any) -> str:
+            if answer == "error":
+                return HOLD
+            return judge_plain(answer)
+
+        # copy 1 (the hedge) says "error" at once: no new copy, copy 0 is waited for and wins
+        c = Copies(["queued", "error", "never"], [0.2, 0.0, 0.0])
+        got = run_race(c, delay_s=0.05, judge=judge)
+        assert got.last == "queued" and got.started == 2
+        assert got.verdicts == [HOLD, WIN]
+
+    def test_hold_then_all_failed(self) -> None:
+        def judge(answer: Any) -> str:
+            return HOLD if answer == "error" else judge_plain(answer)
+
+        c = Copies([lost(0), "error"], [0.2, 0.0])
+        got = run_race(c, delay_s=0.05, judge=judge)
+        assert not got.won and got.started == 2 and got.verdicts == [HOLD, AGAIN]
+
+    def test_cancelling_the_race_cancels_every_copy(self) -> None:
+        c = Copies(["a", "b"], [1.0, 1.0])
+
+        async def go() -> None:
+            c.t0 = time.monotonic()
+            t = asyncio.create_task(
+                race(
+                    c.start,
+                    judge_plain,
+                    delay_s=0.02,
+                    max_in_flight=2,
+                    max_copies=2,
+                    may_add=lambda: True,
+                )
+            )
+            await asyncio.sleep(0.1)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(t, LIMIT_S)
+
+        asyncio.run(go())
+        assert sorted(c.cancelled) == [0, 1]
+
+
+class TestOneCopy:
+    def test_an_answer_and_an_error(self) -> None:
+        async def ok() -> str:
+            return "fine"
+
+        async def fails() -> str:
+            raise lost(0)
+
+        won = asyncio.run(one_copy(ok, judge_plain))
+        assert won.won and won.last == "fine" and won.started == 1
+        failed = asyncio.run(one_copy(fails, judge_plain))
+        assert not failed.won and isinstance(failed.last, RpcTransportError)
