@@ -1,13 +1,13 @@
 """Hedged requests ("The Tail at Scale", Dean and Barroso): copies of one idempotent request.
 
-A request whose copy has not answered within the hedge delay (the method's recent median
-answer time) gets another copy; a copy that fails while another is still out is replaced at
-once; the first good answer wins and the copies still out are cancelled. At most
-``max_copies`` copies are in flight at once. Whether a copy may start is the caller's
-``may_add`` (the shard's request budget has a token now, the retry bucket allows it), so a
-storm of hedges cannot become an overload of its own.
+A request whose copy has not answered within the hedge delay (from the method's recent answer
+times and failure rate: :class:`HedgePolicy`) gets another copy; a copy that fails while
+another is still out is replaced at once; the first good answer wins and the copies still out
+are cancelled. At most ``max_copies`` copies are in flight at once. Whether a copy may start is
+the caller's ``may_add`` (the shard's request budget has a token now, the retry bucket allows
+it), so a storm of hedges cannot become an overload of its own. A healthy RPC is not hedged.
 
-* :class:`LatencyWindow` and :class:`HedgePolicy`: the pure parts (which methods, how many
+* :class:`AnswerWindow` and :class:`HedgePolicy`: the pure parts (which methods, how many
   copies, the delay);
 * :func:`race`: the copies of one request as asyncio tasks, judged one answer at a time by the
   caller's ``judge``: :data:`WIN` (take it, cancel the rest), :data:`AGAIN` (a failure: a
@@ -38,8 +38,8 @@ __all__ = [
     "HOLD",
     "STOP",
     "WIN",
+    "AnswerWindow",
     "HedgePolicy",
-    "LatencyWindow",
     "Race",
     "one_copy",
     "race",
@@ -65,62 +65,76 @@ WIN, AGAIN, HOLD, STOP = "win", "again", "hold", "stop"
 _ORDER = {WIN: 0, STOP: 1, HOLD: 2, AGAIN: 3}
 
 
-class LatencyWindow:
-    """The most recent ``size`` answer times of one method and their median."""
+class AnswerWindow:
+    """The most recent ``size`` answers of one method: their times (kept sorted, for
+    quantiles) and how many of them were failures."""
 
-    __slots__ = ("_sorted", "_window")
+    __slots__ = ("_sorted", "_window", "failures")
 
     def __init__(self, size: int = 64) -> None:
         if size < 1:
             raise ValueError("size >= 1")
-        self._window: collections.deque[float] = collections.deque(maxlen=size)
+        self._window: collections.deque[tuple[float, bool]] = collections.deque(maxlen=size)
         self._sorted: list[float] = []
+        self.failures = 0
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, failed: bool = False) -> None:
         window = self._window
         if len(window) == window.maxlen:
-            old = window[0]
+            old, old_failed = window[0]
             del self._sorted[bisect.bisect_left(self._sorted, old)]
-        window.append(seconds)
+            self.failures -= old_failed
+        window.append((seconds, failed))
         bisect.insort(self._sorted, seconds)
+        self.failures += failed
 
     def __len__(self) -> int:
         return len(self._window)
 
-    def median(self) -> float | None:
+    def failure_rate(self) -> float:
+        return self.failures / len(self._window) if self._window else 0.0
+
+    def quantile(self, q: float) -> float | None:
+        """The answer time below which a fraction ``q`` of the answers came (None: none)."""
         values = self._sorted
         if not values:
             return None
-        return values[len(values) // 2]
+        return values[min(len(values) - 1, max(0, int(q * len(values))))]
 
 
 class HedgePolicy:
     """How many copies of a request may be in flight (``max_copies``; 1: no hedging) and
-    how long a copy may go unanswered before the next starts: the method's median answer
-    time over its last ``window`` answers (answers of any kind: a failure is an answer too),
-    within ``[min_delay_s, max_delay_s]``; ``default_delay_s`` until ``min_samples``."""
+    how long a copy may go unanswered before the next starts (:meth:`delay_s`).
+
+    Dean and Barroso hedge at the 95th percentile of a healthy service's latency; an RPC
+    under load fails instead: a failure takes as long as an answer, and 40-60 % of attempts
+    fail. So the delay is the answer time below which ``1 - f`` of the method's recent
+    ``window`` answers came, ``f`` their failure rate (a copy is hedged about as often as it
+    would fail anyway), at least the median, within ``[min_delay_s, max_delay_s]``. While
+    fewer than ``min_failure_rate`` of them failed (or before ``min_samples`` answers) no copy
+    is hedged by time: a healthy RPC gets the requests it got without hedging."""
 
     def __init__(
         self,
         max_copies: int,
         *,
+        min_failure_rate: float = 0.05,
         min_delay_s: float = 0.02,
         max_delay_s: float = 1.0,
-        default_delay_s: float = 0.1,
         min_samples: int = 8,
         window: int = 64,
     ) -> None:
         if max_copies < 1:
             raise ValueError("max_copies >= 1")
-        if not 0 <= min_delay_s <= default_delay_s <= max_delay_s:
-            raise ValueError("0 <= min_delay_s <= default_delay_s <= max_delay_s")
+        if not 0 <= min_delay_s <= max_delay_s or not 0 <= min_failure_rate <= 1:
+            raise ValueError("0 <= min_delay_s <= max_delay_s, 0 <= min_failure_rate <= 1")
         self.max_copies = max_copies
+        self.min_failure_rate = min_failure_rate
         self.min_delay_s = min_delay_s
         self.max_delay_s = max_delay_s
-        self.default_delay_s = default_delay_s
         self.min_samples = min_samples
         self._size = window
-        self._windows: dict[str, LatencyWindow] = {}
+        self._windows: dict[str, AnswerWindow] = {}
 
     @property
     def enabled(self) -> bool:
@@ -130,20 +144,25 @@ class HedgePolicy:
         """Whether the RPC client hedges ``method`` by itself."""
         return self.enabled and method in HEDGEABLE
 
-    def observe(self, method: str, seconds: float) -> None:
-        """One answer (good or not) of ``method`` took ``seconds``."""
+    def observe(self, method: str, seconds: float, failed: bool = False) -> None:
+        """One answer of ``method`` (``failed``: a failure) took ``seconds``."""
         window = self._windows.get(method)
         if window is None:
-            window = self._windows[method] = LatencyWindow(self._size)
-        window.add(max(0.0, seconds))
+            window = self._windows[method] = AnswerWindow(self._size)
+        window.add(max(0.0, seconds), failed)
 
-    def delay_s(self, method: str) -> float:
-        """How long a copy of ``method`` may go unanswered before the next one starts."""
+    def delay_s(self, method: str) -> float | None:
+        """How long a copy of ``method`` may go unanswered before the next one starts; None:
+        no copy by time (the method does not fail often enough to pay for one)."""
         window = self._windows.get(method)
-        median = window.median() if window is not None else None
-        if median is None or len(window or ()) < self.min_samples:
-            return self.default_delay_s
-        return min(self.max_delay_s, max(self.min_delay_s, median))
+        if window is None or len(window) < self.min_samples:
+            return None
+        rate = window.failure_rate()
+        if rate < self.min_failure_rate:
+            return None
+        at = window.quantile(max(0.5, 1.0 - rate))
+        assert at is not None
+        return min(self.max_delay_s, max(self.min_delay_s, at))
 
 
 @dataclass(slots=True)
@@ -173,7 +192,7 @@ async def race(
     start: Callable[[], Awaitable[Any]],
     judge: Callable[[Any], str],
     *,
-    delay_s: float,
+    delay_s: float | None,
     max_in_flight: int,
     max_copies: int,
     may_add: Callable[[], bool],
@@ -181,6 +200,7 @@ async def race(
     """Run copies of one request (``start()`` makes one) until one wins (see the module
     docstring), or every copy started has answered and no new one may start. A copy's
     exception (an :class:`Exception`) is an answer like a value; ``judge`` says what it is.
+    ``delay_s`` None: no copy by time (a failure is still replaced while another is out).
     A new copy starts only while fewer than ``max_in_flight`` are out and fewer than
     ``max_copies`` were started, after ``may_add()`` said yes (it takes the tokens). If the
     caller is cancelled, so is every copy."""
@@ -196,10 +216,12 @@ async def race(
         return not holding and out.started < max_copies and len(pending) < max_in_flight
 
     launch()
-    next_hedge = time.monotonic() + delay_s
+    never = delay_s is None
+    every = 0.0 if delay_s is None else delay_s
+    next_hedge = time.monotonic() + every
     try:
         while pending:
-            timeout = max(0.0, next_hedge - time.monotonic()) if room() else None
+            timeout = None if never or not room() else max(0.0, next_hedge - time.monotonic())
             done, _ = await asyncio.wait(
                 pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
@@ -208,7 +230,7 @@ async def race(
                 if room() and may_add():
                     launch()
                     out.hedged += 1
-                next_hedge = time.monotonic() + delay_s
+                next_hedge = time.monotonic() + every
                 continue
             for answer, verdict in _wins_first(done, judge):
                 out.answers.append(answer)
@@ -222,7 +244,7 @@ async def race(
                 elif verdict == AGAIN and pending and room() and may_add():
                     launch()  # a failed copy replaced at once while another is still out
                     out.hedged += 1
-                    next_hedge = time.monotonic() + delay_s
+                    next_hedge = time.monotonic() + every
         return out
     finally:
         for task in pending:

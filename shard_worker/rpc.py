@@ -286,7 +286,7 @@ class RpcClient(HttpTransports, Retries):
             self.failures_by_kind[exc.kind] = self.failures_by_kind.get(exc.kind, 0) + 1
             if exc.retry_after_s is not None:
                 self._not_before = max(self._not_before, time.monotonic() + exc.retry_after_s)
-            self.hedge.observe(method, time.perf_counter() - started)  # a failure answers too
+            self.hedge.observe(method, time.perf_counter() - started, failed=True)
             raise
         finally:
             self.in_flight -= 1

@@ -16,8 +16,8 @@ from shard_worker.hedge import (
     HOLD,
     STOP,
     WIN,
+    AnswerWindow,
     HedgePolicy,
-    LatencyWindow,
     Race,
     one_copy,
     race,
@@ -27,21 +27,23 @@ from shard_worker.hedge import (
 LIMIT_S = 5.0
 
 
-class TestLatencyWindow:
-    def test_median_of_the_most_recent(self) -> None:
-        w = LatencyWindow(size=3)
-        assert w.median() is None
-        for s in (0.5, 0.1, 0.3):
-            w.add(s)
-        assert w.median() == 0.3
-        w.add(0.9)  # 0.5 leaves: 0.1 0.3 0.9
-        w.add(1.0)  # 0.1 leaves: 0.3 0.9 1.0
-        assert len(w) == 3
-        assert w.median() == 0.9
+class TestAnswerWindow:
+    def test_quantiles_and_failures_of_the_most_recent(self) -> None:
+        w = AnswerWindow(size=4)
+        assert w.quantile(0.5) is None and w.failure_rate() == 0.0
+        for s, failed in ((0.5, True), (0.1, False), (0.3, False), (0.2, True)):
+            w.add(s, failed)
+        assert w.quantile(0.5) == 0.3 and w.quantile(0.0) == 0.1 and w.quantile(1.0) == 0.5
+        assert w.failure_rate() == 0.5
+        w.add(0.9)  # (0.5, failed) leaves: 0.1 0.2 0.3 0.9
+        w.add(1.0)  # 0.1 leaves: 0.2 0.3 0.9 1.0
+        assert len(w) == 4
+        assert w.quantile(0.5) == 0.9
+        assert w.failure_rate() == 0.25
 
     def test_size_must_be_positive(self) -> None:
         with pytest.raises(ValueError):
-            LatencyWindow(size=0)
+            AnswerWindow(size=0)
 
 
 class TestHedgePolicy:
@@ -57,18 +59,31 @@ class TestHedgePolicy:
         assert not p.hedges("sendTransaction")  # the submitter judges its copies itself
         assert not p.hedges("devnet_closeLedger")
 
-    def test_delay_is_the_recent_median_within_bounds(self) -> None:
-        p = HedgePolicy(3, min_delay_s=0.02, max_delay_s=1.0, default_delay_s=0.1, min_samples=4)
-        assert p.delay_s("getEvents") == 0.1  # no answers yet
-        for s in (0.2, 0.3, 0.25):
+    def test_a_healthy_method_is_not_hedged_by_time(self) -> None:
+        p = HedgePolicy(3, min_samples=4, min_failure_rate=0.05)
+        assert p.delay_s("getEvents") is None  # no answers yet
+        for s in (0.1, 0.2, 0.3, 0.4) * 10:
             p.observe("getEvents", s)
-        assert p.delay_s("getEvents") == 0.1  # fewer than min_samples
-        p.observe("getEvents", 0.4)
-        assert p.delay_s("getEvents") == 0.3  # median of 0.2 0.25 0.3 0.4 (upper)
-        assert p.delay_s("getLedgerEntries") == 0.1  # per method
+        assert p.delay_s("getEvents") is None  # never failed: no copy costs a request
+
+    def test_the_delay_follows_the_failure_rate(self) -> None:
+        p = HedgePolicy(3, min_samples=4, window=10, min_delay_s=0.0, max_delay_s=5.0)
+        for i in range(10):  # answer times 0.1 .. 1.0; one failure in ten
+            p.observe("getEvents", (i + 1) / 10, failed=i == 0)
+        assert p.delay_s("getEvents") == 1.0  # the 90th percentile
+        for i in range(10):  # four failures in ten: the 60th percentile
+            p.observe("getEvents", (i + 1) / 10, failed=i < 4)
+        assert p.delay_s("getEvents") == 0.7
+        for i in range(10):  # nine in ten: never below the median
+            p.observe("getEvents", (i + 1) / 10, failed=i < 9)
+        assert p.delay_s("getEvents") == 0.6
+        assert p.delay_s("getLedgerEntries") is None  # per method
+
+    def test_the_delay_is_bounded(self) -> None:
+        p = HedgePolicy(3, min_samples=2, min_delay_s=0.02, max_delay_s=1.0)
         for _ in range(10):
-            p.observe("getHealth", 0.0)
-            p.observe("getNetwork", 5.0)
+            p.observe("getHealth", 0.0, failed=True)
+            p.observe("getNetwork", 5.0, failed=True)
         assert p.delay_s("getHealth") == 0.02
         assert p.delay_s("getNetwork") == 1.0
 
@@ -76,8 +91,8 @@ class TestHedgePolicy:
         "kw",
         [
             {"max_copies": 0},
-            {"max_copies": 2, "min_delay_s": 0.5, "default_delay_s": 0.1},
-            {"max_copies": 2, "default_delay_s": 2.0, "max_delay_s": 1.0},
+            {"max_copies": 2, "min_delay_s": 0.5, "max_delay_s": 0.1},
+            {"max_copies": 2, "min_failure_rate": 1.5},
         ],
     )
     def test_bad_settings(self, kw: dict[str, Any]) -> None:
@@ -123,7 +138,7 @@ class Copies:
 def run_race(
     copies: Copies,
     *,
-    delay_s: float = 0.05,
+    delay_s: float | None = 0.05,
     max_in_flight: int = 3,
     max_copies: int = 6,
     may_add: Callable[[], bool] = lambda: True,
@@ -180,6 +195,11 @@ class TestRace:
         c = Copies([lost(0), "never"], [0.0, 0.0])
         got = run_race(c, delay_s=0.5)
         assert not got.won and got.started == 1 and isinstance(got.last, RpcTransportError)
+
+    def test_no_delay_no_copy_by_time(self) -> None:
+        c = Copies(["slow"], [0.2])
+        got = run_race(c, delay_s=None)
+        assert got.last == "slow" and got.started == 1 and got.hedged == 0
 
     def test_no_token_no_copy(self) -> None:
         asked = []

@@ -1,10 +1,11 @@
-"""A send whose answer is slow gets a hedged copy of the same envelope (issue 16): the copy is
-answered at once (DUPLICATE: the first reached the queue), the task is executed once, in the
-ledger after the send, and the copy is counted as a hedge.
+"""A send whose answer is slow, on an RPC that has been refusing sends, gets a hedged copy of
+the same envelope (issue 16): the copy is answered at once (DUPLICATE: the first reached the
+queue), the task is executed once, and the copy is counted as a hedge.
 
-A proxy in front of the real devnet holds the answer to the first ``sendTransaction`` (after
-the devnet has queued it) for ``HOLD_S``; every other request passes at once. The devnet closes
-ledgers only when told (``close_every`` one hour).
+A proxy in front of the real devnet refuses the first ``BUSY_SENDS`` ``sendTransaction``
+requests (HTTP 503, as a busy stellar-rpc does: the keeper sends again), then holds the answer
+to the next one (after the devnet has queued it) for ``HOLD_S``; every other request passes at
+once. The devnet closes ledgers only when told (``close_every`` one hour).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from tests.support.devnet import DevnetOptions
 from tests.support.keeper import Keys, RecordingReporter, make_spec
 from tests.support.rpc_proxy import serve_rpc_proxy
 
-#: how long the proxy holds the first send's answer (beyond the keeper's rpc_timeout_s 3)
+#: how long the proxy holds the send's answer (beyond the keeper's rpc_timeout_s 3)
 HOLD_S = 4.0
+#: sends refused first (the hedge policy's minimum of answers, all failures)
+BUSY_SENDS = 8
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +39,25 @@ def devnet_options() -> DevnetOptions:
 
 
 class HoldFirstSend:
-    """Forwards every request to the devnet; the first sendTransaction is carried out, then its
-    answer held ``HOLD_S``. Records when each send arrived and when each answer left."""
+    """Forwards every request to the devnet, but refuses the first ``BUSY_SENDS`` sends; the
+    next one is carried out, then its answer held ``HOLD_S``. Records when each send after the
+    refused ones arrived and when each answer left."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.client = httpx.AsyncClient(timeout=30)
         self.sends_in: list[float] = []
         self.sends_out: list[tuple[float, str]] = []
+        self.refused = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         method = orjson.loads(raw).get("method")
         first = False
         if method == "sendTransaction":
+            if self.refused < BUSY_SENDS:
+                self.refused += 1
+                return web.Response(status=503)
             self.sends_in.append(time.monotonic())
             first = len(self.sends_in) == 1
         resp = await self.client.post(
@@ -142,6 +150,7 @@ class TestHedgedSend:
         # the copy's DUPLICATE came back long before the first copy's held PENDING
         assert took < 1.0, took
         assert len(proxy.sends_in) >= 2
+        assert totals(rep, "send_results")["busy"] >= BUSY_SENDS
         assert totals(rep, "rpc_hedges")["sendTransaction"] >= 1
         assert totals(rep, "send_results")["DUPLICATE"] >= 1
         assert [e["effect"] for e in executions] == ["executed"]  # once
