@@ -15,7 +15,7 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any
 
-from shard_worker.budget import DUE, RequestBudget
+from shard_worker.budget import DUE, PRIORITY_NAMES, RequestBudget
 from shard_worker.rpc import RpcClient
 
 __all__ = ["BudgetedRpcClient", "priority"]
@@ -39,15 +39,17 @@ class BudgetedRpcClient(RpcClient):
     def __init__(self, url: str, *, budget: RequestBudget, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.budget = budget
-        #: attempts that had to wait for a token (since the last :meth:`drain_waits`)
-        self.waits = 0
+        #: attempts that had to wait for a token by priority name (since the last
+        #: :meth:`drain_waits`)
+        self.waits: dict[str, int] = {}
         #: bytes of answers received by method (since the last :meth:`drain_bytes`)
         self.bytes_in: dict[str, int] = {}
 
     async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
         level = _PRIORITY.get()
         if not self.budget.try_acquire(level):
-            self.waits += 1
+            name = PRIORITY_NAMES[level]
+            self.waits[name] = self.waits.get(name, 0) + 1
             await self.budget.acquire(level)
         return await super()._attempt(method, body, req_id, timeout_s)
 
@@ -60,7 +62,7 @@ class BudgetedRpcClient(RpcClient):
         n, self.bytes_in = self.bytes_in, {}
         return n
 
-    def drain_waits(self) -> int:
-        """Attempts that waited for a token since the last call; resets."""
-        n, self.waits = self.waits, 0
+    def drain_waits(self) -> dict[str, int]:
+        """Attempts that waited for a token since the last call, by priority; resets."""
+        n, self.waits = self.waits, {}
         return n
