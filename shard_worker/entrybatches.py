@@ -6,6 +6,8 @@ the first call, sweep positions in the room the last one leaves.
 (the sweep's pending positions, at most :func:`spare_room`) ride in the last call: with due
 work every ledger the sweep costs no request of its own. Their finds are kept apart (the
 sweep's pass), and a failed call's extra ids are only counted: the sweep reads them later.
+Each call is announced to :attr:`EntryBatches.shared` and its answer handed over: the
+executor's rechecks of the watched keys it carries take it (:mod:`shard_worker.sharedreads`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from shard_worker.ledger import Latest
 from shard_worker.reader import MAX_KEYS_PER_CALL, ReadPass
 from shard_worker.rpc import RpcClient, expect_dict, expect_list
 from shard_worker.rpcbudget import priority
+from shard_worker.sharedreads import SharedReads
 from shard_worker.tasktable import TaskTable
 
 __all__ = ["BatchResult", "EntryBatches", "spare_room"]
@@ -63,6 +66,8 @@ class EntryBatches:
         self.concurrency = max(1, concurrency)
         #: reports a failed call (pass, ids, error)
         self.report = report
+        #: the keys of prepared executions: they ride in each call, their rechecks take it
+        self.shared = SharedReads()
 
     async def read(
         self,
@@ -89,6 +94,7 @@ class EntryBatches:
             keys.extend(more_keys)
             if with_counter:
                 keys.append(self.counter_key)
+            shared = self.shared.reading(latest.sequence, keys)
             try:
                 with priority(level):
                     result = await self.rpc.call("getLedgerEntries", {"keys": keys})
@@ -99,6 +105,7 @@ class EntryBatches:
                     "entries",
                 )
             except RpcError as exc:
+                SharedReads.failed(shared)
                 self.report(rp, list(chunk), str(exc))
                 table.failed(chunk, rp)
                 out.failed.extend(chunk)
@@ -106,6 +113,10 @@ class EntryBatches:
                     out.extra_read = False
                     more_rp.read_errors += len(more)
                 return
+            except BaseException:  # a stop, or a bug: the rechecks waiting read on their own
+                SharedReads.failed(shared)
+                raise
+            SharedReads.answered(shared, entries)
             if more:
                 riding = set(more_keys)
                 mine: list[Any] = []

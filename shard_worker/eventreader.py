@@ -10,7 +10,8 @@ Each cycle (paced by :class:`~shard_worker.pacer.LedgerPacer`):
    registered, deposited to or withdrawn from;
 3. on a new ledger, one read (``getLedgerEntries``, 200 keys a call) of the ids the events
    named, the ids whose cached due time has come (a task another keeper executed then reads
-   as not due and gets its new due time) and the Counter; due tasks are classified as in the
+   as not due and gets its new due time), the Counter and prepared executions' tasks (for
+   their rechecks: :mod:`~shard_worker.sharedreads`); due tasks are classified as in the
    other modes and handed to the executor;
 4. then a slice of the background sweep (:class:`~shard_worker.sweep.SweepPlan`);
 5. the position and the state it matches are saved in the state dir
@@ -323,7 +324,7 @@ class EventReader:
         """Read what the events named, what is due (not held) and the Counter, with the
         sweep's pending positions in the call's spare room; enqueue."""
         seq = latest.sequence
-        todo = named | self.pending
+        todo = named | self.pending | set(self.batches.shared.watched_ids())  # + rechecks'
         self.pending = set()
         held: list[int] = []
         for task_id in self.table.index.pop_due(latest.close_time):

@@ -10,7 +10,8 @@ assemble, sign (the keeper signs the auth entry when a channel account is the so
 the transaction is simulated again so its resources include the signature check) and hand it
 to the submitter (journal, send, settle, confirm). A transaction prepared while its account's
 previous one waited for its ledger, or whose simulation outlived a ledger, is sent only if a
-fresh read shows the task still due (:mod:`shard_worker.recheck`).
+fresh read shows the task still due (:mod:`shard_worker.recheck`; in the events read mode that
+read is the read path's call of the ledger, :mod:`shard_worker.sharedreads`).
 
 A busy or unreachable RPC (the client's retries spent) is retried here too while the
 transaction could still be sent in time; an execution that fails only because of it is
@@ -43,6 +44,7 @@ from shard_worker.pricing import Pricer
 from shard_worker.recheck import Recheck
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict
+from shard_worker.sharedreads import SharedReads
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
 from shard_worker.spec import WorkerSpec
 from shard_worker.strict_xdr import SOROBAN_CREDENTIALS_ADDRESS, parse_auth_entry
@@ -103,6 +105,7 @@ class Executor:
         clock: LedgerClock,
         tally: Tally,
         pricer: Pricer | None = None,
+        shared_reads: SharedReads | None = None,
     ) -> None:
         self.spec = spec
         self.rpc = rpc
@@ -126,6 +129,7 @@ class Executor:
             newest=submitter.newest,
             queued_at=submitter.queued_at,
             tally=tally,
+            shared=shared_reads,
         )
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
@@ -150,6 +154,7 @@ class Executor:
         except Exception as exc:  # level 2: one execution error, never the keeper
             self._execution_error(task_id, exc)
         finally:
+            self.recheck.done(task_id)  # sent (rechecked first) or dropped
             if not detached:
                 self.holds.in_flight.discard(task_id)
         return detached
@@ -270,6 +275,7 @@ class Executor:
             self.holds.back_off(task_id, latest.sequence)
             return False
         self.pricer.apply(task_id, tx, sim.transaction_data, verdict)
+        self.recheck.prepared(task_id)  # its key rides in the read path's calls until sent
         # prepared while the account's previous transaction was confirmed: sign once it is
         # final, with the sequence number that follows it (reloaded if it expired unapplied)
         await self.submitter.wait_turn(acc)

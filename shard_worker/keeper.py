@@ -245,6 +245,8 @@ class Keeper:
             clock=self.clock,
             tally=self.tally,
             pricer=self.pricer,
+            # events mode: the rechecks take the read path's call of the ledger
+            shared_reads=self.event_reader.batches.shared if self.event_reader else None,
         )
         self.submitter.fee_hooks = FeeHooks(self.pricer, self.tally, self.accounts.charged)
         self.dispatcher = Dispatcher(
@@ -308,6 +310,7 @@ class Keeper:
         final["rpc_retries"] = self.rpc.total_retries
         final["rpc_retries_denied"] = self.rpc.retries_denied
         final["rpc_hedges"] = self.rpc.total_hedges
+        final.update(self.executor.recheck.figures())
         if self.executor.dry_run is not None:
             final.update(self.executor.dry_run.final())
         return final

@@ -8,9 +8,11 @@ says so: sent anyway, ours lands as a no-op that still costs its fee (a wasted t
 So before such a transaction is signed, the task's entry is read once more and the due rule
 (:func:`shard_worker.due.skip_reason`) applied at the newest ledger: only a task still due is
 sent. A simulation of the newest ledger needs no read (a keeper executing in the very ledger
-ours lands in is a race no read can see). Rechecks made within a few milliseconds of each other
-(under a backlog they cluster after each close: about one an execution) share one
-``getLedgerEntries`` call (:class:`EntryBatcher`).
+ours lands in is a race no read can see). In the events read mode a prepared task's key rides
+in the read path's own ``getLedgerEntries`` call of each ledger until it is sent
+(:mod:`shard_worker.sharedreads`): a recheck takes that call's answer when it is of the ledger
+needed, and reads on its own only when there is none. Rechecks that read on their own within a
+few milliseconds of each other share one call (:class:`EntryBatcher`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from shard_worker.due import skip_reason
 from shard_worker.errors import RpcMalformedError
 from shard_worker.ledger import Latest
 from shard_worker.rpc import RpcClient, get_ledger_entries
-from sorotask_core import contract
+from shard_worker.sharedreads import SharedReads
 from sorotask_core.contract import decode_task_entry_b64
 from sorotask_core.xdr import DecodeError
 
-__all__ = ["EntryBatcher", "Recheck", "needs_recheck", "recheck", "verdict"]
+__all__ = ["EntryBatcher", "Recheck", "needs_recheck", "verdict"]
 
 #: how long a read waits for others to share its call
 BATCH_WINDOW_S = 0.02
@@ -114,15 +116,6 @@ class EntryBatcher:
                 fut.set_result(entries)
 
 
-async def recheck(
-    reader: EntryBatcher, task_keys: contract.TaskKeys, task_id: int, at: Latest, keeper: bytes
-) -> str | None:
-    """Read ``task_id``'s entry and apply the due rule at ``at`` (see :func:`verdict`); an RPC
-    failure is raised (:class:`~shard_worker.errors.RpcError`)."""
-    key = task_keys.key_b64(task_id)
-    return verdict(await reader.read(key), key, at, keeper)
-
-
 class Recheck:
     """The executor's last look before signing: is the prepared task still due?"""
 
@@ -135,9 +128,15 @@ class Recheck:
         newest: Callable[[], Latest | None],
         queued_at: Callable[[SourceAccount], int],
         tally: Tally,
+        shared: SharedReads | None = None,
     ) -> None:
         self.rpc = rpc
         self.entries = EntryBatcher(rpc)
+        #: the read path's calls the rechecks may take (events mode; None: every recheck reads)
+        self.shared = shared
+        #: rechecks answered by the read path's call / by a call of their own
+        self.shared_reads = 0
+        self.own_reads = 0
         self.events = events
         self.identity = identity
         #: the newest ledger known (the read loop's or an answer's)
@@ -146,21 +145,53 @@ class Recheck:
         self.queued_at = queued_at
         self.tally = tally
 
+    def figures(self) -> dict[str, int]:
+        """Rechecks answered by the read path's call and by a call of their own."""
+        return {"recheck_reads_shared": self.shared_reads, "recheck_reads_own": self.own_reads}
+
+    def prepared(self, task_id: int) -> None:
+        """``task_id``'s execution is simulated and waits to be sent: its key rides in the
+        read path's calls from now on (see :mod:`shard_worker.sharedreads`)."""
+        if self.shared is not None:
+            self.shared.watch(task_id, self.identity.task_keys.key_b64(task_id))
+
+    def done(self, task_id: int) -> None:
+        """``task_id``'s execution was sent or dropped (idempotent)."""
+        if self.shared is not None:
+            self.shared.unwatch(self.identity.task_keys.key_b64(task_id))
+
+    async def _read(self, task_id: int, at_least: int) -> tuple[str, list[dict[str, Any]]]:
+        """The task's key and its entry as of ledger ``at_least`` or later: from the read
+        path's call that carried it when there is one (and it did not fail), else read."""
+        key = self.identity.task_keys.key_b64(task_id)
+        read = self.shared.lookup(key, at_least) if self.shared is not None else None
+        if read is not None:
+            found = await read.answer
+            if found is not None:
+                self.shared_reads += 1
+                entry = found.get(key)
+                return key, [entry] if entry is not None else []
+        self.own_reads += 1
+        return key, await self.entries.read(key)
+
     async def still_due(self, task_id: int, simulated_at: int, acc: SourceAccount) -> bool:
         """False when a ledger closed after the simulation (the newest seen, or the one that
         holds ``acc``'s previous transaction: queued at a ledger this one waited to close) and
         a fresh read shows the task no longer due (another keeper executed it): not sent,
         counted (``not_sent_stale``), not backed off (its entry moved: the reads see its new
         due time). An RPC failure is raised (the execution fails; unreachable: due again)."""
-        newest = self.newest()
-        previous = self.queued_at(acc)
-        sending_at = max(
-            newest.sequence if newest is not None else 0, previous + 1 if previous else 0
-        )
-        if newest is None or not needs_recheck(simulated_at, sending_at):
-            return True
-        me = self.identity
-        why = await recheck(self.entries, me.task_keys, task_id, newest, me.keeper_address)
+        try:
+            newest = self.newest()
+            previous = self.queued_at(acc)
+            sending_at = max(
+                newest.sequence if newest is not None else 0, previous + 1 if previous else 0
+            )
+            if newest is None or not needs_recheck(simulated_at, sending_at):
+                return True
+            key, entries = await self._read(task_id, sending_at)
+        finally:
+            self.done(task_id)
+        why = verdict(entries, key, newest, self.identity.keeper_address)
         if why is None:
             return True
         self.tally.cycle.not_sent += 1

@@ -137,16 +137,21 @@ class PooledRpc:
                     target[kind] = target.get(kind, 0) + n
         return failures, retries
 
-    def drain_waits(self) -> int:
-        """Attempts that waited for the shard's budget, every endpoint together."""
-        return sum(c.drain_waits() for c in self._clients.values() if hasattr(c, "drain_waits"))
+    def drain_waits(self) -> dict[str, int]:
+        """Attempts that waited for the shard's budget by priority, every endpoint together."""
+        return self._merged("drain_waits")
 
     def drain_bytes(self) -> dict[str, int]:
         """Answer bytes by method, every endpoint together."""
+        return self._merged("drain_bytes")
+
+    def _merged(self, drain: str) -> dict[str, int]:
+        """The clients' ``drain`` counts (``{label: n}``) summed, from those that keep them."""
         total: dict[str, int] = {}
         for client in self._clients.values():
-            for m, n in (client.drain_bytes() if hasattr(client, "drain_bytes") else {}).items():
-                total[m] = total.get(m, 0) + n
+            counts = getattr(client, drain, dict)()
+            for label, n in counts.items():
+                total[label] = total.get(label, 0) + n
         return total
 
     def client_of(self, ep: Endpoint) -> RpcClient:

@@ -1,6 +1,6 @@
 """The events mode's batched entry reads (shard_worker.entrybatches): 200 keys a call, the
-Counter in the first, sweep ids in the last call's spare room. Scripted fake RPC answers; no
-network."""
+Counter in the first, sweep ids in the last call's spare room, the answers handed to the
+executor's rechecks. Scripted fake RPC answers; no network."""
 
 from __future__ import annotations
 
@@ -86,3 +86,29 @@ def test_a_failed_call_names_its_ids_and_the_riding_ones_are_not_read() -> None:
     assert got.failed == ids and not got.extra_read and got.counter is None
     assert reported == [ids]
     assert rp.read_errors == 3 and swept.read_errors == 2 and swept.checked == 0
+
+
+def test_a_call_carrying_watched_keys_hands_its_answer_to_the_rechecks() -> None:
+    """The executor's rechecks take the call's answer (shard_worker.sharedreads); a failed
+    call hands over None (they read on their own)."""
+    rpc = FakeRpc(
+        {"getLedgerEntries": [answer([1, 2, 5]), RpcTransportError("getLedgerEntries", "down")]}
+    )
+    batches = EntryBatches(rpc, counter_key=COUNTER, concurrency=1, report=lambda *_a: None)  # type: ignore[arg-type]
+    shared = batches.shared
+    shared.watch(5, KEYS.key_b64(5))
+    shared.watch(300, KEYS.key_b64(300))  # not in this read
+
+    async def go() -> tuple[Any, Any]:
+        await batches.read(table(), [1, 2, 5], LATEST, ReadPass(), 0)
+        read = shared.lookup(KEYS.key_b64(5), LATEST.sequence)
+        assert read is not None and shared.lookup(KEYS.key_b64(300), 0) is None
+        first = await read.answer
+        await batches.read(table(), [5], Latest(101, 2_000_005), ReadPass(), 0)
+        again = shared.lookup(KEYS.key_b64(5), 101)
+        assert again is not None
+        return first, await again.answer
+
+    first, failed = asyncio.run(go())
+    assert list(first) == [KEYS.key_b64(5)] and first[KEYS.key_b64(5)]["xdr"]
+    assert failed is None

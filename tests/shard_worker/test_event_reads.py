@@ -15,6 +15,7 @@ import pytest
 from stellar_sdk import Keypair, SorobanServer
 
 from devnet.process import DevnetProcess
+from shard_worker.budget import PRIORITY_NAMES
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
 from shard_worker.eventreader import EventReader
@@ -254,5 +255,58 @@ class TestBudget:
         # the bucket starts full (one second of requests), then refills at the rate
         assert sent <= rate * elapsed + rate + 1, (sent, elapsed)
         assert sent >= rate * elapsed * 0.5  # it did work at about the allowed pace
-        assert sum(c.budget_waits for c in rep.cycles) > 0
+        assert sum(sum(c.budget_waits.values()) for c in rep.cycles) > 0
+        # counted by the priority that waited (the alert reads only due work and ledgers')
+        waited = set().union(*(c.budget_waits for c in rep.cycles))
+        assert waited and waited <= set(PRIORITY_NAMES), waited
         assert not rep.fatals
+
+
+class TestRechecksRideInTheReadPath:
+    def test_one_get_ledger_entries_a_ledger_with_rechecks(
+        self, devnet: DevnetProcess, keys: Keys
+    ) -> None:
+        """One source account and more tasks due every ledger than it can execute: each
+        execution is prepared while the account's previous transaction waits for its ledger,
+        so it is rechecked when sent. The rechecks take the read path's call of that ledger
+        (shard_worker.sharedreads): about one getLedgerEntries a ledger, as counted by the
+        devnet, not one more for the rechecks."""
+        first, last = devnet.seed_tasks(count=6, interval=5, last_run=0, gas_balance=10**9)
+        _, ref = keys.new()
+        spec = make_spec(
+            devnet,
+            ref,
+            read_mode="events",
+            range_first=first,
+            range_last=last,
+            max_concurrent_executions=1,
+        )
+        rep = RecordingReporter()
+
+        def calls() -> tuple[int, int]:
+            stats = devnet.stats()
+            return stats["calls"].get("getLedgerEntries", 0), int(stats["ledger"])
+
+        def executed() -> int:
+            return sum(c.executed for c in rep.cycles)
+
+        async def go() -> tuple[int, int]:
+            task = asyncio.create_task(run_until(spec, rep, lambda: executed() >= 16, 20.0))
+            for _ in range(400):  # the initial full read and warm-up (at most 20 s)
+                if task.done() or executed() >= 4:
+                    break
+                await asyncio.sleep(0.05)
+            before = await asyncio.to_thread(calls)
+            await task
+            after = await asyncio.to_thread(calls)
+            return after[0] - before[0], after[1] - before[1]
+
+        reads, ledgers = asyncio.run(go())
+        final = rep.goodbyes[-1]
+        shared, own = final["recheck_reads_shared"], final["recheck_reads_own"]
+        assert not rep.fatals and executed() >= 16 and ledgers >= 8
+        # (measured: 16 rechecks shared, none of their own; 12 calls in 12 ledgers)
+        assert shared >= 8 and own <= shared // 2, final
+        # the read path's call a ledger, the balances' once in 12, any recheck of its own
+        assert reads <= ledgers + 2 + own, (reads, ledgers, final)
+        assert final["not_sent_stale"] == 0 and final["failed"] == 0

@@ -15,6 +15,7 @@ from shard_worker.accounts import SourceAccount
 from shard_worker.errors import RpcMalformedError, RpcTransportError
 from shard_worker.ledger import Latest
 from shard_worker.recheck import MAX_KEYS, EntryBatcher, needs_recheck, verdict
+from shard_worker.sharedreads import SharedReads
 from sorotask_core import contract
 from tests.shard_worker.test_executor import events_of, make_executor
 from tests.shard_worker.test_simcheck import TASK, genuine
@@ -198,3 +199,79 @@ class TestEntryBatcher:
             return list(await asyncio.gather(*reads, return_exceptions=True))
 
         assert asyncio.run(go()) == [busy, busy]
+
+
+class TestSharedWithTheReadPath:
+    """In the events read mode a prepared task's key rides in the read path's call of each
+    ledger (shard_worker.sharedreads): a recheck takes that call's answer when it is of the
+    ledger needed, and reads on its own otherwise."""
+
+    @staticmethod
+    def recheck_of(rpc: FakeRpc) -> tuple[Any, SourceAccount, SharedReads]:
+        ex = prepared(rpc, NEWER)
+        shared = SharedReads()
+        ex.recheck.shared = shared
+        return ex.recheck, keeper_account(ex), shared
+
+    def test_the_read_paths_answer_of_the_newest_ledger_saves_the_call(self) -> None:
+        rpc = FakeRpc({})  # any call would fail: none is made
+        rc, acc, shared = self.recheck_of(rpc)
+
+        async def go() -> bool:
+            rc.prepared(TASK)
+            assert shared.watched_ids() == [TASK]
+            read = shared.reading(NEWER.sequence, [KEY])
+            SharedReads.answered(read, answer(last_run=5_000))  # another keeper executed it
+            return await rc.still_due(TASK, SIMULATED_AT, acc)
+
+        assert asyncio.run(go()) is False
+        assert rpc.calls == [] and (rc.shared_reads, rc.own_reads) == (1, 0)
+        assert shared.watched_ids() == []  # done: no longer rides
+
+    def test_a_call_in_flight_is_waited_for(self) -> None:
+        rpc = FakeRpc({})
+        rc, acc, shared = self.recheck_of(rpc)
+
+        async def go() -> bool:
+            rc.prepared(TASK)
+            read = shared.reading(NEWER.sequence, [KEY])
+            checking = asyncio.ensure_future(rc.still_due(TASK, SIMULATED_AT, acc))
+            await asyncio.sleep(0.01)
+            assert not checking.done()
+            SharedReads.answered(read, answer(last_run=1_000))  # still due
+            return await asyncio.wait_for(checking, 5)
+
+        assert asyncio.run(go()) is True
+        assert rpc.calls == [] and rc.shared_reads == 1
+
+    def test_an_older_read_or_a_failed_one_means_a_call_of_its_own(self) -> None:
+        rpc = FakeRpc({"getLedgerEntries": [{"entries": answer(last_run=5_000)}] * 2})
+        rc, acc, shared = self.recheck_of(rpc)
+
+        async def go() -> list[bool]:
+            rc.prepared(TASK)
+            old = shared.reading(SIMULATED_AT, [KEY])  # before the ledger that matters
+            SharedReads.answered(old, answer(last_run=1_000))
+            first = await rc.still_due(TASK, SIMULATED_AT, acc)
+            rc.prepared(TASK)
+            SharedReads.failed(shared.reading(NEWER.sequence, [KEY]))
+            return [first, await rc.still_due(TASK, SIMULATED_AT, acc)]
+
+        assert asyncio.run(go()) == [False, False]
+        assert [m for m, _ in rpc.calls] == ["getLedgerEntries"] * 2
+        assert (rc.shared_reads, rc.own_reads) == (0, 2)
+
+    def test_the_executor_stops_watching_what_it_sent(self) -> None:
+        rpc = FakeRpc(
+            {
+                "simulateTransaction": [genuine(KEEPER)],
+                "getLedgerEntries": [{"entries": answer(last_run=1_000), "latestLedger": 78}],
+                "sendTransaction": [{"status": "PENDING"}],
+                "getTransaction": [{"status": "SUCCESS", "ledger": 79}],
+            }
+        )
+        ex = prepared(rpc, NEWER)
+        ex.recheck.shared = shared = SharedReads()
+        asyncio.run(ex.execute(keeper_account(ex), TASK))
+        assert ex.tally.totals["executed"] == 1 and ex.recheck.own_reads == 1
+        assert shared.watched_ids() == []

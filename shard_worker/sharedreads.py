@@ -1,0 +1,120 @@
+"""The read path's ``getLedgerEntries`` call of a ledger, shared with the executor's rechecks.
+
+A prepared execution whose simulation is older than the ledger it is sent after is read once
+more before it is signed (:mod:`shard_worker.recheck`). Those rechecks come just after each
+close (a source account's previous transaction is confirmed when the new ledger is seen), when
+the events read mode's read path makes its one call of that ledger anyway. So a prepared
+execution's task is *watched* from its simulation until it is sent or dropped: the read path
+carries every watched task's key in its call (:meth:`SharedReads.watched_ids`), announces the
+call before making it (:meth:`SharedReads.reading`) and hands over the answer
+(:meth:`SharedReads.answered`); a recheck that needs a read of ledger ``L`` or later takes the
+newest such call that carried its key, finished or still in flight (:meth:`SharedReads.lookup`),
+and makes a call of its own only when there is none (the task was prepared after that
+ledger's call was made, or the call failed).
+
+A read of ledger ``L`` is the read path's call made after it saw ledger ``L``: its answer holds
+every change applied up to ``L`` (another keeper's execution in ``L`` included), as the
+recheck's own call would. Pure bookkeeping (no I/O); the futures are the only asyncio in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["SharedRead", "SharedReads"]
+
+#: a call's answer for the watched keys it carried: key -> entry (absent: no entry); None when
+#: the call failed
+Found = dict[str, dict[str, Any]] | None
+
+
+class SharedRead:
+    """One read-path call that carries watched keys: its ledger and, once answered, what it
+    found of them."""
+
+    __slots__ = ("answer", "keys", "ledger")
+
+    def __init__(self, ledger: int, keys: frozenset[str]) -> None:
+        self.ledger = ledger
+        self.keys = keys
+        self.answer: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
+
+    def settle(self, found: Found) -> None:
+        if not self.answer.done():
+            self.answer.set_result(found)
+
+
+class SharedReads:
+    """The watched tasks and, for each, the newest read-path call that carried its key."""
+
+    __slots__ = ("_reads", "_watched")
+
+    def __init__(self) -> None:
+        #: key -> task id, for the prepared executions not yet sent
+        self._watched: dict[str, int] = {}
+        #: key -> the newest call that carried it (a watched key only)
+        self._reads: dict[str, SharedRead] = {}
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def watch(self, task_id: int, key: str) -> None:
+        """``task_id`` (ledger key ``key``) was prepared: read it with each ledger's call."""
+        self._watched[key] = task_id
+        self._reads.pop(key, None)  # a read from before the preparation proves nothing
+
+    def unwatch(self, key: str) -> None:
+        """Its execution was sent or dropped (idempotent)."""
+        self._watched.pop(key, None)
+        self._reads.pop(key, None)
+
+    def watched_ids(self) -> list[int]:
+        """The watched task ids (for the read path's next call)."""
+        return list(self._watched.values())
+
+    def reading(self, ledger: int, keys: Iterable[str]) -> SharedRead | None:
+        """A read-path call of ledger ``ledger`` is about to carry ``keys``: the watched ones
+        among them will take its answer. None when it carries none (nothing to hand over)."""
+        if not self._watched:
+            return None
+        watched = self._watched
+        mine = frozenset(k for k in keys if k in watched)
+        if not mine:
+            return None
+        read = SharedRead(ledger, mine)
+        reads = self._reads
+        for key in mine:
+            old = reads.get(key)
+            if old is None or old.ledger <= ledger:
+                reads[key] = read
+        return read
+
+    @staticmethod
+    def answered(read: SharedRead | None, entries: Iterable[Any]) -> None:
+        """The call's answer (its entries, any shape): the carried keys' entries handed over."""
+        if read is None:
+            return
+        keys = read.keys
+        found: dict[str, dict[str, Any]] = {}
+        for e in entries:
+            if isinstance(e, dict):
+                key = e.get("key")
+                if key in keys:
+                    found[key] = e
+        read.settle(found)
+
+    @staticmethod
+    def failed(read: SharedRead | None) -> None:
+        """The call failed (or was cancelled): its waiters read on their own."""
+        if read is not None:
+            read.settle(None)
+
+    def lookup(self, key: str, at_least: int) -> SharedRead | None:
+        """The newest call of ledger ``at_least`` or later that carried ``key`` (finished or in
+        flight), if any."""
+        read = self._reads.get(key)
+        if read is None or read.ledger < at_least:
+            return None
+        return read
