@@ -57,6 +57,7 @@ __all__ = [
     "expect_dict",
     "expect_list",
     "get_ledger_entries",
+    "rpc_totals",
 ]
 
 #: JSON-RPC "internal error" (retried, like the overload codes -32098 and -32001)
@@ -224,12 +225,14 @@ class RpcClient(HttpTransports, Retries):
         timeout_s: float | None = None,
         attempts: int | None = None,
         deadline: float | None = None,
+        hedge: bool = True,
     ) -> Any:
         """Call ``method`` and return its ``result``; raises an :class:`RpcError` subclass
         (with its ``kind``). A retryable failure is retried with backoff (at least the
         server's ``Retry-After``) up to ``attempts`` times and, when given, until the
         ``deadline`` (a ``time.monotonic()`` value): no retry starts that could not begin
-        before it, and no attempt waits past it. A read's attempts may be hedged copies."""
+        before it, and no attempt waits past it. A read's attempts may be hedged copies
+        (``hedge`` False: not this one, nobody waits for it)."""
         self._next_id += 1
         req_id = self._next_id
         body = orjson.dumps(
@@ -237,7 +240,7 @@ class RpcClient(HttpTransports, Retries):
         )
         max_attempts = attempts or self.max_attempts
         timeout = timeout_s or self.timeout_s
-        if max_attempts > 1 and self.hedge.hedges(method):
+        if hedge and max_attempts > 1 and self.hedge.hedges(method):
             return await self._call_hedged(method, body, req_id, timeout, max_attempts, deadline)
         last_error: RpcError | None = None
         for attempt in range(max_attempts):
@@ -345,6 +348,17 @@ class RpcClient(HttpTransports, Retries):
         if "result" not in payload:
             raise RpcMalformedError(method, "response has neither result nor error")
         return payload["result"]
+
+
+def rpc_totals(rpc: Any) -> dict[str, int]:
+    """A client's (or a pool's) totals over its life, for the keeper's goodbye."""
+    return {
+        "rpc_calls": rpc.total_calls,
+        "rpc_errors": rpc.total_errors,
+        "rpc_retries": rpc.total_retries,
+        "rpc_retries_denied": rpc.retries_denied,
+        "rpc_hedges": rpc.total_hedges,
+    }
 
 
 def expect_dict(value: Any, method: str) -> dict[str, Any]:

@@ -458,8 +458,10 @@ class Submitter:
         poll = max(0.05, self.spec.confirm_poll_s)
         while True:
             try:
+                # not hedged: the account is free, nothing waits for this answer but the task
                 res = expect_dict(
-                    await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
+                    await self.rpc.call("getTransaction", {"hash": entry.hash}, hedge=False),
+                    "getTransaction",
                 )
                 status = res.get("status")
                 self.answers.saw(res)
