@@ -111,8 +111,11 @@ class HedgePolicy:
     fail. So the delay is the answer time below which ``1 - f`` of the method's recent
     ``window`` answers came, ``f`` their failure rate (a copy is hedged about as often as it
     would fail anyway), at least the median, within ``[min_delay_s, max_delay_s]``. While
-    fewer than ``min_failure_rate`` of them failed (or before ``min_samples`` answers) no copy
-    is hedged by time: a healthy RPC gets the requests it got without hedging."""
+    fewer than ``min_failure_rate`` of them failed no copy is hedged by time: a healthy RPC gets
+    the requests it got without hedging. A method with fewer than ``min_samples`` answers
+    goes by the answers of all methods together (a worker restarted under a failing RPC
+    hedges its first sends on what its start-up reads met); with fewer than that in all,
+    nothing is hedged."""
 
     def __init__(
         self,
@@ -135,6 +138,8 @@ class HedgePolicy:
         self.min_samples = min_samples
         self._size = window
         self._windows: dict[str, AnswerWindow] = {}
+        #: every method's answers together
+        self._all = AnswerWindow(window)
 
     @property
     def enabled(self) -> bool:
@@ -150,13 +155,16 @@ class HedgePolicy:
         if window is None:
             window = self._windows[method] = AnswerWindow(self._size)
         window.add(max(0.0, seconds), failed)
+        self._all.add(max(0.0, seconds), failed)
 
     def delay_s(self, method: str) -> float | None:
         """How long a copy of ``method`` may go unanswered before the next one starts; None:
         no copy by time (the method does not fail often enough to pay for one)."""
         window = self._windows.get(method)
         if window is None or len(window) < self.min_samples:
-            return None
+            window = self._all
+            if len(window) < self.min_samples:
+                return None
         rate = window.failure_rate()
         if rate < self.min_failure_rate:
             return None

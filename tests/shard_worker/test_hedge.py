@@ -77,7 +77,23 @@ class TestHedgePolicy:
         for i in range(10):  # nine in ten: never below the median
             p.observe("getEvents", (i + 1) / 10, failed=i < 9)
         assert p.delay_s("getEvents") == 0.6
-        assert p.delay_s("getLedgerEntries") is None  # per method
+        for i in range(4):  # a method with enough answers of its own goes by them
+            p.observe("getLedgerEntries", 0.05 * (i + 1))
+        assert p.delay_s("getLedgerEntries") is None
+
+    def test_a_method_without_answers_goes_by_all_methods(self) -> None:
+        # a worker restarted under a failing RPC: its first send is hedged on what the
+        # start-up reads met
+        p = HedgePolicy(3, min_samples=4, window=10, min_delay_s=0.0)
+        assert p.delay_s("sendTransaction") is None  # nothing known at all
+        for i in range(10):  # half of the reads failed
+            p.observe("getLedgerEntries" if i % 2 else "getNetwork", (i + 1) / 10, failed=i < 5)
+        assert p.delay_s("sendTransaction") == 0.6  # the median of all answers
+        for _ in range(3):
+            p.observe("sendTransaction", 0.01)
+        assert p.delay_s("sendTransaction") is not None  # still too few of its own
+        p.observe("sendTransaction", 0.01)
+        assert p.delay_s("sendTransaction") is None  # its own four: none failed
 
     def test_the_delay_is_bounded(self) -> None:
         p = HedgePolicy(3, min_samples=2, min_delay_s=0.02, max_delay_s=1.0)
