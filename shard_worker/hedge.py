@@ -114,8 +114,10 @@ class HedgePolicy:
     fewer than ``min_failure_rate`` of them failed no copy is hedged by time: a healthy RPC gets
     the requests it got without hedging. A method with fewer than ``min_samples`` answers
     goes by the answers of all methods together (a worker restarted under a failing RPC
-    hedges its first sends on what its start-up reads met); with fewer than that in all,
-    nothing is hedged."""
+    hedges its first sends on what its start-up reads met); with fewer than that in all (a
+    worker's first requests: it knows nothing of the RPC yet) a copy is hedged after
+    ``start_delay_s`` (at most ``min_samples`` requests more in a process's life on a healthy
+    RPC; under a failing one, a restarted worker's start-up checks and first reads)."""
 
     def __init__(
         self,
@@ -126,6 +128,7 @@ class HedgePolicy:
         max_delay_s: float = 1.0,
         min_samples: int = 8,
         window: int = 64,
+        start_delay_s: float | None = 0.15,
     ) -> None:
         if max_copies < 1:
             raise ValueError("max_copies >= 1")
@@ -136,6 +139,7 @@ class HedgePolicy:
         self.min_delay_s = min_delay_s
         self.max_delay_s = max_delay_s
         self.min_samples = min_samples
+        self.start_delay_s = start_delay_s
         self._size = window
         self._windows: dict[str, AnswerWindow] = {}
         #: every method's answers together
@@ -164,7 +168,7 @@ class HedgePolicy:
         if window is None or len(window) < self.min_samples:
             window = self._all
             if len(window) < self.min_samples:
-                return None
+                return self.start_delay_s
         rate = window.failure_rate()
         if rate < self.min_failure_rate:
             return None

@@ -59,9 +59,18 @@ class TestHedgePolicy:
         assert not p.hedges("sendTransaction")  # the submitter judges its copies itself
         assert not p.hedges("devnet_closeLedger")
 
+    def test_a_worker_that_knows_nothing_hedges_after_the_start_delay(self) -> None:
+        p = HedgePolicy(3, min_samples=4, start_delay_s=0.15)
+        assert p.delay_s("getNetwork") == 0.15
+        for _ in range(3):
+            p.observe("getNetwork", 0.01)
+        assert p.delay_s("getHealth") == 0.15  # three answers in all: still nothing known
+        p.observe("getNetwork", 0.01)
+        assert p.delay_s("getHealth") is None  # four healthy answers: no copies
+        assert HedgePolicy(3, start_delay_s=None).delay_s("getNetwork") is None
+
     def test_a_healthy_method_is_not_hedged_by_time(self) -> None:
         p = HedgePolicy(3, min_samples=4, min_failure_rate=0.05)
-        assert p.delay_s("getEvents") is None  # no answers yet
         for s in (0.1, 0.2, 0.3, 0.4) * 10:
             p.observe("getEvents", s)
         assert p.delay_s("getEvents") is None  # never failed: no copy costs a request
@@ -84,7 +93,7 @@ class TestHedgePolicy:
     def test_a_method_without_answers_goes_by_all_methods(self) -> None:
         # a worker restarted under a failing RPC: its first send is hedged on what the
         # start-up reads met
-        p = HedgePolicy(3, min_samples=4, window=10, min_delay_s=0.0)
+        p = HedgePolicy(3, min_samples=4, window=10, min_delay_s=0.0, start_delay_s=None)
         assert p.delay_s("sendTransaction") is None  # nothing known at all
         for i in range(10):  # half of the reads failed
             p.observe("getLedgerEntries" if i % 2 else "getNetwork", (i + 1) / 10, failed=i < 5)

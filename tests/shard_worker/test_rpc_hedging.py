@@ -16,16 +16,18 @@ from shard_worker.rpc import RpcClient
 from shard_worker.rpcbudget import BudgetedRpcClient, priority
 from tests.support.rpc_proxy import serve_rpc_proxy
 
-#: how long the server holds its first answer
+#: how long the server holds its first answer after the warm-up
 HOLD_S = 1.5
+#: calls before the timed one (the hedge policy's minimum of answers)
+WARM_UP = 8
 
 
 class SlowAfterFailures:
-    """Answers getLatestLedger. The first ``failing`` calls (the warm-up) get every other
-    request refused (HTTP 503, retried by the client); then one request's answer is held
-    ``HOLD_S``; every other is answered at once."""
+    """Answers getLatestLedger. During the warm-up every other request is refused (HTTP 503,
+    retried by the client) if ``failing``; then one request's answer is held ``HOLD_S``;
+    every other is answered at once."""
 
-    def __init__(self, failing: int) -> None:
+    def __init__(self, failing: bool) -> None:
         self.failing = failing
         self.requests = 0
         self.warm = False
@@ -35,7 +37,7 @@ class SlowAfterFailures:
         body = orjson.loads(await request.read())
         self.requests += 1
         if not self.warm:
-            if self.requests % 2:
+            if self.failing and self.requests % 2:
                 return web.Response(status=503)
         elif not self.held:
             self.held = True
@@ -48,10 +50,11 @@ class SlowAfterFailures:
 
 
 def timed_call(
-    make: Any, level: int | None = None, failing: int = 8
+    make: Any, level: int | None = None, failing: bool = True
 ) -> tuple[Any, float, RpcClient, SlowAfterFailures]:
-    """``failing`` calls against a failing server (warm-up), then one getLatestLedger, timed,
-    through the client ``make(url)`` builds; (its result, seconds, client, server)."""
+    """``WARM_UP`` calls (against a server refusing every other request if ``failing``), then
+    one getLatestLedger, timed, through the client ``make(url)`` builds; (its result,
+    seconds, client, server)."""
     server = SlowAfterFailures(failing)
 
     async def go() -> tuple[Any, float, RpcClient]:
@@ -59,7 +62,7 @@ def timed_call(
             client = make(url)
             try:
                 with priority(DUE if level is None else level):
-                    for _ in range(failing):
+                    for _ in range(WARM_UP):
                         await asyncio.wait_for(client.call("getLatestLedger"), 10)
                     server.warm = True
                     client.drain_hedges()
@@ -94,8 +97,9 @@ class TestHedgedReads:
 
     def test_a_healthy_rpc_is_not_hedged(self) -> None:
         # no failures in the warm-up: the slow answer is waited for, no request is added
+        # (only a client's first requests, before it knows the RPC, may be hedged)
         _got, took, client, _server = timed_call(
-            lambda url: RpcClient(url, transport="aiohttp", hedge_copies=3), failing=0
+            lambda url: RpcClient(url, transport="aiohttp", hedge_copies=3), failing=False
         )
         assert took >= HOLD_S * 0.9
         assert client.total_hedges == 0
