@@ -204,45 +204,53 @@ async def race(
     start: Callable[[], Awaitable[Any]],
     judge: Callable[[Any], str],
     *,
-    delay_s: float | None,
+    delay_s: Callable[[], float | None],
     max_in_flight: int,
     max_copies: int,
     may_add: Callable[[], bool],
+    refill: bool = False,
 ) -> Race:
     """Run copies of one request (``start()`` makes one) until one wins (see the module
     docstring), or every copy started has answered and no new one may start. A copy's
     exception (an :class:`Exception`) is an answer like a value; ``judge`` says what it is.
-    ``delay_s`` None: no copy by time (a failure is still replaced while another is out).
-    A new copy starts only while fewer than ``max_in_flight`` are out and fewer than
-    ``max_copies`` were started, after ``may_add()`` said yes (it takes the tokens). If the
-    caller is cancelled, so is every copy."""
+    ``delay_s()``: how long the newest copy may go unanswered before the next starts, asked
+    again each time (the answers of this race count too); None: no copy by time (a failure is
+    still replaced while another is out). ``refill``: a failure is replaced at once even when
+    no other copy is out (a request the caller would repeat at once anyway: a send of one
+    envelope); else that ends the race. A new copy starts only while fewer than
+    ``max_in_flight`` are out and fewer than ``max_copies`` were started, after ``may_add()``
+    said yes (it takes the tokens). If the caller is cancelled, so is every copy."""
     out = Race()
     pending: set[asyncio.Task[Any]] = set()
     holding = False
+    newest = 0.0
 
     def launch() -> None:
+        nonlocal newest
         pending.add(asyncio.ensure_future(start()))
         out.started += 1
+        newest = time.monotonic()
 
     def room() -> bool:
         return not holding and out.started < max_copies and len(pending) < max_in_flight
 
+    def wait_s() -> float | None:
+        delay = delay_s() if room() else None
+        return None if delay is None else max(0.0, newest + delay - time.monotonic())
+
     launch()
-    never = delay_s is None
-    every = 0.0 if delay_s is None else delay_s
-    next_hedge = time.monotonic() + every
     try:
         while pending:
-            timeout = None if never or not room() else max(0.0, next_hedge - time.monotonic())
             done, _ = await asyncio.wait(
-                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                pending, timeout=wait_s(), return_when=asyncio.FIRST_COMPLETED
             )
             pending -= done
             if not done:  # no answer within the delay: another copy, if a token is there
                 if room() and may_add():
                     launch()
                     out.hedged += 1
-                next_hedge = time.monotonic() + every
+                else:
+                    newest = time.monotonic()  # asked again after another delay
                 continue
             for answer, verdict in _wins_first(done, judge):
                 out.answers.append(answer)
@@ -253,10 +261,9 @@ async def race(
                     return out
                 if verdict == HOLD:
                     holding = True
-                elif verdict == AGAIN and pending and room() and may_add():
-                    launch()  # a failed copy replaced at once while another is still out
+                elif verdict == AGAIN and (pending or refill) and room() and may_add():
+                    launch()  # a failed copy replaced at once
                     out.hedged += 1
-                    next_hedge = time.monotonic() + every
         return out
     finally:
         for task in pending:

@@ -107,14 +107,15 @@ class Retries:
         timeout_s: float | None = None,
     ) -> Race:
         """Copies of one request the caller knows to be idempotent (``sendTransaction`` of
-        one signed envelope), one attempt each, hedged as the policy allows (at most
-        ``2 * max_copies`` copies), judged by ``judge``; the caller reads the answers."""
+        one signed envelope), one attempt each, hedged as the policy allows, a failed copy
+        replaced at once (at most ``3 * max_copies`` copies), judged by ``judge``; the caller
+        reads the answers."""
         self._next_id += 1
         req_id = self._next_id
         body = orjson.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params})
-        total = 2 * self.hedge.max_copies if self.hedge.enabled else 1
+        total = 3 * self.hedge.max_copies if self.hedge.enabled else 1
         return await self._race(
-            method, body, req_id, timeout_s or self.timeout_s, None, judge, total
+            method, body, req_id, timeout_s or self.timeout_s, None, judge, total, refill=True
         )
 
     async def _race(
@@ -126,6 +127,8 @@ class Retries:
         deadline: float | None,
         judge: Callable[[Any], str],
         max_copies: int,
+        *,
+        refill: bool = False,
     ) -> Race:
         """One round of hedged copies; the first copy waits for the budget like any attempt,
         the others start only with a token at hand (:meth:`hedge_token`)."""
@@ -139,10 +142,11 @@ class Retries:
         got = await race(
             start,
             judge,
-            delay_s=self.hedge.delay_s(method),
+            delay_s=lambda: self.hedge.delay_s(method),
             max_in_flight=self.hedge.max_copies,
             max_copies=max_copies,
             may_add=lambda: self.hedge_token(method, deadline),
+            refill=refill,
         )
         if got.hedged:
             self.hedges_by_method[method] = self.hedges_by_method.get(method, 0) + got.hedged

@@ -168,6 +168,7 @@ def run_race(
     max_copies: int = 6,
     may_add: Callable[[], bool] = lambda: True,
     judge: Callable[[Any], str] = judge_plain,
+    refill: bool = False,
 ) -> Race:
     async def go() -> Race:
         copies.t0 = time.monotonic()
@@ -175,10 +176,11 @@ def run_race(
             race(
                 copies.start,
                 judge,
-                delay_s=delay_s,
+                delay_s=lambda: delay_s,
                 max_in_flight=max_in_flight,
                 max_copies=max_copies,
                 may_add=may_add,
+                refill=refill,
             ),
             LIMIT_S,
         )
@@ -220,6 +222,16 @@ class TestRace:
         c = Copies([lost(0), "never"], [0.0, 0.0])
         got = run_race(c, delay_s=0.5)
         assert not got.won and got.started == 1 and isinstance(got.last, RpcTransportError)
+
+    def test_refill_replaces_a_lone_failure_at_once(self) -> None:
+        # a send of one envelope: the caller would send again at once anyway
+        c = Copies([lost(0), lost(1), "third"], [0.0, 0.0, 0.0])
+        t0 = time.monotonic()
+        got = run_race(c, delay_s=0.5, max_copies=4, refill=True)
+        assert time.monotonic() - t0 < 0.3  # no hedge delay between them
+        assert got.last == "third" and got.started == 3 and got.hedged == 2
+        c = Copies([lost(0), lost(1), "x"], [0.0, 0.0, 0.0])
+        assert not run_race(c, delay_s=0.5, max_copies=2, refill=True).won  # bounded
 
     def test_no_delay_no_copy_by_time(self) -> None:
         c = Copies(["slow"], [0.2])
@@ -283,7 +295,7 @@ class TestRace:
                 race(
                     c.start,
                     judge_plain,
-                    delay_s=0.02,
+                    delay_s=lambda: 0.02,
                     max_in_flight=2,
                     max_copies=2,
                     may_add=lambda: True,
