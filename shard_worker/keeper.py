@@ -268,9 +268,9 @@ class Keeper:
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
         self._cycle_no = 0
-        self._endpoints_sent_at = 0.0
-        #: the start-up warm-up (:meth:`start_warm_up`), until the first cycle took it
+        #: the start-up warm-up and first cycle (:meth:`start_warm_up`), until taken
         self._warm: asyncio.Task[None] | None = None
+        self._first: asyncio.Task[CycleStats] | None = None
 
     async def warm_up(self) -> None:
         """What the first cycle would ask before its reads (the newest ledger, then the fee
@@ -293,17 +293,20 @@ class Keeper:
         await asyncio.gather(clock_and_fees(), self.event_reader.resume())
 
     def start_warm_up(self) -> None:
-        """Start :meth:`warm_up` as a task (the first cycle waits for it)."""
+        """Start :meth:`warm_up` and the first cycle (it waits for the warm-up) as tasks,
+        beside the start-up checks: a restarted worker's due tasks are queued by the time
+        the checks let the executors start."""
         self._warm = asyncio.create_task(self.warm_up(), name=f"{self.spec.name}-warm-up")
+        self._first = asyncio.create_task(self.run_cycle(), name=f"{self.spec.name}-cycle-1")
 
     async def stop_warm_up(self) -> None:
-        """Cancel the warm-up if no cycle took it (stopped, or a fatal check, before)."""
-        warm, self._warm = self._warm, None
-        if warm is None:
-            return
-        warm.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await warm
+        """Cancel the warm-up and the first cycle if the loop did not take them (a stop)."""
+        for task in (self._first, self._warm):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._warm = self._first = None
 
     async def _warmed(self) -> None:
         """The first cycle waits for the warm-up (its failure is the cycle's)."""
@@ -331,7 +334,8 @@ class Keeper:
         interval = max(0.05, self.spec.poll_interval_s)
         next_start = time.monotonic()
         while not self.stop.is_set():
-            stats = await self.run_cycle()
+            first, self._first = self._first, None
+            stats = await (first if first is not None else self.run_cycle())
             self.events.safe(self.events.reporter.cycle, stats)
             self.report_endpoints()
             next_start += interval
@@ -343,16 +347,12 @@ class Keeper:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), next_start - now)
 
-    def report_endpoints(self, every_s: float = 1.0) -> None:
-        """Each endpoint's figures to the reporter (at most every ``every_s``), when the shard
-        has several endpoints and the reporter takes them."""
+    def report_endpoints(self) -> None:
+        """Each endpoint's figures to the reporter, when the shard has several endpoints and
+        the reporter takes them (:meth:`PooledRpc.report`)."""
         send = getattr(self.events.reporter, "endpoints", None)
-        if not isinstance(self.rpc, PooledRpc) or send is None:
-            return
-        now = time.monotonic()
-        if now - self._endpoints_sent_at >= every_s:
-            self._endpoints_sent_at = now
-            self.events.safe(send, self.rpc.status())
+        if isinstance(self.rpc, PooledRpc) and send is not None:
+            self.rpc.report(lambda doc: self.events.safe(send, doc))
 
     async def run_cycle(self) -> CycleStats:
         """One cycle (interrupted by ``stop``); a cycle error (level 3) is reported in the

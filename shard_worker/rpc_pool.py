@@ -99,6 +99,8 @@ class PooledRpc:
         self.retries_by_kind: dict[str, int] = {}
         self._retries = 0
         self._states: dict[str, str] = {}
+        #: when :meth:`report` last sent the figures
+        self._reported_at = 0.0
         self.probes = Probes(pool, self.client_of, passphrase, log)
 
     def __repr__(self) -> str:
@@ -298,6 +300,13 @@ class PooledRpc:
         return await self.probes.check_networks()
 
     # ------------------------------------------------------------ figures
+
+    def report(self, send: Callable[[dict[str, Any]], None], every_s: float = 1.0) -> None:
+        """:meth:`status` to ``send``, at most every ``every_s``."""
+        now = time.monotonic()
+        if now - self._reported_at >= every_s:
+            self._reported_at = now
+            send(self.status())
 
     def status(self) -> dict[str, Any]:
         """Per-endpoint figures for the supervisor (labels only); logs each endpoint whose
