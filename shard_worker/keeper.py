@@ -173,6 +173,7 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:
+            await keeper.priced()
             keeper.dispatcher.start()
             await keeper.loop()
         await keeper.dispatcher.drain()
@@ -268,45 +269,46 @@ class Keeper:
             spec, self.executor, self.submitter, self.accounts, journal, events, self.tally
         )
         self._cycle_no = 0
-        #: the start-up warm-up and first cycle (:meth:`start_warm_up`), until taken
+        #: the start's tasks (:meth:`start_warm_up`), until taken
         self._warm: asyncio.Task[None] | None = None
+        self._fees: asyncio.Task[None] | None = None
         self._first: asyncio.Task[CycleStats] | None = None
 
-    async def warm_up(self) -> None:
-        """What the first cycle would ask before its reads (the newest ledger, then the fee
-        statistics), asked beside the start-up checks instead of after them; in the events
-        read mode, beside that, the saved events position is loaded and the Counter read
-        (:meth:`EventReader.resume`). A failure of the first part is only logged (the first
-        cycle asks again); the resume's is the first cycle's, as it was when the cycle
-        resumed."""
-
-        async def clock_and_fees() -> None:
-            try:
-                latest = await self.clock.latest()
-                await self.pricer.refresh(latest.sequence)
-            except RpcError as exc:
-                self.log.debug("start-up warm-up: {}", exc)
-
-        if self.event_reader is None:
-            await clock_and_fees()
-            return
-        await asyncio.gather(clock_and_fees(), self.event_reader.resume())
+    async def _clock_and_fees(self) -> None:
+        """The newest ledger, then the fee statistics, beside the start-up checks (the
+        executors start once both are done: :meth:`priced`); a failure is only logged (the
+        cycles ask again)."""
+        try:
+            latest = await self.clock.latest()
+            await self.pricer.refresh(latest.sequence, hedge=True)
+        except RpcError as exc:
+            self.log.debug("start-up warm-up: {}", exc)
 
     def start_warm_up(self) -> None:
-        """Start :meth:`warm_up` and the first cycle (it waits for the warm-up) as tasks,
-        beside the start-up checks: a restarted worker's due tasks are queued by the time
-        the checks let the executors start."""
-        self._warm = asyncio.create_task(self.warm_up(), name=f"{self.spec.name}-warm-up")
-        self._first = asyncio.create_task(self.run_cycle(), name=f"{self.spec.name}-cycle-1")
+        """Beside the start-up checks, as tasks: :meth:`_clock_and_fees`; in the events read
+        mode the saved events position and the Counter (:meth:`EventReader.resume`, its
+        failure the first cycle's); and the first cycle, which waits for the resume only: a
+        restarted worker's due tasks are queued by the time the executors may start."""
+        name = self.spec.name
+        self._fees = asyncio.create_task(self._clock_and_fees(), name=f"{name}-fees")
+        if self.event_reader is not None:
+            self._warm = asyncio.create_task(self.event_reader.resume(), name=f"{name}-resume")
+        self._first = asyncio.create_task(self.run_cycle(), name=f"{name}-cycle-1")
+
+    async def priced(self) -> None:
+        """Wait for the start's fee statistics (the first executions are priced at them)."""
+        fees, self._fees = self._fees, None
+        if fees is not None:
+            await fees
 
     async def stop_warm_up(self) -> None:
-        """Cancel the warm-up and the first cycle if the loop did not take them (a stop)."""
-        for task in (self._first, self._warm):
+        """Cancel what of the start the loop did not take (a stop, a fatal check)."""
+        for task in (self._first, self._warm, self._fees):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._warm = self._first = None
+        self._warm = self._first = self._fees = None
 
     async def _warmed(self) -> None:
         """The first cycle waits for the warm-up (its failure is the cycle's)."""
@@ -474,15 +476,6 @@ class Keeper:
         self.dispatcher.enqueue(found.due_ids())
 
     def _note_due(self, latest: Latest, due: list[tuple[int, int]]) -> None:
-        """Tell the lateness figures what a read found due. In events mode a due task is
-        read once, when it comes due; while it waits in the queue it stays due now."""
-        in_flight = self.holds.in_flight
-        queued = set(self.dispatcher.queue)
-        found = {task_id for _, task_id in due}
-        waiting = [
-            (due_time, task_id)
-            for task_id, due_time in self.tally.lateness.due_time.items()
-            if task_id in queued and task_id not in found and task_id not in in_flight
-        ]
-        busy = queued | set(in_flight)
-        self.tally.lateness.read(latest.sequence, latest.close_time, [*due, *waiting], busy)
+        """Tell the lateness figures what a read found due (a queued task stays due now)."""
+        queued, in_flight = set(self.dispatcher.queue), self.holds.in_flight
+        self.tally.lateness.read_queued(latest.sequence, latest.close_time, due, queued, in_flight)

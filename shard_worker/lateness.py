@@ -94,6 +94,25 @@ class Lateness:
         since = self.due_ledger(oldest) if oldest is not None else None
         self.oldest_overdue_ledgers = max(0, sequence - since) if since is not None else 0
 
+    def read_queued(
+        self,
+        sequence: int,
+        close_time: int,
+        due: list[tuple[int, int]],
+        queued: Collection[int],
+        in_flight: Collection[int],
+    ) -> None:
+        """:meth:`read`, where the tasks still ``queued`` from earlier reads (not re-read:
+        in events mode a due task is read once, when it comes due) stay due now, and the
+        queued and ``in_flight`` ones are busy."""
+        found = {task_id for _, task_id in due}
+        waiting = [
+            (due_time, task_id)
+            for task_id, due_time in self.due_time.items()
+            if task_id in queued and task_id not in found and task_id not in in_flight
+        ]
+        self.read(sequence, close_time, [*due, *waiting], {*queued, *in_flight})
+
     def executed(self, task_id: int, ledger: Any, histogram: dict[str, Any]) -> int | None:
         """``task_id`` was executed in ``ledger``: add its delay (ledgers after it became
         due) to ``histogram`` and return it; None when its due time is unknown (e.g. a

@@ -6,10 +6,10 @@ restart); an RPC server that is not answering yet is retried until the keeper is
 A restarted worker is idle until these checks pass, so they are made in one round trip:
 ``getNetwork``, ``getHealth`` and one ``getLedgerEntries`` of the contract instance and every
 source account, together (the keeper asks its first ``getLatestLedger`` and fee statistics
-beside them: :meth:`shard_worker.keeper.Keeper.warm_up`). Each request is retried on its own
-until it is answered: under a busy RPC a lost answer costs that request again after a short
-wait, not the whole round after a long one. The verdicts are still given in this order, once
-every answer is in: network, ``tx_timeout_s``, contract, accounts."""
+and runs its first cycle beside them: :meth:`shard_worker.keeper.Keeper.start_warm_up`). Each
+request is retried on its own until it is answered: under a busy RPC a lost answer costs that
+request again after a short wait, not the whole round after a long one. The verdicts are still
+given in this order, once every answer is in: network, ``tx_timeout_s``, contract, accounts."""
 
 from __future__ import annotations
 

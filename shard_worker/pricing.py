@@ -103,15 +103,17 @@ class Pricer:
         #: task id -> (its last verdict sent, why that transaction was not applied or None)
         self._last: dict[int, tuple[Verdict, Rejection | None]] = {}
 
-    async def refresh(self, latest_ledger: int) -> None:
-        """Ask getFeeStats when due (one call at a time; failures keep the old statistics)."""
+    async def refresh(self, latest_ledger: int, *, hedge: bool = False) -> None:
+        """Ask getFeeStats when due (one call at a time; failures keep the old statistics);
+        ``hedge``: its copies hedged (at start, where the first executions wait for it; in
+        a cycle it is read beside: nobody waits)."""
         if not self.policy.refresh_due(latest_ledger):
             return
         async with self._lock:
             if not self.policy.refresh_due(latest_ledger):
                 return
             try:
-                result = await self.rpc.call("getFeeStats", hedge=False)  # read beside: no hurry
+                result = await self.rpc.call("getFeeStats", hedge=hedge)
                 self.policy.update_from_answer(result, latest_ledger)
             except (RpcError, FeeStatsError) as exc:
                 # try again next ledger rather than every cycle
