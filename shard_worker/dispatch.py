@@ -65,6 +65,8 @@ class Dispatcher:
         self._busy: set[asyncio.Task[None]] = set()
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self._first_logged = False
+        #: the journal's entries, once loaded (:meth:`hold_journal`)
+        self._journaled: list[JournalEntry] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -149,10 +151,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ the journal
 
+    def hold_journal(self) -> list[JournalEntry]:
+        """Load the journal (once) and hold its transactions' tasks in flight until they are
+        resolved: before any read may find them due (the first cycle runs beside the
+        start-up checks, before :meth:`start`)."""
+        if self._journaled is None:
+            self._journaled = self.journal.load()
+            self.in_flight.update(entry.task_id for entry in self._journaled)
+        return self._journaled
+
     def _resolve_journal(self) -> None:
         """Hold the tasks and source accounts of journaled transactions until resolved;
         release the other accounts into the pool."""
-        entries = self.journal.load()
+        entries = self.hold_journal()
         if self.journal.corrupt_records:
             self.events.event(
                 "journal_corrupt",
@@ -161,7 +172,6 @@ class Dispatcher:
         by_source: dict[str, list[JournalEntry]] = {}
         for entry in entries:
             by_source.setdefault(entry.source, []).append(entry)
-            self.in_flight.add(entry.task_id)
         for acc in self.accounts.all:
             held = by_source.pop(acc.public_key, None)
             if held is None:

@@ -290,6 +290,7 @@ class Keeper:
         failure the first cycle's); and the first cycle, which waits for the resume only: a
         restarted worker's due tasks are queued by the time the executors may start."""
         name = self.spec.name
+        self.dispatcher.hold_journal()  # its tasks are in flight for the first cycle's reads
         self._fees = asyncio.create_task(self._clock_and_fees(), name=f"{name}-fees")
         if self.event_reader is not None:
             self._warm = asyncio.create_task(self.event_reader.resume(), name=f"{name}-resume")

@@ -420,8 +420,11 @@ class Submitter:
         new one), so one that was journaled but never reached the queue is queued now. When
         that resend goes unanswered or is refused unread, the envelope is settled like a send
         whose answer was lost (:meth:`settle`), not left to its time bound (six ledgers with
-        the default ``tx_timeout_s``, the kill tail under a busy RPC)."""
-        if self.stopping or not self.sendable(entry):
+        the default ``tx_timeout_s``, the kill tail under a busy RPC). One too close to its time
+        bound to be queued is resent too: DUPLICATE says it is queued, txTOO_LATE that it
+        never will be (the confirmation then ends at the next NOT_FOUND instead of waiting
+        out the time bound, up to 2-3 s a kill under issue 16's mix)."""
+        if self.stopping or self._past_time_bound(entry):
             return
         self.count("resent")
         state = await self._send(entry.envelope, entry, acc, resend=True)

@@ -221,3 +221,55 @@ class TestInFlightJournal:
         assert execs[0]["tx_hash"] == journaled[0].hash  # the journaled envelope, not a new one
         assert execs[0]["ledger"] == ledger + 1  # the first ledger closed after the restart
         assert Journal(tmp_path, "shard-j").load() == []
+
+    def test_a_journaled_envelope_too_late_to_queue_is_not_waited_out(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        # as above, but ledgers close before the successor starts until the journaled
+        # envelope is too close to its time bound to be queued (core: txTOO_LATE) and not past
+        # it: its resend's txTOO_LATE and a NOT_FOUND settle it at once; the next ledger's
+        # read finds the task due and a new transaction executes it in the ledger after
+        # (waiting out the time bound held the task until the second close)
+        _, keeper = keys.new()
+        _, chan_a = keys.new()
+        task_id, _ = devnet.seed_tasks(count=1, interval=LONG)
+        pending = devnet.stats()["pending"]
+        devnet.set_faults(per_method={"sendTransaction": {"drop_rate": 1.0}})
+        try:
+            proc = start_cli_keeper(devnet, keeper, chan_a, task_id, tmp_path)
+            try:
+                devnet.close_ledger()
+                assert wait_for(lambda: bool(Journal(tmp_path, "shard-j").load()), 20)
+            finally:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        finally:
+            devnet.set_faults()
+        journaled = Journal(tmp_path, "shard-j").load()
+        assert [e.task_id for e in journaled] == [task_id]
+        for _ in range(5):  # 25 s of ledger time: within two ledgers of its 30 s bound
+            devnet.close_ledger()
+        ledger = devnet.stats()["ledger"]
+        assert devnet.stats()["pending"] == pending
+
+        rep = asyncio.run(
+            successor(
+                devnet,
+                {
+                    "secret": keeper,
+                    "channel_secrets": (chan_a,),
+                    "range_first": task_id,
+                    "range_last": task_id,
+                    "state_dir": str(tmp_path),
+                    "name": "shard-j",
+                },
+                pending_expected=pending,  # the journaled one refused, nothing else yet
+            )
+        )
+        execs = devnet.executions([task_id])
+        assert [e["effect"] for e in execs] == ["executed"]
+        assert execs[0]["tx_hash"] != journaled[0].hash  # a new one: the journaled never applies
+        assert execs[0]["ledger"] == ledger + 2
+        expired = [e for e in rep.events_of("tx_error") if e["tx_hash"] == journaled[0].hash]
+        assert len(expired) == 1
+        assert Journal(tmp_path, "shard-j").load() == []

@@ -167,6 +167,13 @@ class TestVerdictOrder:
         assert asyncio.run(go()) is False
 
 
+class NoJournal:
+    """The dispatcher's part of the start: an empty journal."""
+
+    def hold_journal(self) -> list[Any]:
+        return []
+
+
 class TestWarmUp:
     """The warm-up (started beside the start-up checks): the first cycle's getLatestLedger
     and fee statistics, and beside them the events read mode's resume; the first cycle waits
@@ -199,6 +206,7 @@ class TestWarmUp:
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.spec = setup()[0]
+            keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.start_warm_up()
             await keeper._warmed()
             await keeper._warmed()  # later cycles: nothing more
@@ -224,6 +232,7 @@ class TestWarmUp:
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.spec = setup()[0]
+            keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.start_warm_up()
             await asyncio.sleep(0)
             await keeper.stop_warm_up()
