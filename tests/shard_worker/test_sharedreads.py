@@ -5,6 +5,7 @@ Pure bookkeeping; the futures run in a short ``asyncio.run``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from shard_worker.sharedreads import SharedReads
@@ -108,3 +109,46 @@ class TestLookup:
             assert sr.lookup("k1", 0) is None
 
         run(go())
+
+
+class TestWaitFor:
+    def test_waits_for_the_read_paths_call_of_the_ledger(self) -> None:
+        async def go() -> Any:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            sr.reading(9, ["k1"])  # an older ledger's call: not yet
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            read = sr.reading(10, ["k1"])
+            return await asyncio.wait_for(waiting, 5) is read
+
+        assert run(go())
+
+    def test_a_call_of_the_ledger_without_the_key_ends_the_wait_with_nothing(self) -> None:
+        async def go() -> Any:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0.01)
+            sr.reading(11, ["other"])  # the key was watched too late for that call
+            return await asyncio.wait_for(waiting, 5)
+
+        assert run(go()) is None
+
+    def test_no_wait_once_announced_or_when_not_watched_and_a_bounded_one_else(self) -> None:
+        async def go() -> list[float]:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            sr.reading(10, ["k1"])
+            took = []
+            for key, ledger in (("k1", 10), ("unwatched", 99), ("k1", 99)):
+                t0 = time.monotonic()
+                await sr.wait_for(key, ledger, 0.1)
+                took.append(time.monotonic() - t0)
+            return took
+
+        first, unwatched, bounded = run(go())
+        assert first < 0.05 and unwatched < 0.05 and 0.09 <= bounded < 1.0
