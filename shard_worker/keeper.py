@@ -36,7 +36,8 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from loguru import logger
 
@@ -54,7 +55,7 @@ from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.preflight import preflight
 from shard_worker.pricing import FeeHooks, Pricer, fee_config
 from shard_worker.reader import Reader
-from shard_worker.rpc import RpcClient
+from shard_worker.rpc import RpcClient, rpc_totals
 from shard_worker.rpc_pool import PooledRpc, make_rpc
 from shard_worker.rpcbudget import BudgetedRpcClient
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
@@ -63,6 +64,7 @@ from sorotask_core.exitcodes import ExitCode
 __all__ = ["Keeper", "run_keeper"]
 
 HEARTBEAT_S = 0.5
+_T = TypeVar("_T")
 #: attempts per RPC request (the first and the retries)
 RPC_ATTEMPTS = 6
 #: the first retry's wait (10, 20, 40 ... ms, jittered): short, a ledger is 5 s; a server's
@@ -97,6 +99,19 @@ async def _heartbeat(events: Events) -> None:
     while True:
         events.safe(events.reporter.heartbeat)
         await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _beside(work: Coroutine[Any, Any, None], main: Awaitable[_T]) -> _T:
+    """``main``'s result, with ``work`` run beside it and finished too (cancelled if ``main``
+    fails or is cancelled)."""
+    task = asyncio.create_task(work)
+    try:
+        result = await main
+    except BaseException:
+        task.cancel()
+        raise
+    await task
+    return result
 
 
 def _fatal(events: Events, message: str) -> int:
@@ -305,10 +320,7 @@ class Keeper:
         final: dict[str, Any] = dict(self.tally.totals)
         final["in_flight_left"] = len(self.holds.in_flight)
         final["journal_left"] = len(self.journal)
-        final["rpc_calls"] = self.rpc.total_calls
-        final["rpc_errors"] = self.rpc.total_errors
-        final["rpc_retries"] = self.rpc.total_retries
-        final["rpc_retries_denied"] = self.rpc.retries_denied
+        final.update(rpc_totals(self.rpc))
         final.update(self.executor.recheck.figures())
         if self.executor.dry_run is not None:
             final.update(self.executor.dry_run.final())
@@ -400,6 +412,7 @@ class Keeper:
         self.pricer.fill(stats, c)
         self.accounts.fill(stats)
         stats.rpc_failures, stats.rpc_retries = self.rpc.drain_kinds()
+        stats.rpc_hedges = self.rpc.drain_hedges()
         stats.send_results = c.sends
         if isinstance(self.rpc, BudgetedRpcClient | PooledRpc):
             stats.budget_waits = self.rpc.drain_waits()
@@ -407,8 +420,9 @@ class Keeper:
         self.tally.totals["read_errors"] += stats.read_errors
 
     async def _fees_and_balances(self, ledger: int) -> None:
-        """Read again what is due of the source accounts' balances and the fee statistics,
-        before any execution of the cycle is priced."""
+        """Read again what is due of the source accounts' balances and the fee statistics
+        (in events mode beside the cycle's reads: an execution priced meanwhile uses the
+        statistics of a few ledgers ago, as between two refreshes)."""
         try:
             await self.accounts.refresh_balances(ledger)
         except RpcError as exc:  # the next ledger tries again; the reads go on
@@ -419,8 +433,10 @@ class Keeper:
         await self._warmed()
         if self.event_reader is not None:
             newest = self.clock.newest or await self.clock.latest()
-            await self._fees_and_balances(newest.sequence)
-            found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
+            found, read_at = await _beside(  # not between a close and its due tasks' enqueueing
+                self._fees_and_balances(newest.sequence),
+                self.event_reader.cycle(stats, self.dispatcher.enqueue),
+            )
             if read_at is not None:
                 self._note_due(read_at, found.due)
             return

@@ -111,7 +111,7 @@ class Pricer:
             if not self.policy.refresh_due(latest_ledger):
                 return
             try:
-                result = await self.rpc.call("getFeeStats")
+                result = await self.rpc.call("getFeeStats", hedge=False)  # read beside: no hurry
                 self.policy.update_from_answer(result, latest_ledger)
             except (RpcError, FeeStatsError) as exc:
                 # try again next ledger rather than every cycle

@@ -1,30 +1,25 @@
-"""A small, fast Soroban JSON-RPC client: one pooled ``httpx.AsyncClient`` and orjson.
+"""A small, fast Soroban JSON-RPC client: one pooled HTTP client (aiohttp or httpx) and orjson.
 
-* per-request timeouts; every failure has a ``kind`` (:mod:`shard_worker.errors`: the pure
-  functions ``kind_of_status`` / ``kind_of_code`` / ``parse_retry_after``). "Try again later"
-  (-32098 queue full, -32001 execution limit, HTTP 503, HTTP 429) and transient failures
-  (timeouts, dropped connections, garbled answers, other 5xx, -32603) are retried with the one
-  backoff (:class:`shard_worker.retry.Backoff`), never sooner than the server's
-  ``Retry-After`` (seconds or an HTTP-date, capped at 30 s; it pauses every request of the
-  client), bounded by ``attempts`` and by the caller's ``deadline``;
-* one accounting for first attempts and retries: every attempt goes through ``_attempt``,
-  where :class:`~shard_worker.rpcbudget.BudgetedRpcClient` takes a token of the shard's
-  request budget, and retries of all requests share a token bucket (``max_retries_per_s``),
-  so failures cannot become an overload of their own; requests on the wire are counted
-  (``in_flight``);
-* other JSON-RPC error objects (:class:`RpcResponseError` with the code) and other HTTP
-  statuses are raised at once; anything that is not a well-formed JSON-RPC response raises
-  :class:`RpcMalformedError`;
-* per-method call / error / latency counters and failures / retries by kind, drained once per
-  cycle into ``CycleStats``;
-* every error it raises is cleaned of its URL's credentials and its header values
-  (:func:`shard_worker.endpoint_config.scrub_url`; the URL is shown by its ``label``), whether
-  the client is a shard's one ``rpc_url`` or one endpoint of a pool.
+* per-request timeouts; every failure has a ``kind`` (:mod:`shard_worker.errors`). "Try again
+  later" (-32098, -32001, HTTP 503, 429) and transient failures (timeouts, dropped connections,
+  garbled answers, other 5xx, -32603) are retried with the one backoff
+  (:class:`shard_worker.retry.Backoff`), never sooner than the server's ``Retry-After`` (capped
+  at 30 s; it pauses every request of the client), bounded by ``attempts`` and ``deadline``;
+* reads are hedged (:mod:`shard_worker.rpcretry`): their attempts are copies in flight
+  together when one is slow or failed;
+* one accounting: every attempt goes through ``_attempt``, where
+  :class:`~shard_worker.rpcbudget.BudgetedRpcClient` takes a token of the shard's request
+  budget; retries and hedges of all requests share a token bucket (``max_retries_per_s``), so
+  failures cannot become an overload of their own; requests on the wire are counted;
+* other JSON-RPC errors (:class:`RpcResponseError` with the code) and HTTP statuses are raised
+  at once; anything not a well-formed JSON-RPC response raises :class:`RpcMalformedError`;
+* per-method call / error / latency counters, failures / retries by kind, hedges by method,
+  drained once per cycle into ``CycleStats``;
+* every error it raises is cleaned of its URL's credentials and header values
+  (:func:`shard_worker.endpoint_config.scrub_url`; the URL is shown by its ``label``).
 
-httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in): the
-default aiohttp transport keeps it out of the worker process. stellar-sdk is never imported
-here (the tests' ``tests/support/sdk_client.py`` has an httpx ``BaseAsyncClient`` for
-``SorobanServerAsync``).
+httpx is imported only when ``transport="httpx"`` is chosen (or a client is passed in);
+stellar-sdk never (the tests' ``tests/support/sdk_client.py`` has one for the SDK).
 """
 
 from __future__ import annotations
@@ -49,6 +44,7 @@ from shard_worker.errors import (
 )
 from shard_worker.retry import Backoff
 from shard_worker.rpchttp import JSON_HEADERS, HttpTransports
+from shard_worker.rpcretry import Retries
 
 if TYPE_CHECKING:
     import httpx
@@ -61,6 +57,7 @@ __all__ = [
     "expect_dict",
     "expect_list",
     "get_ledger_entries",
+    "rpc_totals",
 ]
 
 #: JSON-RPC "internal error" (retried, like the overload codes -32098 and -32001)
@@ -89,7 +86,7 @@ class EndpointChoice(Protocol):
     def outcome(self, url: str, method: str, error: RpcError | None, latency_s: float) -> None: ...
 
 
-class RpcClient(HttpTransports):
+class RpcClient(HttpTransports, Retries):
     """Soroban JSON-RPC over one pooled HTTP client.
 
     ``transport="httpx"`` uses one ``httpx.AsyncClient``; ``transport="aiohttp"`` uses one
@@ -114,9 +111,11 @@ class RpcClient(HttpTransports):
         max_retries_per_s: float = MAX_RETRIES_PER_S,
         endpoints: EndpointChoice | None = None,
         label: str | None = None,
+        hedge_copies: int = 1,
     ) -> None:
         """``headers``: extra request headers (an endpoint's API key: never logged);
-        ``label``: how ``url`` is shown in errors (default: without its credentials)."""
+        ``label``: how ``url`` is shown in errors (default: without its credentials);
+        ``hedge_copies``: copies of a read in flight at once (1: no hedging)."""
         if transport not in ("httpx", "aiohttp"):
             raise ValueError(f"unknown transport {transport!r}")
         self.transport = "httpx" if client is not None else transport
@@ -162,6 +161,7 @@ class RpcClient(HttpTransports):
         self._not_before = 0.0
         #: requests on the wire now
         self.in_flight = 0
+        self._init_hedging(hedge_copies)
         #: failed attempts and retries by kind since the last :meth:`drain_kinds`
         self.failures_by_kind: dict[str, int] = {}
         self.retries_by_kind: dict[str, int] = {}
@@ -202,26 +202,6 @@ class RpcClient(HttpTransports):
         self.failures_by_kind, self.retries_by_kind = {}, {}
         return failures, retries
 
-    def _retry_delay(self, retry: int, error: RpcError) -> float:
-        """The backoff before retry ``retry``, at least the server's ``Retry-After``."""
-        delay = self.backoff.delay(retry)
-        if error.retry_after_s is not None:
-            delay = max(delay, error.retry_after_s)
-        return delay
-
-    def _may_retry(self, error: RpcError, delay: float, deadline: float | None) -> bool:
-        """A retry after ``delay`` s: within the caller's deadline, and a token of the retry
-        bucket (retries of all requests together stay under ``max_retries_per_s``)."""
-        now = time.monotonic()
-        if deadline is not None and now + delay >= deadline:
-            return False
-        if not self.retry_bucket.try_take(1.0, now):
-            self.retries_denied += 1
-            return False
-        self.retries_by_kind[error.kind] = self.retries_by_kind.get(error.kind, 0) + 1
-        self.total_retries += 1
-        return True
-
     async def _gate(self, method: str, deadline: float | None) -> None:
         """Before each attempt: wait out a server's ``Retry-After`` (it holds for every
         request of this client). (The request budget is taken per attempt too, by
@@ -245,22 +225,23 @@ class RpcClient(HttpTransports):
         timeout_s: float | None = None,
         attempts: int | None = None,
         deadline: float | None = None,
+        hedge: bool = True,
     ) -> Any:
         """Call ``method`` and return its ``result``; raises an :class:`RpcError` subclass
         (with its ``kind``). A retryable failure is retried with backoff (at least the
         server's ``Retry-After``) up to ``attempts`` times and, when given, until the
         ``deadline`` (a ``time.monotonic()`` value): no retry starts that could not begin
-        before it, and no attempt waits past it."""
+        before it, and no attempt waits past it. A read's attempts may be hedged copies
+        (``hedge`` False: not this one, nobody waits for it)."""
         self._next_id += 1
         req_id = self._next_id
         body = orjson.dumps(
             {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}}
         )
-        counters = self.counters.get(method)
-        if counters is None:
-            counters = self.counters[method] = MethodCounters()
         max_attempts = attempts or self.max_attempts
         timeout = timeout_s or self.timeout_s
+        if hedge and max_attempts > 1 and self.hedge.hedges(method):
+            return await self._call_hedged(method, body, req_id, timeout, max_attempts, deadline)
         last_error: RpcError | None = None
         for attempt in range(max_attempts):
             if last_error is not None:
@@ -268,32 +249,59 @@ class RpcClient(HttpTransports):
                 if not self._may_retry(last_error, delay, deadline):
                     raise last_error
                 await asyncio.sleep(delay)
-            await self._gate(method, deadline)
-            attempt_timeout = timeout
-            if deadline is not None:
-                attempt_timeout = max(0.05, min(timeout, deadline - time.monotonic()))
-            counters.calls += 1
-            self.total_calls += 1
-            self.in_flight += 1
-            started = time.perf_counter()
             try:
-                return await self._attempt(method, body, req_id, attempt_timeout)
+                return await self._one(method, body, req_id, timeout, deadline)
             except RpcError as exc:
-                counters.errors += 1
-                self.total_errors += 1
-                self.failures_by_kind[exc.kind] = self.failures_by_kind.get(exc.kind, 0) + 1
-                if exc.retry_after_s is not None:
-                    self._not_before = max(self._not_before, time.monotonic() + exc.retry_after_s)
                 if not exc.retryable:
                     raise
                 last_error = exc
-            finally:
-                self.in_flight -= 1
-                counters.latency_s += time.perf_counter() - started
         assert last_error is not None
         raise last_error
 
-    async def _attempt(self, method: str, body: bytes, req_id: int, timeout_s: float) -> Any:
+    async def _one(
+        self,
+        method: str,
+        body: bytes,
+        req_id: int,
+        timeout_s: float,
+        deadline: float | None,
+        *,
+        prepaid: bool = False,
+    ) -> Any:
+        """One HTTP attempt, counted (calls, errors, latency, failures by kind, in flight);
+        ``prepaid``: its budget token was taken already (a hedge)."""
+        await self._gate(method, deadline)
+        attempt_timeout = timeout_s
+        if deadline is not None:
+            attempt_timeout = max(0.05, min(timeout_s, deadline - time.monotonic()))
+        counters = self.counters.get(method)
+        if counters is None:
+            counters = self.counters[method] = MethodCounters()
+        counters.calls += 1
+        self.total_calls += 1
+        self.in_flight += 1
+        started = time.perf_counter()
+        try:
+            result = await self._attempt(method, body, req_id, attempt_timeout, prepaid=prepaid)
+        except RpcError as exc:
+            counters.errors += 1
+            self.total_errors += 1
+            self.failures_by_kind[exc.kind] = self.failures_by_kind.get(exc.kind, 0) + 1
+            if exc.retry_after_s is not None:
+                self._not_before = max(self._not_before, time.monotonic() + exc.retry_after_s)
+            self.hedge.observe(method, time.perf_counter() - started, failed=True)
+            raise
+        finally:
+            self.in_flight -= 1
+            counters.latency_s += time.perf_counter() - started
+        self.hedge.observe(method, time.perf_counter() - started)
+        return result
+
+    async def _attempt(
+        self, method: str, body: bytes, req_id: int, timeout_s: float, *, prepaid: bool = False
+    ) -> Any:
+        """One POST and its answer (``prepaid``: the request budget's token is taken, see
+        :class:`~shard_worker.rpcbudget.BudgetedRpcClient`)."""
         url = self.url if self.endpoints is None else self.endpoints.pick(method)
         started = time.monotonic()
         try:
@@ -340,6 +348,17 @@ class RpcClient(HttpTransports):
         if "result" not in payload:
             raise RpcMalformedError(method, "response has neither result nor error")
         return payload["result"]
+
+
+def rpc_totals(rpc: Any) -> dict[str, int]:
+    """A client's (or a pool's) totals over its life, for the keeper's goodbye."""
+    return {
+        "rpc_calls": rpc.total_calls,
+        "rpc_errors": rpc.total_errors,
+        "rpc_retries": rpc.total_retries,
+        "rpc_retries_denied": rpc.retries_denied,
+        "rpc_hedges": rpc.total_hedges,
+    }
 
 
 def expect_dict(value: Any, method: str) -> dict[str, Any]:

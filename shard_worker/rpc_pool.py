@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -43,6 +44,7 @@ from shard_worker.endpoint_pool import (
 )
 from shard_worker.endpoints import NEUTRAL_KINDS, Endpoint, HealthPolicy
 from shard_worker.errors import RpcError
+from shard_worker.hedge import Race, one_copy
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient
 from shard_worker.rpc_probes import Probes, ledger_of
@@ -135,16 +137,21 @@ class PooledRpc:
                     target[kind] = target.get(kind, 0) + n
         return failures, retries
 
-    def drain_waits(self) -> int:
-        """Attempts that waited for the shard's budget, every endpoint together."""
-        return sum(c.drain_waits() for c in self._clients.values() if hasattr(c, "drain_waits"))
+    def drain_waits(self) -> dict[str, int]:
+        """Attempts that waited for the shard's budget by priority, every endpoint together."""
+        return self._merged("drain_waits")
 
     def drain_bytes(self) -> dict[str, int]:
         """Answer bytes by method, every endpoint together."""
+        return self._merged("drain_bytes")
+
+    def _merged(self, drain: str) -> dict[str, int]:
+        """The clients' ``drain`` counts (``{label: n}``) summed, from those that keep them."""
         total: dict[str, int] = {}
         for client in self._clients.values():
-            for m, n in (client.drain_bytes() if hasattr(client, "drain_bytes") else {}).items():
-                total[m] = total.get(m, 0) + n
+            counts = getattr(client, drain, dict)()
+            for label, n in counts.items():
+                total[label] = total.get(label, 0) + n
         return total
 
     def client_of(self, ep: Endpoint) -> RpcClient:
@@ -245,6 +252,32 @@ class PooledRpc:
         assert last_error is not None
         raise last_error
 
+    async def copies(
+        self,
+        method: str,
+        params: dict[str, Any],
+        judge: Callable[[Any], str],
+        *,
+        timeout_s: float | None = None,
+    ) -> Race:
+        """:meth:`RpcClient.copies` through the pool: one copy, on the endpoint the pool
+        chooses (no hedging across endpoints: a failed send is sent again by the caller)."""
+        return await one_copy(
+            lambda: self.call(method, params, timeout_s=timeout_s, attempts=1), judge
+        )
+
+    @property
+    def total_hedges(self) -> int:
+        return sum(c.total_hedges for c in self._clients.values())
+
+    def drain_hedges(self) -> dict[str, int]:
+        """Hedged copies by method, every endpoint together."""
+        total: dict[str, int] = {}
+        for client in self._clients.values():
+            for m, n in client.drain_hedges().items():
+                total[m] = total.get(m, 0) + n
+        return total
+
     def _others(self, tried: list[Endpoint]) -> bool:
         return any(ep.verified and ep not in tried for ep in self.pool.endpoints)
 
@@ -303,6 +336,7 @@ def make_rpc(
             spec.rpc_url,
             budget=budget,
             timeout_s=spec.rpc_timeout_s,
+            hedge_copies=spec.rpc_hedge_copies,
             transport=spec.http_client,
             max_connections=max_connections,
             **client_kw,

@@ -63,6 +63,7 @@ class WorkerSpec:
     max_concurrent_reads: int = _W["max_concurrent_reads"]
     max_concurrent_executions: int = _W["max_concurrent_executions"]
     rpc_timeout_s: float = _W["rpc_timeout_s"]
+    rpc_hedge_copies: int = _W["rpc_hedge_copies"]
     tx_timeout_s: int = _W["tx_timeout_s"]
     stop_grace_s: float = _W["stop_grace_s"]
     state_dir: str | None = _W["state_dir"]

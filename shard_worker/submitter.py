@@ -36,12 +36,13 @@ from shard_worker.accounts import SourceAccount
 from shard_worker.answerclock import AnswerClock, answer_ledger
 from shard_worker.context import Events, Tally
 from shard_worker.due import Holds
-from shard_worker.errors import HTTP_429, HTTP_503, QUEUE_FULL, RpcError
+from shard_worker.errors import RpcError
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.pricing import FeeHooks
 from shard_worker.retry import Backoff
 from shard_worker.rpc import RpcClient, expect_dict
+from shard_worker.sendcopies import REFUSED_UNREAD_KINDS, judge_send, sum_up
 from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
@@ -65,9 +66,6 @@ QUEUED, UNKNOWN, BUSY, NOT_PENDING, REJECTED = (
     "not_pending",
     "rejected",
 )
-#: failures that say the server refused the request before carrying it out (nothing queued;
-#: an execution-limit answer, -32001, may have reached the queue)
-REFUSED_UNREAD_KINDS = frozenset({HTTP_503, HTTP_429, QUEUE_FULL})
 #: the wait between resends of the same envelope after an unknown outcome, and how many
 SETTLE_BACKOFF = Backoff(0.02, factor=2.0, max_s=0.25, jitter=0.5)
 SETTLE_LIMIT = 40
@@ -272,13 +270,8 @@ class Submitter:
         or its time bound passed), so getTransaction decides."""
         for retry in range(TRY_AGAIN_LATER_LIMIT):
             try:
-                # one attempt: a client retry could meet it applied meanwhile (txBAD_SEQ)
-                res = expect_dict(
-                    await self.rpc.call("sendTransaction", {"transaction": envelope}, attempts=1),
-                    "sendTransaction",
-                )
+                res = expect_dict(await self._copies(envelope), "sendTransaction")
                 status = res.get("status")
-                self.answers.saw(res)
             except RpcError as exc:
                 if exc.kind in REFUSED_UNREAD_KINDS:
                     self.count("busy")
@@ -351,6 +344,20 @@ class Submitter:
             return NOT_PENDING
         self._tx_error(entry, "TRY_AGAIN_LATER too many times")
         return REJECTED
+
+    async def _copies(self, envelope: str) -> Any:
+        """One send of ``envelope``: copies of it, hedged as the RPC client allows, never a
+        client retry after the fact (it could meet the envelope applied meanwhile unseen);
+        what their answers add up to (:mod:`shard_worker.sendcopies`), or the error it
+        raises. Every answer tells the newest ledger."""
+        got = await self.rpc.copies("sendTransaction", {"transaction": envelope}, judge_send)
+        for answer in got.answers:
+            if isinstance(answer, dict):
+                self.answers.saw(answer)
+        answer = sum_up(got)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     async def settle(
         self, envelope: str, entry: JournalEntry, acc: SourceAccount, *, maybe_queued: bool = True
@@ -472,8 +479,10 @@ class Submitter:
             await self.clock.wait_newer(queued_at, max(poll, self.ledger_s))
         while True:
             try:
+                # not hedged: the account is free, nothing waits for this answer but the task
                 res = expect_dict(
-                    await self.rpc.call("getTransaction", {"hash": entry.hash}), "getTransaction"
+                    await self.rpc.call("getTransaction", {"hash": entry.hash}, hedge=False),
+                    "getTransaction",
                 )
                 status = res.get("status")
                 self.answers.saw(res)

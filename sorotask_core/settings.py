@@ -324,6 +324,9 @@ WORKER = Section("worker", doc="defaults for every shard; a shard's `worker:` bl
             doc="execute transactions in flight per shard"),
     Setting("rpc_timeout_s", float, 10.0, gt=0, flag="--rpc-timeout", metavar="SECONDS",
             doc="per-request timeout (requests are retried with backoff on timeouts, 429, 5xx)"),
+    Setting("rpc_hedge_copies", int, 3, ge=1, lt=9, flag="--rpc-hedge-copies", metavar="N",
+            doc="copies of a request in flight when one is slow or failed (hedging, in budget); "
+                "1: off"),
     Setting("tx_timeout_s", int, 30, ge=1, rule=tx_timeout_problem, flag="--tx-timeout",
             metavar="SECONDS",
             doc="max time bound = ledger close time + this (at least 2 ledgers + 5 s: 15 s)"),

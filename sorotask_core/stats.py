@@ -189,6 +189,9 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
        label="kind", log="rpc failures"),
     _f("rpc_retries", COUNTER, int, "RPC attempts retried, by the kind of the failure",
        label="kind", log="rpc retries"),
+    _f("rpc_hedges", COUNTER, int,
+       "RPC copies started while another copy of the request was out (hedged), by method",
+       label="method", log="rpc hedges"),
     _f("send_results", COUNTER, int,
        "Answers to sendTransaction by name (PENDING, DUPLICATE, TRY_AGAIN_LATER, txTOO_LATE, ...)",
        label="result", log="sends"),
@@ -229,7 +232,9 @@ CYCLE_FIELDS: tuple[StatField, ...] = (
     _f("events_seen", COUNTER, int, "Contract events (register, deposit, withdraw) followed"),
     _f("rescans", COUNTER, int, "Full re-reads of every task entry (start, lost events position)"),
     _f("sweep_reads", COUNTER, int, "Task entries re-read by the background sweep"),
-    _f("budget_waits", COUNTER, int, "RPC requests that waited for the max_requests_per_s budget"),
+    _f("budget_waits", COUNTER, int,
+       "RPC requests that waited for the max_requests_per_s budget, by priority (due, ledger, "
+       "sweep, rescan)", label="priority"),
     _f("rpc_bytes", COUNTER, int, "Bytes of RPC answers received (HTTP bodies) by method",
        label="method"),
 )

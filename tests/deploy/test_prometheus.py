@@ -92,6 +92,7 @@ ONLY_SOMETIMES = frozenset(
         "sorotask_source_balance_stroops",
         "sorotask_send_results_total",
         "sorotask_rpc_retries_total",
+        "sorotask_budget_waits_total",
     }
 )
 
@@ -166,7 +167,7 @@ def _known_label_values() -> dict[tuple[str, str], frozenset[str]]:
     not listed (``method``, ``account``, ``endpoint``, ``shard``) take any value."""
     import ast
 
-    from shard_worker import due, endpoints, errors, feepolicy, submitter
+    from shard_worker import budget, due, endpoints, errors, feepolicy, submitter
     from shard_worker.txxdr import TX_RESULT_NAMES
     from supervisor.view import ENDPOINT_STATES, STATES
 
@@ -202,6 +203,7 @@ def _known_label_values() -> dict[tuple[str, str], frozenset[str]]:
         ("sorotask_rpc_retries_total", "kind"): kinds,
         ("sorotask_tasks_skipped_total", "reason"): skip_reasons,
         ("sorotask_send_results_total", "result"): results,
+        ("sorotask_budget_waits_total", "priority"): frozenset(budget.PRIORITY_NAMES),
     }
 
 

@@ -47,6 +47,7 @@ class TestFlagsFromTheDeclarations:
             "--state-dir",
             "--http-client",
             "--max-lag-ledgers",
+            "--rpc-hedge-copies",
         }
         assert {s.flag for s in FLAGGED} <= flags
 

@@ -3,7 +3,10 @@ keeper's roles (no network, no process)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from shard_worker.hedge import Race, one_copy
 
 
 class FakeRpc:
@@ -21,6 +24,12 @@ class FakeRpc:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    async def copies(
+        self, method: str, params: dict[str, Any], judge: Callable[[Any], str], **_kw: Any
+    ) -> Race:
+        """One copy (no hedging), from the script like :meth:`call`."""
+        return await one_copy(lambda: self.call(method, params), judge)
 
     def note_error(self, method: str) -> None:
         self.noted.append(method)
