@@ -38,7 +38,7 @@ BATCH_WINDOW_S = 0.02
 #: keys a getLedgerEntries call carries at most (stellar-rpc's limit)
 MAX_KEYS = 200
 #: how long a recheck waits for the read path's call of its ledger before reading on its own
-#: (the read path's poll came 0.3-0.5 s after a transaction's answer showed the ledger)
+#: (woken, the read path polls at once; at most ``poll_interval_s`` too: the executor's)
 WAIT_FOR_READ_S = 1.0
 
 

@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from shard_worker.sharedreads import SharedReads
+from shard_worker.sharedreads import SharedReads, pause
 
 
 def run(coro: Any) -> Any:
@@ -152,3 +152,40 @@ class TestWaitFor:
 
         first, unwatched, bounded = run(go())
         assert first < 0.05 and unwatched < 0.05 and 0.09 <= bounded < 1.0
+
+    def test_a_waiting_recheck_wakes_the_read_loop_at_once(self) -> None:
+        """The ledger was seen in a transaction's answer: the read path polls now (its call
+        comes a round trip later) instead of at its timer (up to a step later)."""
+
+        async def go() -> tuple[float, bool]:
+            sr, stop = SharedReads(), asyncio.Event()
+            sr.watch(1, "k1")
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            sleeping = asyncio.ensure_future(pause(stop, 5.0, sr))
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.wait_for(sleeping, 5)
+            woke = loop.time() - t0
+            cleared = not sr.wanted.is_set()
+            sr.reading(10, ["k1"])
+            await asyncio.wait_for(waiting, 5)
+            return woke, cleared
+
+        woke, cleared = run(go())
+        assert woke < 1.0 and cleared
+
+    def test_pause_ends_at_its_time_or_at_a_stop(self) -> None:
+        async def go() -> list[float]:
+            loop = asyncio.get_running_loop()
+            stop, took = asyncio.Event(), []
+            for shared in (None, SharedReads()):
+                t0 = loop.time()
+                await pause(stop, 0.05, shared)
+                took.append(loop.time() - t0)
+            loop.call_later(0.05, stop.set)
+            t0 = loop.time()
+            await pause(stop, 5.0, None)
+            took.append(loop.time() - t0)
+            return took
+
+        assert all(0.04 <= t < 1.0 for t in run(go()))
