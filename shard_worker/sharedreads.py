@@ -91,6 +91,8 @@ class SharedReads:
         if ledger > self.announced:
             self.announced = ledger
             self._wake(ledger)
+            if not any(at > ledger for at, _ in self._waiters):
+                self.wanted.clear()  # this call is what they wanted: no extra poll after it
         if not self._watched:
             return None
         watched = self._watched

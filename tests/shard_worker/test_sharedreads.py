@@ -189,3 +189,19 @@ class TestWaitFor:
             return took
 
         assert all(0.04 <= t < 1.0 for t in run(go()))
+
+    def test_the_call_that_was_wanted_ends_the_wish(self) -> None:
+        """A recheck that asked for a poll, answered by the read path's call of that ledger
+        in the cycle already under way: no further poll right after that cycle."""
+
+        async def go() -> list[bool]:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0)
+            asked = sr.wanted.is_set()
+            sr.reading(10, ["k1"])
+            await asyncio.wait_for(waiting, 5)
+            return [asked, sr.wanted.is_set()]
+
+        assert run(go()) == [True, False]
