@@ -10,9 +10,8 @@ Each cycle (paced by :class:`~shard_worker.pacer.LedgerPacer`):
    registered, deposited to or withdrawn from;
 3. on a new ledger, one read (``getLedgerEntries``, 200 keys a call) of the ids the events
    named, the ids whose cached due time has come (a task another keeper executed then reads
-   as not due and gets its new due time), the Counter and prepared executions' tasks (for
-   their rechecks: :mod:`~shard_worker.sharedreads`); due tasks are classified as in the
-   other modes and handed to the executor;
+   as not due), the Counter and prepared executions' tasks (for their rechecks:
+   :mod:`~shard_worker.sharedreads`); due tasks are classified and handed to the executor;
 4. then a slice of the background sweep (:class:`~shard_worker.sweep.SweepPlan`);
 5. the position and the state it matches are saved in the state dir
    (:class:`~shard_worker.cursorstore.CursorStore`) every ``SAVE_EVERY_S`` and at stop, so that
@@ -22,6 +21,7 @@ Each cycle (paced by :class:`~shard_worker.pacer.LedgerPacer`):
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -141,7 +141,7 @@ class EventReader:
         ids = self.ids()
         self.table.ensure(max(self.first - 1, ids[-1] if len(ids) else self.first - 1))
         self.sweep.set_count(len(ids))
-        return [i for i in ids if i > old]
+        return list(ids[bisect_right(ids, old) :])  # (not a scan: 125k ids a registration)
 
     # ------------------------------------------------------------------ start
 

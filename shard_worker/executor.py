@@ -131,6 +131,7 @@ class Executor:
             tally=tally,
             shared=shared_reads,
         )
+        self.recheck.wait_for_read_s = min(self.recheck.wait_for_read_s, spec.poll_interval_s)
         #: a dry run: what it would have executed (nothing is signed or sent)
         self.dry_run: DryRun | None = DryRun(tally, events) if spec.dry_run else None
 

@@ -58,6 +58,7 @@ from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient, rpc_totals
 from shard_worker.rpc_pool import PooledRpc, make_rpc
 from shard_worker.rpcbudget import BudgetedRpcClient
+from shard_worker.sharedreads import pause
 from shard_worker.spec import CycleStats, Reporter, WorkerSpec
 from sorotask_core.exitcodes import ExitCode
 
@@ -345,10 +346,9 @@ class Keeper:
             now = time.monotonic()
             if self.event_reader is not None:  # paced around the next ledger's close
                 next_start = now + self.event_reader.next_delay()
-            if next_start < now:
-                next_start = now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), next_start - now)
+            next_start = max(next_start, now)  # (events mode: sooner when a recheck asks)
+            er = self.event_reader
+            await pause(self.stop, next_start - now, er.batches.shared if er else None)
 
     def report_endpoints(self) -> None:
         """Each endpoint's figures to the reporter, when the shard has several endpoints and

@@ -37,6 +37,9 @@ __all__ = ["EntryBatcher", "Recheck", "needs_recheck", "verdict"]
 BATCH_WINDOW_S = 0.02
 #: keys a getLedgerEntries call carries at most (stellar-rpc's limit)
 MAX_KEYS = 200
+#: how long a recheck waits for the read path's call of its ledger before reading on its own
+#: (woken, the read path polls at once; at most ``poll_interval_s`` too: the executor's)
+WAIT_FOR_READ_S = 1.0
 
 
 def needs_recheck(simulated_at: int, sending_at: int) -> bool:
@@ -137,6 +140,7 @@ class Recheck:
         #: rechecks answered by the read path's call / by a call of their own
         self.shared_reads = 0
         self.own_reads = 0
+        self.wait_for_read_s = WAIT_FOR_READ_S
         self.events = events
         self.identity = identity
         #: the newest ledger known (the read loop's or an answer's)
@@ -164,7 +168,9 @@ class Recheck:
         """The task's key and its entry as of ledger ``at_least`` or later: from the read
         path's call that carried it when there is one (and it did not fail), else read."""
         key = self.identity.task_keys.key_b64(task_id)
-        read = self.shared.lookup(key, at_least) if self.shared is not None else None
+        read = None
+        if self.shared is not None:
+            read = await self.shared.wait_for(key, at_least, self.wait_for_read_s)
         if read is not None:
             found = await read.answer
             if found is not None:

@@ -10,7 +10,10 @@ call before making it (:meth:`SharedReads.reading`) and hands over the answer
 (:meth:`SharedReads.answered`); a recheck that needs a read of ledger ``L`` or later takes the
 newest such call that carried its key, finished or still in flight (:meth:`SharedReads.lookup`),
 and makes a call of its own only when there is none (the task was prepared after that
-ledger's call was made, or the call failed).
+ledger's call was made, or the call failed). A recheck that comes before the read path made
+any call of that ledger (a transaction's answer showed the new ledger before the read path's
+poll did: seen 0.3-0.5 s before it) wakes the read path to poll at once (:func:`pause`) and
+waits for its call, a bounded time (:meth:`SharedReads.wait_for`).
 
 A read of ledger ``L`` is the read path's call made after it saw ledger ``L``: its answer holds
 every change applied up to ``L`` (another keeper's execution in ``L`` included), as the
@@ -20,10 +23,11 @@ recheck's own call would. Pure bookkeeping (no I/O); the futures are the only as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["SharedRead", "SharedReads"]
+__all__ = ["SharedRead", "SharedReads", "pause"]
 
 #: a call's answer for the watched keys it carried: key -> entry (absent: no entry); None when
 #: the call failed
@@ -49,13 +53,20 @@ class SharedRead:
 class SharedReads:
     """The watched tasks and, for each, the newest read-path call that carried its key."""
 
-    __slots__ = ("_reads", "_watched")
+    __slots__ = ("_reads", "_waiters", "_watched", "announced", "wanted")
 
     def __init__(self) -> None:
         #: key -> task id, for the prepared executions not yet sent
         self._watched: dict[str, int] = {}
         #: key -> the newest call that carried it (a watched key only)
         self._reads: dict[str, SharedRead] = {}
+        #: the ledger of the newest read-path call announced (0: none yet)
+        self.announced = 0
+        #: rechecks waiting for a call of a ledger: (ledger, woken)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: set when a recheck waits: the read path polls at once instead of at its timer
+        #: (:func:`pause`; the ledger was already seen in a transaction's answer)
+        self.wanted = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._watched)
@@ -77,6 +88,11 @@ class SharedReads:
     def reading(self, ledger: int, keys: Iterable[str]) -> SharedRead | None:
         """A read-path call of ledger ``ledger`` is about to carry ``keys``: the watched ones
         among them will take its answer. None when it carries none (nothing to hand over)."""
+        if ledger > self.announced:
+            self.announced = ledger
+            self._wake(ledger)
+            if not any(at > ledger for at, _ in self._waiters):
+                self.wanted.clear()  # this call is what they wanted: no extra poll after it
         if not self._watched:
             return None
         watched = self._watched
@@ -118,3 +134,39 @@ class SharedReads:
         if read is None or read.ledger < at_least:
             return None
         return read
+
+    async def wait_for(self, key: str, at_least: int, timeout_s: float) -> SharedRead | None:
+        """:meth:`lookup`, after waiting (at most ``timeout_s``) for the read path to announce
+        a call of ledger ``at_least`` or later when it has not yet."""
+        if self.announced < at_least and key in self._watched and timeout_s > 0:
+            self.wanted.set()
+            woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter = (at_least, woken)
+            self._waiters.append(waiter)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken, timeout_s)
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+        return self.lookup(key, at_least)
+
+    def _wake(self, ledger: int) -> None:
+        for at_least, woken in self._waiters:
+            if at_least <= ledger and not woken.done():
+                woken.set_result(None)
+
+
+async def pause(stop: asyncio.Event, seconds: float, shared: SharedReads | None) -> None:
+    """The read loop's wait for its next poll: ``seconds``, or until ``stop`` is set, or
+    (``shared`` given) until a recheck wants the read path's call of a ledger at once."""
+    waits = {asyncio.ensure_future(stop.wait())}
+    if shared is not None:
+        waits.add(asyncio.ensure_future(shared.wanted.wait()))
+    try:
+        await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    if shared is not None:
+        shared.wanted.clear()

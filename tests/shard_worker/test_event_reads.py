@@ -22,12 +22,13 @@ from shard_worker.eventreader import EventReader
 from shard_worker.ledger import LedgerClock
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
-from shard_worker.spec import CycleStats, WorkerSpec
+from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
 from shard_worker.taskstate import GAS, KNOWN
 from sorotask.bench.changes import Changer
 from sorotask_core.contract import TaskKeys, sc_address_bytes
 from tests.support.devnet import DevnetOptions
 from tests.support.keeper import Keys, RecordingReporter, make_spec, run_until
+from tests.support.ledger_entries import CONTRACT_ID
 
 #: ledgers of events the devnet keeps (0.25 s each): short, for the retention test
 RETENTION = 24
@@ -310,3 +311,38 @@ class TestRechecksRideInTheReadPath:
         # the read path's call a ledger, the balances' once in 12, any recheck of its own
         assert reads <= ledgers + 2 + own, (reads, ledgers, final)
         assert final["not_sent_stale"] == 0 and final["failed"] == 0
+
+
+class TestNewIds:
+    @staticmethod
+    def reader(**kw: Any) -> EventReader:
+        spec = WorkerSpec(
+            name="t",
+            rpc_url="http://127.0.0.1:1/",
+            network_passphrase="Test SDF Network ; September 2015",
+            contract_id=CONTRACT_ID,
+            secret=SecretRef(env="UNUSED"),
+            read_mode="events",
+            **kw,
+        )
+        return Harness(spec, RpcClient(spec.rpc_url)).er
+
+    def test_a_rising_counter_names_only_the_shards_new_ids(self) -> None:
+        er = self.reader(range_first=101, range_last=200)
+        assert er._set_counter(150) == list(range(101, 151))
+        assert er._set_counter(150) == [] and er._set_counter(120) == []
+        assert er._set_counter(170) == list(range(151, 171))
+        assert er._set_counter(10**6) == list(range(171, 201))  # the range ends at 200
+        assert er._set_counter(10**6 + 5) == []
+        listed = self.reader(task_ids=(3, 7, 9, 40))
+        assert listed._set_counter(8) == [3, 7] and listed._set_counter(50) == [9, 40]
+
+    def test_without_scanning_the_shards_ids(self) -> None:
+        """The last shard of 1M tasks holds 125k ids; each registration raised the Counter
+        and the new ids were found by a scan of all of them (3 ms a ledger a shard)."""
+        er = self.reader(range_first=1, range_last=None)
+        er._set_counter(200_000)
+        t0 = time.process_time()
+        for n in range(1, 2001):
+            assert er._set_counter(200_000 + n) == [200_000 + n]
+        assert time.process_time() - t0 < 1.0  # a scan: 2,000 x 200k ids

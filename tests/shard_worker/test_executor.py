@@ -355,6 +355,52 @@ class TestConfirm:
         assert [m for m, _ in rpc.calls] == ["getTransaction", "getTransaction"]
         assert ex.tally.totals["executed"] == 1
 
+    def test_a_transaction_queued_at_a_known_ledger_is_first_asked_after_it(self) -> None:
+        """With a paced clock the first getTransaction waits for a ledger after the one the
+        transaction was queued at (asked at once it was always NOT_FOUND: a request an
+        execution)."""
+        kp = Keypair.random()
+        res = {"status": "SUCCESS", "ledger": 11, "resultXdr": "!!"}
+        rpc = FakeRpc({"getTransaction": [res]})
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        ex.clock.paced = True
+        ex.clock.note(Latest(10, 100))
+        entry = journaled(ex, kp)
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, ex.clock.note, Latest(11, 105))
+            t0 = loop.time()
+            await asyncio.wait_for(ex.submitter.confirm(entry, None, 0.0, queued_at=10), 10)
+            return loop.time() - t0
+
+        assert asyncio.run(go()) >= 0.25
+        assert [m for m, _ in rpc.calls] == ["getTransaction"]
+        assert ex.tally.totals["executed"] == 1
+
+    def test_with_a_paced_clock_the_next_turn_is_woken_by_the_next_ledger(self) -> None:
+        """An account's next transaction waits for the ledger after the one its previous
+        was queued at: woken by the poller's sighting (it polled every 50 ms before)."""
+        kp = Keypair.random()
+        ex = make_executor(kp, FakeRpc({}))
+        sub = ex.submitter
+        sub.clock.paced = True
+        sub.clock.note(Latest(10, 100))
+        acc = SourceAccount(ex.identity.keeper, True)
+
+        async def go() -> float:
+            loop = asyncio.get_running_loop()
+            confirming = asyncio.ensure_future(asyncio.sleep(30))  # never final here
+            sub._confirming[acc.public_key] = confirming
+            sub._queued_at[acc.public_key] = 10
+            loop.call_later(0.3, sub.clock.note, Latest(11, 105))
+            t0 = loop.time()
+            await asyncio.wait_for(sub.wait_turn(acc), 5)
+            confirming.cancel()
+            return loop.time() - t0
+
+        assert 0.25 <= asyncio.run(go()) < 1.0  # at the sighting, not after the 1 s wait
+
     def test_failure_is_counted_once_with_its_fee_and_backs_off(self) -> None:
         kp = Keypair.random()
         res = {"status": "FAILED", "resultXdr": tx_result(sx.TransactionResultCode.txFAILED, 700)}

@@ -211,6 +211,7 @@ class TestSharedWithTheReadPath:
         ex = prepared(rpc, NEWER)
         shared = SharedReads()
         ex.recheck.shared = shared
+        ex.recheck.wait_for_read_s = 0.2
         return ex.recheck, keeper_account(ex), shared
 
     def test_the_read_paths_answer_of_the_newest_ledger_saves_the_call(self) -> None:
@@ -260,6 +261,39 @@ class TestSharedWithTheReadPath:
         assert asyncio.run(go()) == [False, False]
         assert [m for m, _ in rpc.calls] == ["getLedgerEntries"] * 2
         assert (rc.shared_reads, rc.own_reads) == (0, 2)
+
+    def test_a_recheck_before_the_read_paths_call_of_its_ledger_waits_for_it(self) -> None:
+        """A transaction's answer may show the new ledger before the read path's poll does:
+        the recheck waits for that ledger's call instead of making its own."""
+        rpc = FakeRpc({})
+        rc, acc, shared = self.recheck_of(rpc)
+        rc.wait_for_read_s = 5.0
+
+        async def go() -> bool:
+            rc.prepared(TASK)
+            SharedReads.answered(shared.reading(SIMULATED_AT, [KEY]), answer(last_run=1_000))
+            checking = asyncio.ensure_future(rc.still_due(TASK, SIMULATED_AT, acc))
+            await asyncio.sleep(0.05)
+            assert not checking.done()  # waiting for the call of ledger 78
+            read = shared.reading(NEWER.sequence, [KEY])
+            await asyncio.sleep(0)
+            SharedReads.answered(read, answer(last_run=5_000))
+            return await asyncio.wait_for(checking, 5)
+
+        assert asyncio.run(go()) is False
+        assert rpc.calls == [] and (rc.shared_reads, rc.own_reads) == (1, 0)
+
+    def test_a_read_path_that_does_not_come_is_not_waited_for_long(self) -> None:
+        rpc = FakeRpc({"getLedgerEntries": [{"entries": answer(last_run=1_000)}]})
+        rc, acc, _ = self.recheck_of(rpc)
+
+        async def go() -> tuple[bool, float]:
+            rc.prepared(TASK)
+            t0 = time.monotonic()
+            return await rc.still_due(TASK, SIMULATED_AT, acc), time.monotonic() - t0
+
+        still_due, took = asyncio.run(go())
+        assert still_due and rc.own_reads == 1 and 0.15 <= took < 2.0
 
     def test_the_executor_stops_watching_what_it_sent(self) -> None:
         rpc = FakeRpc(

@@ -5,9 +5,10 @@ Pure bookkeeping; the futures run in a short ``asyncio.run``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from shard_worker.sharedreads import SharedReads
+from shard_worker.sharedreads import SharedReads, pause
 
 
 def run(coro: Any) -> Any:
@@ -108,3 +109,99 @@ class TestLookup:
             assert sr.lookup("k1", 0) is None
 
         run(go())
+
+
+class TestWaitFor:
+    def test_waits_for_the_read_paths_call_of_the_ledger(self) -> None:
+        async def go() -> Any:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            sr.reading(9, ["k1"])  # an older ledger's call: not yet
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+            read = sr.reading(10, ["k1"])
+            return await asyncio.wait_for(waiting, 5) is read
+
+        assert run(go())
+
+    def test_a_call_of_the_ledger_without_the_key_ends_the_wait_with_nothing(self) -> None:
+        async def go() -> Any:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0.01)
+            sr.reading(11, ["other"])  # the key was watched too late for that call
+            return await asyncio.wait_for(waiting, 5)
+
+        assert run(go()) is None
+
+    def test_no_wait_once_announced_or_when_not_watched_and_a_bounded_one_else(self) -> None:
+        async def go() -> list[float]:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            sr.reading(10, ["k1"])
+            took = []
+            for key, ledger in (("k1", 10), ("unwatched", 99), ("k1", 99)):
+                t0 = time.monotonic()
+                await sr.wait_for(key, ledger, 0.1)
+                took.append(time.monotonic() - t0)
+            return took
+
+        first, unwatched, bounded = run(go())
+        assert first < 0.05 and unwatched < 0.05 and 0.09 <= bounded < 1.0
+
+    def test_a_waiting_recheck_wakes_the_read_loop_at_once(self) -> None:
+        """The ledger was seen in a transaction's answer: the read path polls now (its call
+        comes a round trip later) instead of at its timer (up to a step later)."""
+
+        async def go() -> tuple[float, bool]:
+            sr, stop = SharedReads(), asyncio.Event()
+            sr.watch(1, "k1")
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            sleeping = asyncio.ensure_future(pause(stop, 5.0, sr))
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.wait_for(sleeping, 5)
+            woke = loop.time() - t0
+            cleared = not sr.wanted.is_set()
+            sr.reading(10, ["k1"])
+            await asyncio.wait_for(waiting, 5)
+            return woke, cleared
+
+        woke, cleared = run(go())
+        assert woke < 1.0 and cleared
+
+    def test_pause_ends_at_its_time_or_at_a_stop(self) -> None:
+        async def go() -> list[float]:
+            loop = asyncio.get_running_loop()
+            stop, took = asyncio.Event(), []
+            for shared in (None, SharedReads()):
+                t0 = loop.time()
+                await pause(stop, 0.05, shared)
+                took.append(loop.time() - t0)
+            loop.call_later(0.05, stop.set)
+            t0 = loop.time()
+            await pause(stop, 5.0, None)
+            took.append(loop.time() - t0)
+            return took
+
+        assert all(0.04 <= t < 1.0 for t in run(go()))
+
+    def test_the_call_that_was_wanted_ends_the_wish(self) -> None:
+        """A recheck that asked for a poll, answered by the read path's call of that ledger
+        in the cycle already under way: no further poll right after that cycle."""
+
+        async def go() -> list[bool]:
+            sr = SharedReads()
+            sr.watch(1, "k1")
+            waiting = asyncio.ensure_future(sr.wait_for("k1", 10, 5.0))
+            await asyncio.sleep(0)
+            asked = sr.wanted.is_set()
+            sr.reading(10, ["k1"])
+            await asyncio.wait_for(waiting, 5)
+            return [asked, sr.wanted.is_set()]
+
+        assert run(go()) == [True, False]
