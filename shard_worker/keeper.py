@@ -289,13 +289,15 @@ class Keeper:
         """Beside the start-up checks, as tasks: :meth:`_clock_and_fees`; in the events read
         mode the saved events position and the Counter (:meth:`EventReader.resume`, its
         failure the first cycle's); and the first cycle, which waits for the resume only: a
-        restarted worker's due tasks are queued by the time the executors may start."""
+        restarted worker's due tasks are queued by the time the executors may start (not with
+        several endpoints: their network check and fresh-only reads come first)."""
         name = self.spec.name
         self.dispatcher.hold_journal()  # its tasks are in flight for the first cycle's reads
         self._fees = asyncio.create_task(self._clock_and_fees(), name=f"{name}-fees")
         if self.event_reader is not None:
             self._warm = asyncio.create_task(self.event_reader.resume(), name=f"{name}-resume")
-        self._first = asyncio.create_task(self.run_cycle(), name=f"{name}-cycle-1")
+        if not isinstance(self.rpc, PooledRpc):  # a pool's reads wait for its verified endpoints
+            self._first = asyncio.create_task(self.run_cycle(), name=f"{name}-cycle-1")
 
     async def priced(self) -> None:
         """Wait for the start's fee statistics (the first executions are priced at them)."""

@@ -207,6 +207,7 @@ class TestWarmUp:
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
+            keeper.rpc = None  # type: ignore[assignment]
             keeper.start_warm_up()
             await keeper._warmed()
             await keeper._warmed()  # later cycles: nothing more
@@ -233,6 +234,7 @@ class TestWarmUp:
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
+            keeper.rpc = None  # type: ignore[assignment]
             keeper.start_warm_up()
             await asyncio.sleep(0)
             await keeper.stop_warm_up()
