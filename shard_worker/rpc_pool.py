@@ -274,11 +274,7 @@ class PooledRpc:
 
     def drain_hedges(self) -> dict[str, int]:
         """Hedged copies by method, every endpoint together."""
-        total: dict[str, int] = {}
-        for client in self._clients.values():
-            for m, n in client.drain_hedges().items():
-                total[m] = total.get(m, 0) + n
-        return total
+        return self._merged("drain_hedges")
 
     def _others(self, tried: list[Endpoint]) -> bool:
         return any(ep.verified and ep not in tried for ep in self.pool.endpoints)
