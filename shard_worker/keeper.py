@@ -174,6 +174,7 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:
+            keeper.dispatcher.resolve_journal()  # (it needs no fee statistics)
             await keeper.priced()
             keeper.dispatcher.start()
             await keeper.loop()
