@@ -10,13 +10,11 @@ account is free too and the confirmation runs beside (the task stays in flight u
 confirmed), so the next executions are prepared while the last ones reach the queue and wait
 for their ledger.
 
-At start, transactions left in the journal by an earlier run are resolved first: their tasks
-are held until each is confirmed, their source accounts until each envelope is settled (resent:
-queued, or refused as never able to apply; else confirmed), and a task whose journaled
-transaction turns out never applied is queued again at once (not at the next ledger's read).
-On stop, queued executions and those not yet sent are
-dropped at once (nothing was sent for them; they are due again next time); transactions
-already sent get up to ``stop_grace_s`` to reach a final status, then stay in the journal.
+At start, transactions left in the journal by an earlier run are resolved first
+(:mod:`shard_worker.journalresolve`): their tasks and source accounts are held until then. On
+stop, queued executions and those not yet sent are dropped at once (nothing was sent for them;
+they are due again next time); transactions already sent get up to ``stop_grace_s`` to reach a
+final status, then stay in the journal.
 """
 
 from __future__ import annotations
@@ -32,8 +30,8 @@ from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Tally
 from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal, JournalEntry
+from shard_worker.journalresolve import JournalResolver
 from shard_worker.spec import WorkerSpec
-from shard_worker.submitter import QUEUED, UNKNOWN
 
 __all__ = ["Dispatcher"]
 
@@ -69,13 +67,11 @@ class Dispatcher:
         self._busy: set[asyncio.Task[None]] = set()
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self._first_logged = False
-        #: the journal's entries, once loaded (:meth:`hold_journal`)
-        self._journaled: list[JournalEntry] | None = None
-        #: journaled transactions not yet resolved, by task; tasks one of them applied
-        self._journal_holds: collections.Counter[int] = collections.Counter()
-        self._journal_applied: set[int] = set()
-        #: tasks queued again when their journaled transaction never applied: kept in the
-        #: queue by :meth:`enqueue` though a read made while they were held missed them
+        #: the journal left by an earlier run: its tasks held, each source's envelopes settled
+        self.resolver = JournalResolver(
+            journal, submitter, accounts, executor.holds, self.log, requeue=self.requeue
+        )
+        #: tasks queued again at once (:meth:`requeue`)
         self._requeued: set[int] = set()
         self._resolving = False
 
@@ -168,16 +164,12 @@ class Dispatcher:
         """Load the journal (once) and hold its transactions' tasks in flight until they are
         resolved: before any read may find them due (the first cycle runs beside the
         start-up checks, before :meth:`start`)."""
-        if self._journaled is None:
-            self._journaled = self.journal.load()
-            self._journal_holds.update(entry.task_id for entry in self._journaled)
-            self.in_flight.update(self._journal_holds)
-        return self._journaled
+        return self.resolver.hold()
 
     def resolve_journal(self) -> None:
         """Once the start-up checks took the source accounts' sequence numbers: resolve the
-        journaled transactions (their tasks and source accounts held meanwhile) and release
-        the other accounts into the pool."""
+        journaled transactions (:mod:`shard_worker.journalresolve`; their tasks and source
+        accounts held meanwhile) and release the other accounts into the pool."""
         if self._resolving:
             return
         self._resolving = True
@@ -195,9 +187,9 @@ class Dispatcher:
             if held is None:
                 self.accounts.release(acc)
             else:
-                self._track_sent(asyncio.create_task(self._resolve_source(held, acc)))
+                self._track_sent(asyncio.create_task(self.resolver.resolve_source(held, acc)))
         for leftovers in by_source.values():  # a source no longer configured
-            self._track_sent(asyncio.create_task(self._resolve_source(leftovers, None)))
+            self._track_sent(asyncio.create_task(self.resolver.resolve_source(leftovers, None)))
         if entries:
             self.log.info("resolving {} journaled transaction(s) before reuse", len(entries))
             self.events.event(
@@ -205,71 +197,11 @@ class Dispatcher:
                 {"count": len(entries), "task_ids": sorted(e.task_id for e in entries)[:50]},
             )
 
-    async def _resolve_source(self, entries: list[JournalEntry], acc: SourceAccount | None) -> None:
-        """One source account's journaled transactions, in sequence order: each envelope
-        resent (never a new one). One queued (DUPLICATE / PENDING) or refused as never able
-        to apply (txBAD_SEQ, txTOO_LATE) no longer blocks the account: its confirmation goes
-        on beside, holding its task only. Any other outcome is confirmed before the next
-        (getTransaction decides without waiting for the time bound of a transaction that
-        never reached the queue). Then the account is free: after a queued one with its
-        sequence number, else reloaded from the chain first."""
-        t0 = time.monotonic()
-        last = UNKNOWN
-        try:
-            for entry in sorted(entries, key=lambda e: e.sequence):
-                last = UNKNOWN
-                if entry.envelope and acc is not None:
-                    try:
-                        last = await self.submitter.resend_journaled(entry, acc)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # getTransaction decides
-                        self.log.warning("task {} journaled resend: {}", entry.task_id, exc)
-                if last == UNKNOWN or acc is None:
-                    await self._confirm_journaled(entry, acc)
-                    continue
-                # (an expired queued one reloads the account; a spent one was reloaded)
-                confirming = self.submitter.beside(
-                    self._confirm_journaled(entry, acc if last == QUEUED else None),
-                    f"confirm-{entry.task_id}",
-                )
-                if last == QUEUED:
-                    self.submitter.follow(acc, confirming)
-        finally:
-            self.log.info(
-                "journal resolved: {} transaction(s) of {} in {:.0f} ms",
-                len(entries),
-                acc.public_key if acc is not None else "a source no longer configured",
-                1000 * (time.monotonic() - t0),
-            )
-            if acc is not None:
-                if last == QUEUED:  # its sequence number is the account's (acc.sent)
-                    acc.needs_resync = False
-                else:
-                    acc.resync()
-                self.accounts.release(acc)
-
-    async def _confirm_journaled(self, entry: JournalEntry, acc: SourceAccount | None) -> None:
-        applied = True
-        try:
-            applied = await self.submitter.confirm(entry, acc, time.monotonic())
-        finally:
-            self._journal_resolved(entry.task_id, applied=applied)
-
-    def _journal_resolved(self, task_id: int, *, applied: bool) -> None:
-        """One of ``task_id``'s journaled transactions is final. Once all are, the task is no
-        longer held; when none of them applied it is queued again at once (the simulation
-        decides whether it is still due), ahead of the next ledger's read."""
-        if applied:
-            self._journal_applied.add(task_id)
-        self._journal_holds[task_id] -= 1
-        if self._journal_holds[task_id] > 0:
+    def requeue(self, task_id: int) -> None:
+        """Queue ``task_id`` again at once, first (its journaled transaction never applied):
+        kept by :meth:`enqueue` though a read made while it was held missed it."""
+        if self.stopping:
             return
-        del self._journal_holds[task_id]
-        self.in_flight.discard(task_id)
-        if task_id in self._journal_applied or self.stopping:
-            return
-        self.log.info("task {}: its journaled transaction never applied; queued again", task_id)
         self._requeued.add(task_id)
         self.queue.appendleft(task_id)
         self._work.set()

@@ -47,6 +47,7 @@ from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
 __all__ = [
+    "APPLIED",
     "QUEUED",
     "SPENT",
     "TRY_AGAIN_LATER_BACKOFF",
@@ -78,6 +79,8 @@ QUEUED, UNKNOWN, BUSY, NOT_PENDING, REJECTED = (
 #: found it never able to apply (like :data:`QUEUED`, its source account is free; with
 #: :data:`UNKNOWN` the confirmation decides first)
 SPENT = "spent"
+#: ... found it in a ledger already (confirmed)
+APPLIED = "applied"
 #: a resend refused with these is not pending and can never be queued again (its sequence
 #: number used, or its time bound too near)
 _NEVER_AGAIN = ("txBAD_SEQ", "txTOO_LATE")
@@ -447,6 +450,24 @@ class Submitter:
         if isinstance(res, dict):
             self.answers.saw(res)
         return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
+
+    async def applied_journaled(self, entry: JournalEntry) -> bool:
+        """One getTransaction (hedged: an account waits) of a restarted worker's journaled
+        transaction: when it is already in a ledger (the dead worker had not confirmed it
+        yet: the usual case after a kill), it is confirmed now (True). An error or any other
+        answer: False (its resend and confirmation decide)."""
+        try:
+            res = await self.rpc.call("getTransaction", {"hash": entry.hash})
+        except RpcError:
+            return False
+        if not isinstance(res, dict):
+            return False
+        self.answers.saw(res)
+        status = res.get("status")
+        if status not in ("SUCCESS", "FAILED") or entry.hash not in self.journal:
+            return False
+        self._applied(entry, res, time.monotonic(), success=status == "SUCCESS")
+        return True
 
     def newest(self) -> Latest | None:
         """The newest ledger known (:class:`~shard_worker.answerclock.AnswerClock`)."""
