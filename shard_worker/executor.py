@@ -23,7 +23,6 @@ simulation error) backs the task off (:class:`~shard_worker.due.Holds`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import secrets
 import struct
 import time
@@ -34,6 +33,7 @@ from loguru import logger
 
 from shard_worker import chain, txxdr
 from shard_worker.accounts import SourceAccount, SourceAccounts
+from shard_worker.authcache import AuthCache
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.dryrun import DryRun
 from shard_worker.due import Holds
@@ -71,8 +71,6 @@ SIMULATE_RETRY_LIMIT = 20
 FRESH_LEDGER_S = 2.0
 #: a tentative simulation showed the task is not due (it was counted as not sent)
 DECLINED = object()
-#: tasks whose recorded authorization is kept for their next execution
-AUTH_CACHE_SIZE = 4096
 
 
 def with_nonce(entry: bytes, nonce: int) -> bytes:
@@ -119,8 +117,12 @@ class Executor:
         self.tally = tally
         self.log = logger.bind(shard=spec.name)
         #: task id -> the authorization entries its last recording simulation from a channel
-        #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
-        self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
+        #: account returned (unsigned; kept in the state dir too: a restart reuses them)
+        self.auth_cache = AuthCache(
+            spec.state_dir,
+            spec.name,
+            owner=f"{spec.contract_id} {identity.keeper.public_key}",
+        )
         #: a prepared transaction whose simulation is older than its send: read again
         self.recheck = Recheck(
             rpc,
@@ -233,7 +235,7 @@ class Executor:
             return False
         valid_until = latest.sequence + max(10, spec.tx_timeout_s)
         sim: Simulation | object | None = None
-        cached = None if acc.is_keeper else self._auth_cache.get(task_id)
+        cached = None if acc.is_keeper else self.auth_cache.get(task_id)
         if cached is not None:
             # the task's authorization as recorded last time, with a fresh nonce, signed:
             # one simulation instead of two (an answer other than a good one: the full path)
@@ -249,14 +251,14 @@ class Executor:
             if sim is DECLINED or self.submitter.stopping:
                 return False  # not due (counted as not sent)
             if sim is None:
-                self._auth_cache.pop(task_id, None)
+                self.auth_cache.drop(task_id)
         if sim is None:
             tx.auth = []
             sim = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
             if not isinstance(sim, Simulation):
                 return False
             if not acc.is_keeper:
-                self._remember_auth(task_id, sim.auth)
+                self.auth_cache.put(task_id, sim.auth)
                 tx.auth = [
                     txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id)
                     for a in sim.auth
@@ -384,14 +386,6 @@ class Executor:
             self._not_sent(task_id, sim.latest_ledger or latest.sequence)
             return DECLINED if tentative else None
         return sim
-
-    def _remember_auth(self, task_id: int, auth: list[bytes]) -> None:
-        """Keep the task's recorded (unsigned) authorization for its next execution."""
-        cache = self._auth_cache
-        cache[task_id] = auth
-        cache.move_to_end(task_id)
-        while len(cache) > AUTH_CACHE_SIZE:
-            cache.popitem(last=False)
 
     def expected(self, task_id: int, acc: SourceAccount, *, recorded: bool) -> Expected:
         """What a simulation of ``execute(keeper, task_id)`` from ``acc`` must show."""

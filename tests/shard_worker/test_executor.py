@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -774,3 +775,33 @@ class TestAuthReuse:
         assert len(sims) == 6  # 2 + 1 + (1 refused + 2)
         assert ex.tally.totals["executed"] == 3 and ex.tally.totals["failed"] == 0
         assert ex.holds.backoff == {}  # the refused reuse was not a failure of the task
+
+    def test_a_restarted_worker_reuses_the_recorded_authorization(self, tmp_path: Path) -> None:
+        """The recording is kept in the state dir: the next process's executor (the same
+        contract and keeper) simulates a repeat execution once."""
+        kp = Keypair.random()
+        channel = Keypair.random()
+        recorded = genuine(kp, source=False)
+
+        def script(*simulations: dict[str, Any]) -> FakeRpc:
+            return FakeRpc(
+                {
+                    "simulateTransaction": list(simulations),
+                    "sendTransaction": [{"status": "PENDING"}],
+                    "getTransaction": [{"status": "SUCCESS", "ledger": 9}],
+                    "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}],
+                }
+            )
+
+        first = script(recorded, dict(recorded))
+        again = script(dict(recorded))
+        for rpc in (first, again):  # two processes, one state dir
+            ex = make_executor(kp, rpc, confirm_poll_s=0.05, state_dir=str(tmp_path))
+            acc = SourceAccount(
+                Signer.from_secret(channel.secret), False, sequence=41, needs_resync=False
+            )
+            asyncio.run(ex.execute(acc, TASK))
+            assert ex.tally.totals["executed"] == 1
+        assert [m for m, _ in again.calls].count("simulateTransaction") == 1
+        other = make_executor(Keypair.random(), FakeRpc({}), state_dir=str(tmp_path))
+        assert other.auth_cache.get(TASK) is None  # another keeper's authorization: not used
