@@ -1,11 +1,19 @@
 """Crash-safe in-flight journal: which transactions a shard has (maybe) submitted.
 
 Before ``sendTransaction`` the keeper records ``{hash, task_id, source, sequence, max_time,
-envelope}``
-and removes the record once the transaction reached a final status (SUCCESS, FAILED, rejected,
-or its time bound passed without it being applied). Every change rewrites the whole file
-atomically (temporary file, fsync, ``os.replace``, fsync of the directory), so after a kill
-the file holds either the old or the new state, never a torn one.
+envelope}`` and removes the record once the transaction reached a final status (SUCCESS,
+FAILED, rejected, or its time bound passed without it being applied).
+
+The file is a snapshot line (``{"version": 1, "entries": [...]}``, written atomically:
+temporary file, fsync, ``os.replace``, fsync of the directory) followed by change lines, one
+JSON object each, appended: ``{"add": {...}}`` (then ``fdatasync``: durable before the send)
+and ``{"remove": "<hash>"}`` (not synced: a remove lost to a power cut only leaves a record
+that the next start resolves with ``getTransaction``, as it would an unfinished one). After
+:data:`COMPACT_AFTER` change lines the next change writes a new snapshot instead. A kill
+leaves whole lines (a ``write`` of one line is never half done by a signal); a last line torn
+by a power cut belongs to an add whose sync never returned, so its transaction was never sent:
+it is dropped. Appending replaced two atomic rewrites an execution (four fsyncs, two renames:
+at 1M tasks about a seventh of the workers' CPU, most of it in the kernel).
 
 A restarted worker loads the journal first and resolves each hash with ``getTransaction``
 (waiting until the recorded ``max_time`` has passed if the transaction is still unknown)
@@ -27,6 +35,8 @@ __all__ = ["Journal", "JournalEntry"]
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = 1
+#: change lines appended after a snapshot before the next change writes a new snapshot
+COMPACT_AFTER = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +92,22 @@ class Journal:
         self._entries: dict[str, JournalEntry] = {}
         #: records found unreadable while loading (kept out; reported by the caller)
         self.corrupt_records = 0
+        #: the file open for appending change lines (None: the next change writes a snapshot)
+        self._fd: int | None = None
+        #: change lines appended since the snapshot
+        self._lines = 0
 
     def load(self) -> list[JournalEntry]:
         """Read the file (if any). A corrupt file is set aside, never fatal."""
         self._entries = {}
         self.corrupt_records = 0
+        self.close()  # the next change writes a snapshot of what is loaded
         if self.path is None or not self.path.exists():
             return []
         try:
-            data = orjson.loads(self.path.read_bytes())
+            data = self.path.read_bytes()
+            head, _, changes = data.partition(b"\n")
+            snapshot = orjson.loads(head)
         except (OSError, orjson.JSONDecodeError) as exc:
             aside = self.path.with_suffix(".corrupt")
             logger.warning(
@@ -100,16 +117,37 @@ class Journal:
                 os.replace(self.path, aside)
             self.corrupt_records = 1
             return []
-        records = data.get("entries", []) if isinstance(data, dict) else []
+        records = snapshot.get("entries", []) if isinstance(snapshot, dict) else []
         if not isinstance(records, list):
             records = []
         for rec in records:
-            entry = _entry_from(rec)
-            if entry is None:
-                self.corrupt_records += 1
-                continue
-            self._entries[entry.hash] = entry
+            self._take(_entry_from(rec))
+        lines = changes.split(b"\n")
+        torn = lines.pop()  # b"" after a whole last line; else a line a power cut tore
+        for line in lines:
+            self._replay(line)
+        if torn:  # an add whose sync never returned: its transaction was never sent
+            logger.info("in-flight journal {}: a torn last line dropped", self.path)
         return list(self._entries.values())
+
+    def _take(self, entry: JournalEntry | None) -> None:
+        if entry is None:
+            self.corrupt_records += 1
+        else:
+            self._entries[entry.hash] = entry
+
+    def _replay(self, line: bytes) -> None:
+        """One change line of the file."""
+        try:
+            change = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            change = None
+        if isinstance(change, dict) and "add" in change:
+            self._take(_entry_from(change["add"]))
+        elif isinstance(change, dict) and isinstance(change.get("remove"), str):
+            self._entries.pop(change["remove"], None)
+        else:
+            self.corrupt_records += 1
 
     def entries(self) -> list[JournalEntry]:
         return list(self._entries.values())
@@ -123,19 +161,50 @@ class Journal:
     def add(self, entry: JournalEntry) -> None:
         """Record a transaction about to be sent; durable when this returns."""
         self._entries[entry.hash] = entry
-        self._write()
+        # orjson writes the dataclass itself (asdict's deep copies cost 8x as much)
+        self._change(b'{"add":' + orjson.dumps(entry) + b"}\n", sync=True)
 
     def remove(self, tx_hash: str) -> None:
-        """Forget a transaction that reached its final status."""
+        """Forget a transaction that reached its final status (written, not synced)."""
         if self._entries.pop(tx_hash, None) is not None:
-            self._write()
+            self._change(b'{"remove":' + orjson.dumps(tx_hash) + b"}\n", sync=False)
 
-    def _write(self) -> None:
+    def close(self) -> None:
+        """Close the file (the next change writes a snapshot)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _change(self, line: bytes, *, sync: bool) -> None:
+        """Append one change line (a snapshot instead when none is open or enough lines
+        were appended since); ``sync``: durable when this returns."""
         if self.path is None:
             return
-        # orjson writes the dataclasses itself (asdict's deep copies cost 8x as much)
+        fd = self._fd
+        if fd is None or self._lines >= COMPACT_AFTER:
+            self._snapshot()
+            return
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            if sync:
+                os.fdatasync(fd)
+        except OSError:
+            self.close()  # (maybe a part of the line written: the next change rewrites all)
+            raise
+        self._lines += 1
+
+    def _snapshot(self) -> None:
+        """Rewrite the file as one snapshot line (atomically, durably) and open it for
+        appending."""
+        assert self.path is not None
+        self.close()
         payload = orjson.dumps({"version": _VERSION, "entries": list(self._entries.values())})
-        write_atomically(self.path, payload)
+        write_atomically(self.path, payload + b"\n")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._lines = 0
 
 
 def write_atomically(path: Path, payload: bytes) -> None:

@@ -63,6 +63,7 @@ from sorotask_core.exitcodes import ExitCode
 
 __all__ = ["Keeper", "run_keeper"]
 
+#: the heartbeat interval for a reporter that does not give its own (``heartbeat_s``)
 HEARTBEAT_S = 0.5
 #: attempts per RPC request (the first and the retries)
 RPC_ATTEMPTS = 6
@@ -95,9 +96,12 @@ async def run_keeper(spec: WorkerSpec, reporter: Reporter, stop: asyncio.Event) 
 
 
 async def _heartbeat(events: Events) -> None:
+    """Beat every ``reporter.heartbeat_s`` (a supervisor's pipe reporter says how often its
+    supervisor needs a beat), else every :data:`HEARTBEAT_S`."""
+    every = getattr(events.reporter, "heartbeat_s", HEARTBEAT_S)
     while True:
         events.safe(events.reporter.heartbeat)
-        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.sleep(every)
 
 
 def _fatal(events: Events, message: str) -> int:

@@ -135,7 +135,9 @@ CycleStats = make_dataclass(
 
 
 class Reporter(Protocol):
-    """How a keeper reports. Every method must be cheap and must not raise."""
+    """How a keeper reports. Every method must be cheap and must not raise. A reporter may
+    say how often it needs :meth:`heartbeat` with a ``heartbeat_s`` attribute (seconds; the
+    supervisor's pipe reporter does)."""
 
     def hello(self, pid: int, keeper_public_key: str, channel_public_keys: list[str]) -> None: ...
 

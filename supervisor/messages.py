@@ -11,7 +11,7 @@ supervisor -> worker
 worker -> supervisor
     ``started {pid}``       the worker process is up and has its spec (readiness)
     ``hello {pid, keeper_public_key, channel_public_keys}``  the keeper started
-    ``heartbeat {}``        liveness (at least every second)
+    ``heartbeat {}``        liveness (every fifth of ``heartbeat_timeout_s``, at most 2 s)
     ``cycle {stats}``       one poll cycle's CycleStats (fields: ``sorotask_core.stats``)
     ``event {kind, data}``  a task outcome
     ``fatal {code, message}``  a fatal error; the worker exits with ``code`` next

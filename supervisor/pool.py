@@ -63,7 +63,13 @@ class Pool:
         plan = self.registry[w.name].plan
         t0 = time.monotonic()
         try:
-            pid = w.start(self.ctx, plan, self.log_settings.to_dict(), self.settings.orphan_grace_s)
+            pid = w.start(
+                self.ctx,
+                plan,
+                self.log_settings.to_dict(),
+                self.settings.orphan_grace_s,
+                self.settings.heartbeat_timeout_s,
+            )
         except Exception as exc:
             logger.error("shard {}: cannot start a worker: {}", w.name, exc)
             self._schedule_restart(w, f"start failed: {exc}")

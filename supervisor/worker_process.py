@@ -62,8 +62,18 @@ PRELOAD = [
 ]
 PR_SET_PDEATHSIG = 1
 SPEC_TIMEOUT_S = 30.0
+#: the longest interval between a worker's heartbeats (and its parent checks)
+HEARTBEAT_MAX_S = 2.0
 
 KeeperFn = Callable[[WorkerSpec, Any, asyncio.Event], Awaitable[int]]
+
+
+def heartbeat_every_s(heartbeat_timeout_s: float) -> float:
+    """How often a worker beats (and checks its parent) for a supervisor that declares it
+    hung after ``heartbeat_timeout_s`` without a message: a fifth of that, so a late beat or
+    two is never a hang, at most :data:`HEARTBEAT_MAX_S` (each beat wakes an idle worker:
+    beats and parent checks every 0.5 s were most of a 1M worker's CPU between ledgers)."""
+    return min(HEARTBEAT_MAX_S, heartbeat_timeout_s / 5)
 
 
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
@@ -103,8 +113,11 @@ class PipeReporter:
         conn: Connection,
         on_broken: Callable[[], None],
         log: LoggingReporter | None = None,
+        heartbeat_s: float = HEARTBEAT_MAX_S,
     ) -> None:
         self.connection = conn
+        #: how often the keeper should call :meth:`heartbeat`
+        self.heartbeat_s = heartbeat_s
         self._on_broken = on_broken
         self._lock = threading.Lock()
         self.broken = False
@@ -196,13 +209,21 @@ def _receive_spec(conn: Connection) -> tuple[WorkerSpec, str]:
 
 
 async def _run(
-    conn: Connection, spec: WorkerSpec, keeper: KeeperFn, orphan: _Orphan, ppid: int
+    conn: Connection,
+    spec: WorkerSpec,
+    keeper: KeeperFn,
+    orphan: _Orphan,
+    ppid: int,
+    heartbeat_s: float = HEARTBEAT_MAX_S,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     orphan.stop, orphan.loop = stop, loop
     reporter = PipeReporter(
-        conn, lambda: orphan.trigger("pipe broken"), log=LoggingReporter(spec.name)
+        conn,
+        lambda: orphan.trigger("pipe broken"),
+        log=LoggingReporter(spec.name),
+        heartbeat_s=heartbeat_s,
     )
 
     def on_sigterm() -> None:
@@ -230,7 +251,7 @@ async def _run(
 
     async def parent_watch() -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(heartbeat_s)
             if os.getppid() != ppid:
                 orphan.trigger("parent process changed")
                 return
@@ -251,8 +272,15 @@ async def _run(
     return int(code) if isinstance(code, int) else ExitCode.CRASH
 
 
-def child_main(conn: Connection, shard: str, log: dict[str, Any], orphan_grace_s: float) -> None:
-    """Entry point of a worker process (runs in a forkserver child)."""
+def child_main(
+    conn: Connection,
+    shard: str,
+    log: dict[str, Any],
+    orphan_grace_s: float,
+    heartbeat_s: float = HEARTBEAT_MAX_S,
+) -> None:
+    """Entry point of a worker process (runs in a forkserver child); it beats every
+    ``heartbeat_s`` (:func:`heartbeat_every_s`)."""
     ppid = os.getppid()
     set_parent_death_signal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor's (see the module notes)
@@ -282,7 +310,7 @@ def child_main(conn: Connection, shard: str, log: dict[str, Any], orphan_grace_s
     t0 = time.monotonic()
     if orphan.orphaned:
         raise SystemExit(ExitCode.ORPHANED)
-    code = asyncio.run(_run(conn, spec, keeper, orphan, ppid))
+    code = asyncio.run(_run(conn, spec, keeper, orphan, ppid, heartbeat_s))
     logger.info("worker exits with code {} after {:.1f}s", code, time.monotonic() - t0)
     logger.complete()
     logger.remove()

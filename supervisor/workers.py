@@ -20,7 +20,7 @@ from loguru import logger
 from supervisor import messages
 from supervisor.config import ShardPlan
 from supervisor.restarts import RestartBudget
-from supervisor.worker_process import child_main
+from supervisor.worker_process import child_main, heartbeat_every_s
 
 
 def describe_exit(code: int | None) -> str:
@@ -68,13 +68,20 @@ class Worker:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    def start(self, ctx: Any, plan: ShardPlan, log: dict[str, Any], orphan_grace_s: float) -> int:
+    def start(
+        self,
+        ctx: Any,
+        plan: ShardPlan,
+        log: dict[str, Any],
+        orphan_grace_s: float,
+        heartbeat_timeout_s: float,
+    ) -> int:
         """Start a worker process and send it its spec; returns its pid (raises if it cannot
-        start)."""
+        start). It beats every :func:`heartbeat_every_s` of ``heartbeat_timeout_s``."""
         parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(
             target=child_main,
-            args=(child, self.name, log, orphan_grace_s),
+            args=(child, self.name, log, orphan_grace_s, heartbeat_every_s(heartbeat_timeout_s)),
             name=f"sorotask-worker-{self.name}",
             daemon=True,
         )
