@@ -85,6 +85,13 @@ def with_nonce(entry: bytes, nonce: int) -> bytes:
     return entry[:end] + struct.pack(">q", nonce) + entry[end + 8 :]
 
 
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """A sequence-number read no one waited for (the execution ended first): its failure is
+    not an unretrieved task exception."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Executor:
     """Executes one task from one source account: builds, simulates and checks, signs, then
     hands the transaction to the :class:`Submitter`. Counts the outcomes decided before
@@ -209,12 +216,29 @@ class Executor:
     async def _execute_with(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None
     ) -> bool:
-        spec = self.spec
-        me = self.identity
         if self.dry_run is not None and self.dry_run.seen(task_id):
             return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
-        await self.accounts.ready(acc)
+        # the account's sequence number (when it may be wrong) is read beside the simulation,
+        # which checks none: the transaction is signed after it (a round trip less first)
+        reading = asyncio.ensure_future(self.accounts.ready(acc))
+        try:
+            return await self._prepare(acc, task_id, release, t0, reading)
+        finally:
+            if not reading.done():
+                reading.cancel()
+            reading.add_done_callback(_retrieved)
+
+    async def _prepare(
+        self,
+        acc: SourceAccount,
+        task_id: int,
+        release: Callable[[], None] | None,
+        t0: float,
+        reading: asyncio.Future[None],
+    ) -> bool:
+        spec = self.spec
+        me = self.identity
         latest = await self._latest_for_tx(FRESH_LEDGER_S)  # (the time bound: at signing)
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
@@ -281,6 +305,7 @@ class Executor:
         self.recheck.prepared(task_id)  # its key rides in the read path's calls until sent
         # prepared while the account's previous transaction was confirmed: sign once it is
         # final, with the sequence number that follows it (reloaded if it expired unapplied)
+        await reading
         await self.submitter.wait_turn(acc)
         await self.accounts.ready(acc)
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
