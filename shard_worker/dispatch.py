@@ -10,10 +10,11 @@ account is free too and the confirmation runs beside (the task stays in flight u
 confirmed), so the next executions are prepared while the last ones reach the queue and wait
 for their ledger.
 
-At start, transactions left in the journal by an earlier run are confirmed first: their tasks
-and source accounts are held until then. On stop, queued executions and those not yet sent are
-dropped at once (nothing was sent for them; they are due again next time); transactions
-already sent get up to ``stop_grace_s`` to reach a final status, then stay in the journal.
+At start, transactions left in the journal by an earlier run are resolved first
+(:mod:`shard_worker.journalresolve`): their tasks and source accounts are held until then. On
+stop, queued executions and those not yet sent are dropped at once (nothing was sent for them;
+they are due again next time); transactions already sent get up to ``stop_grace_s`` to reach a
+final status, then stay in the journal.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.context import Events, Tally
 from shard_worker.executor import Executor, Submitter
 from shard_worker.journal import Journal, JournalEntry
+from shard_worker.journalresolve import JournalResolver
 from shard_worker.spec import WorkerSpec
 
 __all__ = ["Dispatcher"]
@@ -65,8 +67,13 @@ class Dispatcher:
         self._busy: set[asyncio.Task[None]] = set()
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self._first_logged = False
-        #: the journal's entries, once loaded (:meth:`hold_journal`)
-        self._journaled: list[JournalEntry] | None = None
+        #: the journal left by an earlier run: its tasks held, each source's envelopes settled
+        self.resolver = JournalResolver(
+            journal, submitter, accounts, executor.holds, self.log, requeue=self.requeue
+        )
+        #: tasks queued again at once (:meth:`requeue`)
+        self._requeued: set[int] = set()
+        self._resolving = False
 
     @property
     def stopping(self) -> bool:
@@ -81,7 +88,7 @@ class Dispatcher:
         old = self.queue
         if old:
             due_set = set(due)
-            kept = [t for t in old if t in due_set]
+            kept = [t for t in old if t in due_set or t in self._requeued]
             kept_set = set(kept)
             kept.extend(t for t in due if t not in kept_set)
             due = kept
@@ -90,8 +97,9 @@ class Dispatcher:
             self._work.set()
 
     def start(self) -> None:
-        """Hold what the journal holds, then start the worker coroutines."""
-        self._resolve_journal()
+        """Hold what the journal holds (:meth:`resolve_journal`, if not yet), then start the
+        worker coroutines."""
+        self.resolve_journal()
         for n in range(max(1, self.spec.max_concurrent_executions)):
             task = asyncio.create_task(self._worker(), name=f"{self.spec.name}-executor-{n}")
             self._exec_tasks.add(task)
@@ -103,6 +111,7 @@ class Dispatcher:
             queue = self.queue
             while queue:
                 task_id = queue.popleft()
+                self._requeued.discard(task_id)
                 if task_id not in self.in_flight:
                     return task_id
             self._work.clear()
@@ -155,14 +164,15 @@ class Dispatcher:
         """Load the journal (once) and hold its transactions' tasks in flight until they are
         resolved: before any read may find them due (the first cycle runs beside the
         start-up checks, before :meth:`start`)."""
-        if self._journaled is None:
-            self._journaled = self.journal.load()
-            self.in_flight.update(entry.task_id for entry in self._journaled)
-        return self._journaled
+        return self.resolver.hold()
 
-    def _resolve_journal(self) -> None:
-        """Hold the tasks and source accounts of journaled transactions until resolved;
-        release the other accounts into the pool."""
+    def resolve_journal(self) -> None:
+        """Once the start-up checks took the source accounts' sequence numbers: resolve the
+        journaled transactions (:mod:`shard_worker.journalresolve`; their tasks and source
+        accounts held meanwhile) and release the other accounts into the pool."""
+        if self._resolving:
+            return
+        self._resolving = True
         entries = self.hold_journal()
         if self.journal.corrupt_records:
             self.events.event(
@@ -177,9 +187,9 @@ class Dispatcher:
             if held is None:
                 self.accounts.release(acc)
             else:
-                self._track_sent(asyncio.create_task(self._resolve_source(held, acc)))
+                self._track_sent(asyncio.create_task(self.resolver.resolve_source(held, acc)))
         for leftovers in by_source.values():  # a source no longer configured
-            self._track_sent(asyncio.create_task(self._resolve_source(leftovers, None)))
+            self._track_sent(asyncio.create_task(self.resolver.resolve_source(leftovers, None)))
         if entries:
             self.log.info("resolving {} journaled transaction(s) before reuse", len(entries))
             self.events.event(
@@ -187,29 +197,14 @@ class Dispatcher:
                 {"count": len(entries), "task_ids": sorted(e.task_id for e in entries)[:50]},
             )
 
-    async def _resolve_source(self, entries: list[JournalEntry], acc: SourceAccount | None) -> None:
-        t0 = time.monotonic()
-        try:
-            for entry in sorted(entries, key=lambda e: e.sequence):
-                try:
-                    if entry.envelope and acc is not None:
-                        # the same envelope again: queued (DUPLICATE / PENDING) or maybe
-                        # applied (ERROR); getTransaction then decides without waiting for
-                        # the time bound of a transaction that never reached the queue
-                        await self.submitter.resend_journaled(entry, acc)
-                    await self.submitter.confirm(entry, acc, time.monotonic())
-                finally:
-                    self.in_flight.discard(entry.task_id)
-        finally:
-            self.log.info(
-                "journal resolved: {} transaction(s) of {} in {:.0f} ms",
-                len(entries),
-                acc.public_key if acc is not None else "a source no longer configured",
-                1000 * (time.monotonic() - t0),
-            )
-            if acc is not None:
-                acc.resync()
-                self.accounts.release(acc)
+    def requeue(self, task_id: int) -> None:
+        """Queue ``task_id`` again at once, first (its journaled transaction never applied):
+        kept by :meth:`enqueue` though a read made while it was held missed it."""
+        if self.stopping:
+            return
+        self._requeued.add(task_id)
+        self.queue.appendleft(task_id)
+        self._work.set()
 
     def _track_sent(self, task: asyncio.Task[None]) -> None:
         self._exec_tasks.add(task)

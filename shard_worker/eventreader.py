@@ -147,7 +147,8 @@ class EventReader:
 
     async def resume(self) -> None:
         """Load a saved position and state (once, at the first cycle): a restart within the
-        RPC's retention then needs no full re-read."""
+        RPC's retention then needs no full re-read. No request (the Counter is the saved
+        state's: registrations since come with the events, their ids read as new)."""
         self._resumed = True
         saved, why = self.store.load(self.spec.contract_id)
         if saved is None:
@@ -164,9 +165,8 @@ class EventReader:
         self.table.load(state)
         # the RPC's range is checked by the first getEvents call (-32600 below its oldest)
         self.sync.resume(saved.position, oldest_ledger=1, latest_ledger=saved.position.ledger)
-        with priority(LEDGER):
-            self.counter = 0
-            self._set_counter(await self.reader.read_counter())
+        self.counter = 0
+        self._set_counter(state.last)
         self.sweep.start(saved.position.ledger, len(self.ids()))
         self.log.info(
             "resuming events from ledger {} ({} task states loaded, no full re-read)",

@@ -178,6 +178,7 @@ async def _run(spec: WorkerSpec, events: Events, stop: asyncio.Event, journal: J
         except FatalConfigError as exc:
             return _fatal(events, str(exc))
         if ready:
+            keeper.dispatcher.resolve_journal()  # (it needs no fee statistics)
             await keeper.priced()
             keeper.dispatcher.start()
             await keeper.loop()
@@ -280,14 +281,17 @@ class Keeper:
         self._first: asyncio.Task[CycleStats] | None = None
 
     async def _clock_and_fees(self) -> None:
-        """The newest ledger, then the fee statistics, beside the start-up checks (the
-        executors start once both are done: :meth:`priced`); a failure is only logged (the
-        cycles ask again)."""
-        try:
-            latest = await self.clock.latest()
-            await self.pricer.refresh(latest.sequence, hedge=True)
-        except RpcError as exc:
-            self.log.debug("start-up warm-up: {}", exc)
+        """The newest ledger and the fee statistics, together, beside the start-up checks
+        (the executors start once both are done: :meth:`priced`); a failure is only logged
+        (the cycles ask again)."""
+        got = await asyncio.gather(
+            self.clock.latest(), self.pricer.refresh(None, hedge=True), return_exceptions=True
+        )
+        for outcome in got:
+            if isinstance(outcome, RpcError):
+                self.log.debug("start-up warm-up: {}", outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     def start_warm_up(self) -> None:
         """Beside the start-up checks, as tasks: :meth:`_clock_and_fees`; in the events read

@@ -103,21 +103,26 @@ class Pricer:
         #: task id -> (its last verdict sent, why that transaction was not applied or None)
         self._last: dict[int, tuple[Verdict, Rejection | None]] = {}
 
-    async def refresh(self, latest_ledger: int, *, hedge: bool = False) -> None:
+    async def refresh(self, latest_ledger: int | None, *, hedge: bool = False) -> None:
         """Ask getFeeStats when due (one call at a time; failures keep the old statistics);
         ``hedge``: its copies hedged (at start, where the first executions wait for it; in
-        a cycle it is read beside: nobody waits)."""
-        if not self.policy.refresh_due(latest_ledger):
+        a cycle it is read beside: nobody waits). ``latest_ledger`` None (at start, no
+        ledger known yet): the statistics are as of the answer's ``latestLedger``."""
+        if latest_ledger is not None and not self.policy.refresh_due(latest_ledger):
             return
         async with self._lock:
-            if not self.policy.refresh_due(latest_ledger):
+            if latest_ledger is not None and not self.policy.refresh_due(latest_ledger):
                 return
             try:
                 result = await self.rpc.call("getFeeStats", hedge=hedge)
-                self.policy.update_from_answer(result, latest_ledger)
+                at = latest_ledger
+                if at is None:
+                    answered = result.get("latestLedger") if isinstance(result, dict) else None
+                    at = answered if isinstance(answered, int) else 0
+                self.policy.update_from_answer(result, at)
             except (RpcError, FeeStatsError) as exc:
-                # try again next ledger rather than every cycle
-                self.policy.fetched_at = latest_ledger - self.policy.config.refresh_ledgers + 1
+                if latest_ledger is not None:  # try again next ledger rather than every cycle
+                    self.policy.fetched_at = latest_ledger - self.policy.config.refresh_ledgers + 1
                 self.log.warning("getFeeStats unusable ({}); keeping the last fee statistics", exc)
 
     # ------------------------------------------------------------------ the pricing step

@@ -46,7 +46,16 @@ from shard_worker.sendcopies import REFUSED_UNREAD_KINDS, judge_send, sum_up
 from shard_worker.spec import WorkerSpec
 from shard_worker.txbounds import DEFAULT_LEDGER_S
 
-__all__ = ["TRY_AGAIN_LATER_BACKOFF", "TRY_AGAIN_LATER_LIMIT", "TX_BAD_SEQ", "Submitter"]
+__all__ = [
+    "APPLIED",
+    "QUEUED",
+    "SPENT",
+    "TRY_AGAIN_LATER_BACKOFF",
+    "TRY_AGAIN_LATER_LIMIT",
+    "TX_BAD_SEQ",
+    "UNKNOWN",
+    "Submitter",
+]
 
 TX_BAD_SEQ = -5
 #: rejections counted in the keeper's totals by name
@@ -66,6 +75,15 @@ QUEUED, UNKNOWN, BUSY, NOT_PENDING, REJECTED = (
     "not_pending",
     "rejected",
 )
+#: a restarted worker's resend of a journaled envelope (:meth:`Submitter.resend_journaled`)
+#: found it never able to apply (like :data:`QUEUED`, its source account is free; with
+#: :data:`UNKNOWN` the confirmation decides first)
+SPENT = "spent"
+#: ... found it in a ledger already (confirmed)
+APPLIED = "applied"
+#: a resend refused with these is not pending and can never be queued again (its sequence
+#: number used, or its time bound too near)
+_NEVER_AGAIN = ("txBAD_SEQ", "txTOO_LATE")
 #: the wait between resends of the same envelope after an unknown outcome, and how many
 SETTLE_BACKOFF = Backoff(0.02, factor=2.0, max_s=0.25, jitter=0.5)
 SETTLE_LIMIT = 40
@@ -124,6 +142,8 @@ class Submitter:
         #: the ledger each account's last transaction was queued at (its send answer's
         #: ``latestLedger``, or the newest ledger seen if later)
         self._queued_at: dict[str, int] = {}
+        #: hash -> the refusal a resend of it was answered with (until read)
+        self._resend_refused: dict[str, str] = {}
 
     async def submit(
         self,
@@ -186,6 +206,11 @@ class Submitter:
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
         return task
+
+    def follow(self, acc: SourceAccount, confirming: asyncio.Task[None]) -> None:
+        """``confirming`` confirms ``acc``'s last transaction, queued (a restarted worker's
+        journaled one): the account's next transaction waits its turn (:meth:`wait_turn`)."""
+        self._confirming[acc.public_key] = confirming
 
     def queued_at(self, acc: SourceAccount) -> int:
         """The ledger ``acc``'s last transaction was queued at (0: none queued yet). Its next
@@ -318,6 +343,7 @@ class Submitter:
                         entry.task_id,
                         name,
                     )
+                    self._resend_refused[entry.hash] = name
                     if name == "txTOO_LATE":
                         self._refused_late(entry, res)
                     return NOT_PENDING
@@ -425,11 +451,29 @@ class Submitter:
             self.answers.saw(res)
         return isinstance(res, dict) and res.get("status") in ("SUCCESS", "FAILED")
 
+    async def applied_journaled(self, entry: JournalEntry) -> bool:
+        """One getTransaction (hedged: an account waits) of a restarted worker's journaled
+        transaction: when it is already in a ledger (the dead worker had not confirmed it
+        yet: the usual case after a kill), it is confirmed now (True). An error or any other
+        answer: False (its resend and confirmation decide)."""
+        try:
+            res = await self.rpc.call("getTransaction", {"hash": entry.hash})
+        except RpcError:
+            return False
+        if not isinstance(res, dict):
+            return False
+        self.answers.saw(res)
+        status = res.get("status")
+        if status not in ("SUCCESS", "FAILED") or entry.hash not in self.journal:
+            return False
+        self._applied(entry, res, time.monotonic(), success=status == "SUCCESS")
+        return True
+
     def newest(self) -> Latest | None:
         """The newest ledger known (:class:`~shard_worker.answerclock.AnswerClock`)."""
         return self.answers.newest()
 
-    async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> None:
+    async def resend_journaled(self, entry: JournalEntry, acc: SourceAccount) -> str:
         """A restarted worker's journaled transaction: send its envelope once more (never a
         new one), so one that was journaled but never reached the queue is queued now. When
         that resend goes unanswered or is refused unread, the envelope is settled like a send
@@ -437,13 +481,23 @@ class Submitter:
         the default ``tx_timeout_s``, the kill tail under a busy RPC). One too close to its time
         bound to be queued is resent too: DUPLICATE says it is queued, txTOO_LATE that it
         never will be (the confirmation then ends at the next NOT_FOUND instead of waiting
-        out the time bound, up to 2-3 s a kill under issue 16's mix)."""
+        out the time bound, up to 2-3 s a kill under issue 16's mix).
+
+        Returns :data:`QUEUED` (pending with its sequence number: the account's next
+        transaction follows it), :data:`SPENT` (refused txBAD_SEQ or txTOO_LATE: not pending,
+        never queueable again, maybe applied) or :data:`UNKNOWN`; in the first two cases the
+        account need not wait for the confirmation, the task does."""
+        self._resend_refused.pop(entry.hash, None)
         if self.stopping or self._past_time_bound(entry):
-            return
+            return UNKNOWN
         self.count("resent")
         state = await self._send(entry.envelope, entry, acc, resend=True)
         if state in (UNKNOWN, BUSY):  # (the dead worker may have queued it: maybe queued)
-            await self.settle(entry.envelope, entry, acc)
+            state = QUEUED if await self.settle(entry.envelope, entry, acc) else NOT_PENDING
+        refused = self._resend_refused.pop(entry.hash, None)
+        if state == QUEUED:
+            return QUEUED
+        return SPENT if state == NOT_PENDING and refused in _NEVER_AGAIN else UNKNOWN
 
     def _rejected(self, entry: JournalEntry, acc: SourceAccount, code: int, name: str) -> None:
         """ERROR from a first send: the transaction is surely not queued. Named outcomes:
@@ -470,13 +524,14 @@ class Submitter:
 
     async def confirm(
         self, entry: JournalEntry, acc: SourceAccount | None, t0: float, *, queued_at: int = 0
-    ) -> None:
+    ) -> bool:
         """Poll getTransaction until a final status or the time bound has passed (or, after a
         resend refused txTOO_LATE, NOT_FOUND at that ledger or later: it can never apply);
         ``acc`` is the transaction's source (None for a source no longer configured). A
         transaction queued at ledger ``queued_at`` (0: unknown) is in a later one at the
         earliest: with a paced clock the first getTransaction waits for it (a request an
-        execution less: it was always NOT_FOUND)."""
+        execution less: it was always NOT_FOUND). True when it was applied (SUCCESS or
+        FAILED), False when it never will be."""
         poll = max(0.05, self.spec.confirm_poll_s)
         if self.clock.paced and queued_at > 0:
             await self.clock.wait_newer(queued_at, max(poll, self.ledger_s))
@@ -495,7 +550,7 @@ class Submitter:
                 continue
             if status == "SUCCESS" or status == "FAILED":
                 self._applied(entry, res, t0, success=status == "SUCCESS")
-                return
+                return True
             if status == "NOT_FOUND":
                 close = answer_ledger(res, "latestLedgerCloseTime")
                 late = self._too_late_at.get(entry.hash)
@@ -505,7 +560,7 @@ class Submitter:
                     if self.fee_hooks is not None:
                         self.fee_hooks.not_applied(entry, "expired", None)
                     self._tx_error(entry, "not applied before its time bound (expired)")
-                    return
+                    return False
                 seen = answer_ledger(res)
                 if self.clock.paced and seen > 0:  # not before the next close: once a ledger
                     await self.clock.wait_newer(seen, max(poll, self.ledger_s))

@@ -193,6 +193,33 @@ class TestRestart:
 
         asyncio.run(go())
 
+    def test_a_registration_while_no_keeper_runs_is_read_after_the_restart(
+        self, devnet: DevnetProcess, keys: Keys, changer: Changer, tmp_path: Path
+    ) -> None:
+        # the restart asks nothing before its first getEvents (the Counter is the saved
+        # state's): the registration comes with the events since the position, its id read
+        first, _ = devnet.seed_tasks(count=5, interval=LONG, last_run=0, gas_balance=0)
+        spec = spec_for(devnet, keys, first, tmp_path)
+
+        async def go() -> None:
+            async with RpcClient(spec.rpc_url) as rpc:
+                h1 = Harness(spec, rpc)
+                assert (await h1.cycle()).rescans == 1
+                saved_counter = h1.er.counter
+                h1.er.save()
+            ledger = applied_ledger(devnet, await asyncio.to_thread(changer.register))
+            async with RpcClient(spec.rpc_url) as rpc:
+                h2 = Harness(spec, rpc)
+                await h2.er.resume()
+                assert h2.er.counter == saved_counter  # from the saved state: no request
+                assert rpc.total_calls == 0
+                await h2.until_ledger(ledger)
+                new_id = h2.er.counter
+                assert new_id > saved_counter and h2.er.state.known(new_id)
+                assert sum(c.rescans for c in h2.stats) == 0
+
+        asyncio.run(go())
+
     def test_cursor_older_than_retention_leads_to_a_logged_full_read(
         self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
     ) -> None:

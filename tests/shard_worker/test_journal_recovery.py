@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from devnet.process import DevnetProcess
+from shard_worker.cursorstore import CursorStore
 from shard_worker.journal import Journal
 from shard_worker.keeper import run_keeper
 from shard_worker.spec import SecretRef
@@ -222,14 +223,16 @@ class TestInFlightJournal:
         assert execs[0]["ledger"] == ledger + 1  # the first ledger closed after the restart
         assert Journal(tmp_path, "shard-j").load() == []
 
-    def test_a_journaled_envelope_too_late_to_queue_is_not_waited_out(
+    def test_a_journaled_envelope_too_late_to_queue_is_not_waited_out_and_its_task_requeued(
         self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
     ) -> None:
         # as above, but ledgers close before the successor starts until the journaled
         # envelope is too close to its time bound to be queued (core: txTOO_LATE) and not past
-        # it: its resend's txTOO_LATE and a NOT_FOUND settle it at once; the next ledger's
-        # read finds the task due and a new transaction executes it in the ledger after
-        # (waiting out the time bound held the task until the second close)
+        # it: its resend's txTOO_LATE and a NOT_FOUND settle it at once, and the task is
+        # queued again at once: a new transaction is queued before any ledger closed and
+        # executes it in the first ledger closed after the restart (waiting out the time
+        # bound held the task until the second close; waiting for the next ledger's read
+        # executed it in the second)
         _, keeper = keys.new()
         _, chan_a = keys.new()
         task_id, _ = devnet.seed_tasks(count=1, interval=LONG)
@@ -263,13 +266,71 @@ class TestInFlightJournal:
                     "state_dir": str(tmp_path),
                     "name": "shard-j",
                 },
-                pending_expected=pending,  # the journaled one refused, nothing else yet
+                # the journaled one refused, the task's new one queued at the same ledger
+                pending_expected=pending + 1,
             )
         )
         execs = devnet.executions([task_id])
         assert [e["effect"] for e in execs] == ["executed"]
         assert execs[0]["tx_hash"] != journaled[0].hash  # a new one: the journaled never applies
-        assert execs[0]["ledger"] == ledger + 2
+        assert execs[0]["ledger"] == ledger + 1
         expired = [e for e in rep.events_of("tx_error") if e["tx_hash"] == journaled[0].hash]
         assert len(expired) == 1
         assert Journal(tmp_path, "shard-j").load() == []
+
+    def test_an_applied_journaled_envelope_frees_its_account_before_its_confirmation(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        # the killed keeper's transaction applied but was not confirmed; its resend answers
+        # txBAD_SEQ (its sequence number is used: it can never apply again). While
+        # getTransaction answers nothing, its task stays held but its source account is free
+        # (reloaded from the chain): the successor, with that one account, executes another
+        # due task. (Held until the confirmation, the account sent nothing.)
+        kp_keeper, keeper = keys.new()
+        kp_chan, chan_a = keys.new()
+        first, second = devnet.seed_tasks(count=2, interval=LONG)
+        pending = devnet.stats()["pending"]
+        proc = start_cli_keeper(devnet, keeper, chan_a, first, tmp_path)
+        kill_after_send(devnet, proc, pending)
+        devnet.close_ledger()  # applied, still journaled
+        journaled = Journal(tmp_path, "shard-j").load()
+        assert [e.task_id for e in journaled] == [first]
+        source = {kp_keeper.public_key: keeper, kp_chan.public_key: chan_a}[journaled[0].source]
+        assert devnet.stats()["pending"] == pending
+        saved = CursorStore(tmp_path, "shard-j").path  # kept for the killed one's range only
+        assert saved is not None
+        saved.unlink(missing_ok=True)
+        spec = make_spec(
+            devnet,
+            source,  # the journaled transaction's source, the successor's only account
+            range_first=first,
+            range_last=second,
+            state_dir=str(tmp_path),
+            name="shard-j",
+            stop_grace_s=1.0,
+        )
+        rep = RecordingReporter()
+
+        async def go() -> bool:
+            stop = asyncio.Event()
+            task = asyncio.create_task(run_keeper(spec, rep, stop))
+            sent = await asyncio.to_thread(
+                wait_for, lambda: devnet.stats()["pending"] > pending, 15
+            )
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            return sent
+
+        devnet.set_faults(per_method={"getTransaction": {"drop_rate": 1.0}})
+        try:
+            sent = asyncio.run(go())
+        finally:
+            devnet.set_faults()
+        assert sent, "the account stayed held until the journaled transaction's confirmation"
+        devnet.close_ledger()
+        execs = devnet.executions([first, second])
+        assert sorted((e["task_id"], e["effect"]) for e in execs) == [
+            (first, "executed"),
+            (second, "executed"),
+        ]
+        assert [e["tx_hash"] for e in execs if e["task_id"] == first] == [journaled[0].hash]

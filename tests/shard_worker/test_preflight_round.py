@@ -174,6 +174,13 @@ class NoJournal:
         return []
 
 
+class NoFees:
+    """A pricer whose fee statistics are in at once (asked beside the clock at start)."""
+
+    async def refresh(self, latest_ledger: int | None, *, hedge: bool = False) -> None:
+        return None
+
+
 class TestWarmUp:
     """The warm-up (started beside the start-up checks): the first cycle's getLatestLedger
     and fee statistics, and beside them the events read mode's resume; the first cycle waits
@@ -205,6 +212,7 @@ class TestWarmUp:
             keeper.log = logger
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
+            keeper.pricer = NoFees()  # type: ignore[assignment]
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.rpc = None  # type: ignore[assignment]
@@ -232,6 +240,7 @@ class TestWarmUp:
             keeper.log = logger
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
+            keeper.pricer = NoFees()  # type: ignore[assignment]
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.rpc = None  # type: ignore[assignment]

@@ -109,6 +109,23 @@ class TestStatistics:
         assert [c[0] for c in p.rpc.calls] == ["getFeeStats"] * 3  # type: ignore[attr-defined]
         assert p.verdict(1, 0).inclusion == 501
 
+    def test_at_start_they_are_as_of_the_answers_ledger(self) -> None:
+        """Asked before any ledger is known (beside the start's getLatestLedger): dated by
+        the answer's latestLedger, so the next refresh comes fee_refresh_ledgers after it."""
+        p, _ = pricer(
+            {"getFeeStats": [answer([700] * 10, latest=2000), answer([900] * 10)]},
+            fee_refresh_ledgers=5,
+        )
+
+        async def go() -> None:
+            await p.refresh(None, hedge=True)
+            await p.refresh(2004)  # not due yet
+            await p.refresh(2005)
+
+        asyncio.run(go())
+        assert [c[0] for c in p.rpc.calls] == ["getFeeStats"] * 2  # type: ignore[attr-defined]
+        assert p.verdict(1, 0).inclusion == 901
+
     def test_fixed_never_asks(self) -> None:
         p, _ = pricer(fee_strategy="fixed", base_fee=300)
         asyncio.run(p.refresh(100))
