@@ -21,13 +21,14 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from shard_worker.eventsync import Position
-from shard_worker.journal import write_atomically
+from shard_worker.journal import Chunk, write_atomically
 
 __all__ = ["CursorStore", "SavedSync"]
 
@@ -61,11 +62,22 @@ class CursorStore:
     # ------------------------------------------------------------------ save
 
     def save(
-        self, contract_id: str, position: Position, state: bytes = b"", *, now: float | None = None
+        self,
+        contract_id: str,
+        position: Position,
+        state: Chunk | Sequence[Chunk] = b"",
+        *,
+        now: float | None = None,
     ) -> None:
-        """Persist ``position`` (and the matching state snapshot); durable when this returns."""
+        """Persist ``position`` (and the matching state snapshot, as bytes or in parts:
+        :meth:`~shard_worker.taskstate.TaskState.dump_parts`); durable when this returns."""
         if self.path is None:
             return
+        parts = list(state) if isinstance(state, list | tuple) else [state]
+        size = crc = 0
+        for part in parts:
+            size += memoryview(part).nbytes
+            crc = zlib.crc32(part, crc)
         header = orjson.dumps(
             {
                 "format": _FORMAT,
@@ -73,11 +85,11 @@ class CursorStore:
                 "cursor": position.cursor,
                 "ledger": position.ledger,
                 "saved_at": time.time() if now is None else now,
-                "state_bytes": len(state),
-                "state_crc32": zlib.crc32(state),
+                "state_bytes": size,
+                "state_crc32": crc,
             }
         )
-        write_atomically(self.path, header + b"\n" + state)
+        write_atomically(self.path, [header + b"\n", *parts])
 
     def clear(self) -> None:
         """Forget the saved position (e.g. the state it matches is known to be wrong)."""

@@ -180,7 +180,7 @@ class EventReader:
         if pos is None or self.pending or self.spec.state_dir is None:
             return
         try:
-            self.store.save(self.spec.contract_id, pos, self.table.state.dump())
+            self.store.save(self.spec.contract_id, pos, self.table.state.dump_parts())
             self._saved_at = time.monotonic()
         except OSError as exc:
             self.log.warning("could not save the events position: {}", exc)

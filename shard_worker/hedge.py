@@ -238,6 +238,23 @@ async def race(
         delay = delay_s() if room() else None
         return None if delay is None else max(0.0, newest + delay - time.monotonic())
 
+    if delay_s() is None:
+        # no copy by time (a healthy RPC, the usual case): the first copy is awaited here,
+        # not as a task of its own under asyncio.wait (a task, a waiter and two more turns
+        # of the loop a request); a failure it ends with is judged as the loop below would
+        out.started += 1
+        try:
+            answer: Any = await start()
+        except Exception as exc:  # an answer like any other
+            answer = exc
+        verdict = judge(answer)
+        out.answers.append(answer)
+        out.verdicts.append(verdict)
+        if verdict == WIN:
+            out.winner = 0
+        if verdict != AGAIN or not refill or not room() or not may_add():
+            return out
+        out.hedged += 1  # (a failure replaced at once: the race goes on as below)
     launch()
     try:
         while pending:

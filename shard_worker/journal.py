@@ -25,13 +25,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
 from loguru import logger
 
-__all__ = ["Journal", "JournalEntry"]
+__all__ = ["Chunk", "Journal", "JournalEntry", "write_atomically"]
+
+#: bytes-like data a file is written from as it is (a task state's arrays: no copy)
+Chunk = bytes | bytearray | memoryview | array
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = 1
@@ -207,20 +212,26 @@ class Journal:
         self._lines = 0
 
 
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Replace ``path`` with ``payload`` so that a crash leaves the old file or the new one,
-    never a part: a temporary file beside it, fsync, rename, then fsync of the directory.
-    The temporary file's name is fixed (``.<name>.tmp``: one writer a file, a shard's one
-    worker; a crash's leftover is truncated by the next write): ``tempfile.mkstemp``'s
-    random names were a third of a write's CPU, two writes an execution."""
+def write_atomically(path: Path, payload: Chunk | Sequence[Chunk]) -> None:
+    """Replace ``path`` with ``payload`` (bytes, or parts written one after the other) so
+    that a crash leaves the old file or the new one, never a part: a temporary file beside
+    it, fsync, rename, then fsync of the directory. The temporary file's name is fixed
+    (``.<name>.tmp``: one writer a file, a shard's one worker; a crash's leftover is
+    truncated by the next write): ``tempfile.mkstemp``'s random names were a third of a
+    write's CPU."""
     directory = path.parent
     tmp = directory / f".{path.name}.tmp"
+    parts = payload if isinstance(payload, list | tuple) else (payload,)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            for part in parts:
+                view = memoryview(part).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

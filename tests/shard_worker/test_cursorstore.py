@@ -48,6 +48,16 @@ class TestRoundTrip:
         back = TaskState.load(saved.state)
         assert back.dump() == state.dump()
 
+    def test_a_state_saved_in_parts_is_the_file_of_its_dump(self, tmp_path: Path) -> None:
+        state = a_state()
+        CursorStore(tmp_path / "a", "s").save(CONTRACT, Position(9), state.dump(), now=1.0)
+        CursorStore(tmp_path / "b", "s").save(CONTRACT, Position(9), state.dump_parts(), now=1.0)
+        whole = (tmp_path / "a" / "s.events").read_bytes()
+        assert (tmp_path / "b" / "s.events").read_bytes() == whole
+        saved, reason = CursorStore(tmp_path / "b", "s").load(CONTRACT)
+        assert reason is None and saved is not None
+        assert TaskState.load(saved.state).dump() == state.dump()
+
     def test_a_position_without_cursor_and_state(self, tmp_path: Path) -> None:
         store = CursorStore(tmp_path, "s")
         store.save(CONTRACT, Position(7))
