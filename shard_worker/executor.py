@@ -23,7 +23,6 @@ simulation error) backs the task off (:class:`~shard_worker.due.Holds`).
 from __future__ import annotations
 
 import asyncio
-import collections
 import secrets
 import struct
 import time
@@ -34,6 +33,7 @@ from loguru import logger
 
 from shard_worker import chain, txxdr
 from shard_worker.accounts import SourceAccount, SourceAccounts
+from shard_worker.authcache import AuthCache
 from shard_worker.context import Events, Identity, Tally
 from shard_worker.dryrun import DryRun
 from shard_worker.due import Holds
@@ -71,8 +71,6 @@ SIMULATE_RETRY_LIMIT = 20
 FRESH_LEDGER_S = 2.0
 #: a tentative simulation showed the task is not due (it was counted as not sent)
 DECLINED = object()
-#: tasks whose recorded authorization is kept for their next execution
-AUTH_CACHE_SIZE = 4096
 
 
 def with_nonce(entry: bytes, nonce: int) -> bytes:
@@ -85,6 +83,13 @@ def with_nonce(entry: bytes, nonce: int) -> bytes:
         return entry
     end = skip_sc_address(entry, 4)
     return entry[:end] + struct.pack(">q", nonce) + entry[end + 8 :]
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """A sequence-number read no one waited for (the execution ended first): its failure is
+    not an unretrieved task exception."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Executor:
@@ -119,8 +124,12 @@ class Executor:
         self.tally = tally
         self.log = logger.bind(shard=spec.name)
         #: task id -> the authorization entries its last recording simulation from a channel
-        #: account returned (unsigned; the most recent :data:`AUTH_CACHE_SIZE` tasks)
-        self._auth_cache: collections.OrderedDict[int, list[bytes]] = collections.OrderedDict()
+        #: account returned (unsigned; kept in the state dir too: a restart reuses them)
+        self.auth_cache = AuthCache(
+            spec.state_dir,
+            spec.name,
+            owner=f"{spec.contract_id} {identity.keeper.public_key}",
+        )
         #: a prepared transaction whose simulation is older than its send: read again
         self.recheck = Recheck(
             rpc,
@@ -207,12 +216,29 @@ class Executor:
     async def _execute_with(
         self, acc: SourceAccount, task_id: int, release: Callable[[], None] | None
     ) -> bool:
-        spec = self.spec
-        me = self.identity
         if self.dry_run is not None and self.dry_run.seen(task_id):
             return False  # reported once; nothing changes on chain in a dry run
         t0 = time.monotonic()
-        await self.accounts.ready(acc)
+        # the account's sequence number (when it may be wrong) is read beside the simulation,
+        # which checks none: the transaction is signed after it (a round trip less first)
+        reading = asyncio.ensure_future(self.accounts.ready(acc))
+        try:
+            return await self._prepare(acc, task_id, release, t0, reading)
+        finally:
+            if not reading.done():
+                reading.cancel()
+            reading.add_done_callback(_retrieved)
+
+    async def _prepare(
+        self,
+        acc: SourceAccount,
+        task_id: int,
+        release: Callable[[], None] | None,
+        t0: float,
+        reading: asyncio.Future[None],
+    ) -> bool:
+        spec = self.spec
+        me = self.identity
         latest = await self._latest_for_tx(FRESH_LEDGER_S)  # (the time bound: at signing)
         max_time = latest.close_time + spec.tx_timeout_s
         tx = chain.build_execute_tx(
@@ -233,7 +259,7 @@ class Executor:
             return False
         valid_until = latest.sequence + max(10, spec.tx_timeout_s)
         sim: Simulation | object | None = None
-        cached = None if acc.is_keeper else self._auth_cache.get(task_id)
+        cached = None if acc.is_keeper else self.auth_cache.get(task_id)
         if cached is not None:
             # the task's authorization as recorded last time, with a fresh nonce, signed:
             # one simulation instead of two (an answer other than a good one: the full path)
@@ -249,14 +275,14 @@ class Executor:
             if sim is DECLINED or self.submitter.stopping:
                 return False  # not due (counted as not sent)
             if sim is None:
-                self._auth_cache.pop(task_id, None)
+                self.auth_cache.drop(task_id)
         if sim is None:
             tx.auth = []
             sim = await self.simulate(tx, task_id, acc, latest, recorded=True, deadline=deadline)
             if not isinstance(sim, Simulation):
                 return False
             if not acc.is_keeper:
-                self._remember_auth(task_id, sim.auth)
+                self.auth_cache.put(task_id, sim.auth)
                 tx.auth = [
                     txxdr.sign_auth_entry(a, me.keeper, valid_until, me.network_id)
                     for a in sim.auth
@@ -279,6 +305,7 @@ class Executor:
         self.recheck.prepared(task_id)  # its key rides in the read path's calls until sent
         # prepared while the account's previous transaction was confirmed: sign once it is
         # final, with the sequence number that follows it (reloaded if it expired unapplied)
+        await reading
         await self.submitter.wait_turn(acc)
         await self.accounts.ready(acc)
         if self.submitter.stopping:  # asked to stop before anything was sent: send nothing
@@ -384,14 +411,6 @@ class Executor:
             self._not_sent(task_id, sim.latest_ledger or latest.sequence)
             return DECLINED if tentative else None
         return sim
-
-    def _remember_auth(self, task_id: int, auth: list[bytes]) -> None:
-        """Keep the task's recorded (unsigned) authorization for its next execution."""
-        cache = self._auth_cache
-        cache[task_id] = auth
-        cache.move_to_end(task_id)
-        while len(cache) > AUTH_CACHE_SIZE:
-            cache.popitem(last=False)
 
     def expected(self, task_id: int, acc: SourceAccount, *, recorded: bool) -> Expected:
         """What a simulation of ``execute(keeper, task_id)`` from ``acc`` must show."""

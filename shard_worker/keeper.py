@@ -36,8 +36,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from loguru import logger
 
@@ -66,7 +65,6 @@ __all__ = ["Keeper", "run_keeper"]
 
 #: the heartbeat interval for a reporter that does not give its own (``heartbeat_s``)
 HEARTBEAT_S = 0.5
-_T = TypeVar("_T")
 #: attempts per RPC request (the first and the retries)
 RPC_ATTEMPTS = 6
 #: the first retry's wait (10, 20, 40 ... ms, jittered): short, a ledger is 5 s; a server's
@@ -104,19 +102,6 @@ async def _heartbeat(events: Events) -> None:
     while True:
         events.safe(events.reporter.heartbeat)
         await asyncio.sleep(every)
-
-
-async def _beside(work: Coroutine[Any, Any, None], main: Awaitable[_T]) -> _T:
-    """``main``'s result, with ``work`` run beside it and finished too (cancelled if ``main``
-    fails or is cancelled)."""
-    task = asyncio.create_task(work)
-    try:
-        result = await main
-    except BaseException:
-        task.cancel()
-        raise
-    await task
-    return result
 
 
 def _fatal(events: Events, message: str) -> int:
@@ -279,11 +264,11 @@ class Keeper:
         self._warm: asyncio.Task[None] | None = None
         self._fees: asyncio.Task[None] | None = None
         self._first: asyncio.Task[CycleStats] | None = None
+        self._refresh: asyncio.Task[None] | None = None  # (:meth:`_refresh_beside`)
 
     async def _clock_and_fees(self) -> None:
         """The newest ledger and the fee statistics, together, beside the start-up checks
-        (the executors start once both are done: :meth:`priced`); a failure is only logged
-        (the cycles ask again)."""
+        (the executors wait for both: :meth:`priced`); a failure is only logged."""
         got = await asyncio.gather(
             self.clock.latest(), self.pricer.refresh(None, hedge=True), return_exceptions=True
         )
@@ -314,13 +299,13 @@ class Keeper:
             await fees
 
     async def stop_warm_up(self) -> None:
-        """Cancel what of the start the loop did not take (a stop, a fatal check)."""
-        for task in (self._first, self._warm, self._fees):
+        """Cancel what of the start the loop did not take, and the refresh beside."""
+        for task in (self._first, self._warm, self._fees, self._refresh):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._warm = self._first = self._fees = None
+        self._warm = self._first = self._fees = self._refresh = None
 
     async def _warmed(self) -> None:
         """The first cycle waits for the warm-up (its failure is the cycle's)."""
@@ -361,8 +346,7 @@ class Keeper:
             await pause(self.stop, next_start - now, er.batches.shared if er else None)
 
     def report_endpoints(self) -> None:
-        """Each endpoint's figures to the reporter, when the shard has several endpoints and
-        the reporter takes them (:meth:`PooledRpc.report`)."""
+        """Each endpoint's figures to the reporter, with several (:meth:`PooledRpc.report`)."""
         send = getattr(self.events.reporter, "endpoints", None)
         if isinstance(self.rpc, PooledRpc) and send is not None:
             self.rpc.report(lambda doc: self.events.safe(send, doc))
@@ -432,10 +416,16 @@ class Keeper:
             stats.rpc_bytes = self.rpc.drain_bytes()
         self.tally.totals["read_errors"] += stats.read_errors
 
+    def _refresh_beside(self, ledger: int) -> None:
+        """Events mode: :meth:`_fees_and_balances` beside the cycles, one at a time, never
+        waited for (a getFeeStats lost to a busy RPC held the next ledgers' due reads)."""
+        if self._refresh is None or self._refresh.done():
+            name = f"{self.spec.name}-fees-balances"
+            self._refresh = asyncio.create_task(self._fees_and_balances(ledger), name=name)
+
     async def _fees_and_balances(self, ledger: int) -> None:
         """Read again what is due of the source accounts' balances and the fee statistics
-        (in events mode beside the cycle's reads: an execution priced meanwhile uses the
-        statistics of a few ledgers ago, as between two refreshes)."""
+        (events mode: beside the cycles; an execution priced meanwhile uses the last ones)."""
         try:
             await self.accounts.refresh_balances(ledger)
         except RpcError as exc:  # the next ledger tries again; the reads go on
@@ -446,10 +436,8 @@ class Keeper:
         await self._warmed()
         if self.event_reader is not None:
             newest = self.clock.newest or await self.clock.latest()
-            found, read_at = await _beside(  # not between a close and its due tasks' enqueueing
-                self._fees_and_balances(newest.sequence),
-                self.event_reader.cycle(stats, self.dispatcher.enqueue),
-            )
+            self._refresh_beside(newest.sequence)  # not between a close and its due tasks
+            found, read_at = await self.event_reader.cycle(stats, self.dispatcher.enqueue)
             if read_at is not None:
                 self._note_due(read_at, found.due)
             return

@@ -75,7 +75,9 @@ class Soak:
         self.quiet = quiet
         self.rng = random.Random(p.seed)
         self.own_tmp = p.workdir is None
-        self.work = Path(p.workdir or tempfile.mkdtemp(prefix="sorotask-chaos-"))
+        # absolute: the supervisor runs in another directory (a relative --workdir made it
+        # look for the config there: "config file does not exist")
+        self.work = Path(p.workdir or tempfile.mkdtemp(prefix="sorotask-chaos-")).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
         self.t_origin = time.monotonic()
         self.report: dict[str, Any] = {

@@ -162,3 +162,16 @@ class TestChaosSecrets:
         assert leaks == []
         assert not list(run.work.glob("secrets-*")), "secret files left behind"
         assert "| shard-1 |" in (run.work / "logs" / "shard-1.log").read_text()
+
+
+class TestWorkdir:
+    def test_a_relative_workdir_is_made_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from sorotask.chaos.params import ChaosParams
+        from sorotask.chaos.soak import Soak
+
+        monkeypatch.chdir(tmp_path)
+        soak = Soak(ChaosParams(workdir="runs/one"), quiet=True)
+        assert soak.work == tmp_path / "runs" / "one" and soak.work.is_dir()
+        assert soak.report["workdir"] == str(tmp_path / "runs" / "one")

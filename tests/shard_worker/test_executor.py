@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from shard_worker.ledger import Latest, LedgerClock
 from shard_worker.spec import SecretRef, WorkerSpec
 from shard_worker.strict_xdr import parse_auth_entry
 from sorotask_core.signing import Signer
+from tests.shard_worker.test_accounts import account_xdr
 from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
 from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
 from tests.support.fake_rpc import FakeRpc, NullReporter
@@ -444,7 +446,14 @@ class TestConfirm:
 class TestExecute:
     def test_an_execution_error_is_counted_never_raised_and_releases_the_task(self) -> None:
         kp = Keypair.random()
-        rpc = FakeRpc({"getLedgerEntries": [{"entries": []}]})  # the account vanished
+        rpc = FakeRpc(
+            {
+                "getLedgerEntries": [{"entries": []}],  # the account vanished
+                # (its read goes on beside the preparation; the transaction is never signed)
+                "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}],
+                "simulateTransaction": [genuine(kp, source=True)],
+            }
+        )
         ex = make_executor(kp, rpc)
         ex.clock.last_read = Latest(50, 5_000)
         acc = SourceAccount(ex.identity.keeper, True)  # needs a resync first
@@ -710,16 +719,57 @@ class TestJournaledResend:
         assert not acc.needs_resync  # queued with its sequence number
 
 
+class TestSequenceBeside:
+    def test_the_sequence_number_is_read_beside_the_simulation(self) -> None:
+        """An account whose sequence number may be wrong is read again while the task is
+        simulated (the simulation checks none); the transaction is signed with it."""
+        kp = Keypair.random()
+        order: list[str] = []
+
+        class SlowAccounts(FakeRpc):
+            async def call(self, method: str, params: Any = None, **kw: Any) -> Any:
+                if method == "getLedgerEntries":
+                    await asyncio.sleep(0.2)
+                answer = await super().call(method, params, **kw)
+                order.append(method)
+                return answer
+
+        entry = {"key": "k", "xdr": account_xdr(kp, 10**9, 77)}
+        rpc = SlowAccounts(
+            {
+                "getLedgerEntries": [{"entries": [entry], "latestLedger": 50}],
+                "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}],
+                "simulateTransaction": [genuine(kp, source=True)],
+                "sendTransaction": [{"status": "PENDING"}],
+                "getTransaction": [{"status": "SUCCESS", "ledger": 51}],
+            }
+        )
+        ex = make_executor(kp, rpc, confirm_poll_s=0.05)
+        acc = SourceAccount(ex.identity.keeper, True)  # needs a resync first
+        asyncio.run(ex.execute(acc, TASK))
+        assert order.index("simulateTransaction") < order.index("getLedgerEntries")
+        assert ex.tally.totals["executed"] == 1 and acc.sequence == 78
+
+
 class TestTransientFailures:
     def test_an_unreachable_rpc_fails_the_execution_without_a_ledger_backoff(self) -> None:
         kp = Keypair.random()
         busy = RpcTransportError("getLedgerEntries", "HTTP 503", status=503)
-        ex = make_executor(kp, FakeRpc({"getLedgerEntries": [busy]}))
+        rpc = FakeRpc(
+            {
+                "getLedgerEntries": [busy],
+                # (the account's read goes on beside the preparation; never signed)
+                "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}],
+                "simulateTransaction": [genuine(kp, source=True)],
+            }
+        )
+        ex = make_executor(kp, rpc)
         ex.clock.last_read = Latest(50, 5_000)
         acc = SourceAccount(ex.identity.keeper, True)  # needs a resync first
         asyncio.run(ex.execute(acc, TASK))
         assert ex.tally.totals["failed"] == 1 and ex.tally.totals["failed_rpc_unavailable"] == 1
         assert TASK not in ex.holds.backoff  # due again next ledger
+        assert "sendTransaction" not in [m for m, _ in rpc.calls]
         assert events_of(ex, "failed")[0]["reason"] == "rpc_unavailable"
 
 
@@ -774,3 +824,33 @@ class TestAuthReuse:
         assert len(sims) == 6  # 2 + 1 + (1 refused + 2)
         assert ex.tally.totals["executed"] == 3 and ex.tally.totals["failed"] == 0
         assert ex.holds.backoff == {}  # the refused reuse was not a failure of the task
+
+    def test_a_restarted_worker_reuses_the_recorded_authorization(self, tmp_path: Path) -> None:
+        """The recording is kept in the state dir: the next process's executor (the same
+        contract and keeper) simulates a repeat execution once."""
+        kp = Keypair.random()
+        channel = Keypair.random()
+        recorded = genuine(kp, source=False)
+
+        def script(*simulations: dict[str, Any]) -> FakeRpc:
+            return FakeRpc(
+                {
+                    "simulateTransaction": list(simulations),
+                    "sendTransaction": [{"status": "PENDING"}],
+                    "getTransaction": [{"status": "SUCCESS", "ledger": 9}],
+                    "getLatestLedger": [{"sequence": 50, "closeTime": 5_000}],
+                }
+            )
+
+        first = script(recorded, dict(recorded))
+        again = script(dict(recorded))
+        for rpc in (first, again):  # two processes, one state dir
+            ex = make_executor(kp, rpc, confirm_poll_s=0.05, state_dir=str(tmp_path))
+            acc = SourceAccount(
+                Signer.from_secret(channel.secret), False, sequence=41, needs_resync=False
+            )
+            asyncio.run(ex.execute(acc, TASK))
+            assert ex.tally.totals["executed"] == 1
+        assert [m for m, _ in again.calls].count("simulateTransaction") == 1
+        other = make_executor(Keypair.random(), FakeRpc({}), state_dir=str(tmp_path))
+        assert other.auth_cache.get(TASK) is None  # another keeper's authorization: not used

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -261,6 +262,33 @@ class TestResend:
             rep, "escalations_exhausted"
         )
         journal_clean(rep)
+
+
+class TestFeeStatsBesideTheReads:
+    def test_a_slow_get_fee_stats_holds_no_ledger_s_due_reads(
+        self, devnet: DevnetProcess, keys: Keys
+    ) -> None:
+        # getFeeStats answers after 2 s (four ledgers) and is asked every 2 ledgers: the
+        # cycles go on reading each new ledger meanwhile (the cycle that asked it waited for
+        # it, and the next ledgers' due reads with it)
+        first, last = devnet.seed_tasks(count=2, interval=LONG)
+        _, ref = keys.new()
+        spec = make_spec(
+            devnet, ref, range_first=first, range_last=last, fee_refresh_ledgers=2,
+            rpc_timeout_s=5.0, rpc_hedge_copies=1,
+        )  # fmt: skip
+        devnet.set_faults(latency_ms=2000, methods=["getFeeStats"])
+        rep = RecordingReporter()
+        try:
+            code = asyncio.run(run_until(spec, rep, lambda: False, limit_s=8))
+        finally:
+            devnet.set_faults()
+        assert code == ExitCode.OK
+        seen = [c.ledger for c in rep.cycles if c.new_ledger and c.ledger]
+        assert len(seen) >= 8
+        gaps = [b - a for a, b in pairwise(seen[1:])]  # after the first
+        assert max(gaps) <= 2, seen
+        executed_once(devnet, list(range(first, last + 1)))
 
 
 class TestBalances:

@@ -213,6 +213,7 @@ class TestWarmUp:
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.pricer = NoFees()  # type: ignore[assignment]
+            keeper._refresh = None
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.rpc = None  # type: ignore[assignment]
@@ -241,6 +242,7 @@ class TestWarmUp:
             keeper.event_reader = Reader()  # type: ignore[assignment]
             keeper.clock = Clock()  # type: ignore[assignment]
             keeper.pricer = NoFees()  # type: ignore[assignment]
+            keeper._refresh = None
             keeper.spec = setup()[0]
             keeper.dispatcher = NoJournal()  # type: ignore[assignment]
             keeper.rpc = None  # type: ignore[assignment]
