@@ -60,6 +60,7 @@ __all__ = [
     "rpc_totals",
 ]
 
+TRANSPORTS = ("httpx", "aiohttp", "wire")
 #: JSON-RPC "internal error" (retried, like the overload codes -32098 and -32001)
 INTERNAL_ERROR = -32603
 #: retries a client may start per second (all its requests together), and their burst
@@ -92,7 +93,8 @@ class RpcClient(HttpTransports, Retries):
     ``transport="httpx"`` uses one ``httpx.AsyncClient``; ``transport="aiohttp"`` uses one
     ``aiohttp.ClientSession``, whose C HTTP parser costs about a fifth of httpx's CPU per
     200-entry ``getLedgerEntries`` answer (measured: 0.4 ms vs 1.9 ms a call), which is what
-    the per-task CPU budget needs. Both pool keep-alive connections; behaviour is the same.
+    the per-task CPU budget needs; ``"wire"`` (:mod:`shard_worker.rpcwire`) a third of aiohttp's
+    CPU a request. All pool keep-alive connections; behaviour is the same.
     """
 
     def __init__(
@@ -116,11 +118,14 @@ class RpcClient(HttpTransports, Retries):
         """``headers``: extra request headers (an endpoint's API key: never logged);
         ``label``: how ``url`` is shown in errors (default: without its credentials);
         ``hedge_copies``: copies of a read in flight at once (1: no hedging)."""
-        if transport not in ("httpx", "aiohttp"):
+        if transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {transport!r}")
         self.transport = "httpx" if client is not None else transport
+        posts = {"wire": self._post_wire, "aiohttp": self._post_aiohttp}
+        self._post = posts.get(self.transport, self._post_httpx)
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._wire = None
         self.url = url
         self.label = shown_url(url) if label is None else label
         self._headers = {**JSON_HEADERS, **(headers or {})}
@@ -169,9 +174,7 @@ class RpcClient(HttpTransports, Retries):
     async def aclose(self) -> None:
         if self._own_client and self.http is not None:
             await self.http.aclose()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._close_pools()
 
     async def __aenter__(self) -> RpcClient:
         return self
@@ -305,12 +308,7 @@ class RpcClient(HttpTransports, Retries):
         url = self.url if self.endpoints is None else self.endpoints.pick(method)
         started = time.monotonic()
         try:
-            if self.transport == "aiohttp":
-                status, content, retry_after = await self._post_aiohttp(
-                    url, method, body, timeout_s
-                )
-            else:
-                status, content, retry_after = await self._post_httpx(url, method, body, timeout_s)
+            status, content, retry_after = await self._post(url, method, body, timeout_s)
             if status != 200:
                 wait = parse_retry_after(retry_after, time.time()) if status in (429, 503) else None
                 raise RpcTransportError(method, f"HTTP {status}", status=status, retry_after_s=wait)

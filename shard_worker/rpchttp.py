@@ -1,7 +1,8 @@
-"""The two HTTP transports of :class:`shard_worker.rpc.RpcClient` (httpx, aiohttp): one POST
-each, the answer's status, body (size-capped) and ``Retry-After`` header; timeouts and
-connection errors raised as :class:`RpcTransportError` of kind ``timeout`` / ``transport``.
-Neither follows a redirect (a 3xx is an answer like any other status)."""
+"""The HTTP transports of :class:`shard_worker.rpc.RpcClient` (httpx, aiohttp, and the lean
+:mod:`shard_worker.rpcwire`): one POST each, the answer's status, body (size-capped) and
+``Retry-After`` header; timeouts and connection errors raised as :class:`RpcTransportError` of
+kind ``timeout`` / ``transport``. None follows a redirect (a 3xx is an answer like any other
+status)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from shard_worker.errors import TIMEOUT, RpcMalformedError, RpcTransportError
+from shard_worker.rpcwire import WireClient
 
 if TYPE_CHECKING:
     import httpx
@@ -20,16 +22,26 @@ JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"
 
 
 class HttpTransports:
-    """The POSTs; the client sets ``url``, ``http`` (httpx), ``_session`` (aiohttp),
-    ``max_connections`` and ``max_response_bytes``."""
+    """The POSTs; the client sets ``url``, ``http`` (httpx), ``_session`` (aiohttp), ``_wire``
+    (wire), ``max_connections`` and ``max_response_bytes``."""
 
     url: str
     http: httpx.AsyncClient | None
     _session: aiohttp.ClientSession | None
+    _wire: WireClient | None
     max_connections: int
     max_response_bytes: int
     #: the JSON headers and an endpoint's extra ones (an API key: never logged)
     _headers: dict[str, str]
+
+    async def _close_pools(self) -> None:
+        """Close the aiohttp session's and the wire client's connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._wire is not None:
+            await self._wire.close()
+            self._wire = None
 
     async def _post_httpx(
         self, url: str, method: str, body: bytes, timeout_s: float
@@ -74,6 +86,18 @@ class HttpTransports:
                 method, f"transport error ({type(exc).__name__}: {exc})"
             ) from None
         return status, chunks[0] if len(chunks) == 1 else b"".join(chunks), retry_after
+
+    async def _post_wire(
+        self, url: str, method: str, body: bytes, timeout_s: float
+    ) -> tuple[int, bytes, str | None]:
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = WireClient(
+                headers=self._headers,
+                max_connections=self.max_connections,
+                max_response_bytes=self.max_response_bytes,
+            )
+        return await wire.post(url, method, body, timeout_s)
 
     async def _post_aiohttp(
         self, url: str, method: str, body: bytes, timeout_s: float

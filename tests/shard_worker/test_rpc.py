@@ -85,7 +85,7 @@ async def serve(script: Script) -> tuple[web.AppRunner, str]:
 TRANSPORT = ["httpx"]
 
 
-@pytest.fixture(params=["httpx", "aiohttp"], autouse=True)
+@pytest.fixture(params=["httpx", "aiohttp", "wire"], autouse=True)
 def transport(request: pytest.FixtureRequest) -> Iterator[str]:
     TRANSPORT[0] = request.param
     yield request.param

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 
 from shard_worker.budget import DUE, SWEEP, RequestBudget
@@ -78,57 +79,58 @@ def timed_call(
     return got, took, client, server
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "wire"])
 class TestHedgedReads:
-    def test_a_slow_answer_is_overtaken_by_a_hedge(self) -> None:
+    def test_a_slow_answer_is_overtaken_by_a_hedge(self, transport: str) -> None:
         got, took, client, server = timed_call(
-            lambda url: RpcClient(url, transport="aiohttp", hedge_copies=2)
+            lambda url: RpcClient(url, transport=transport, hedge_copies=2)
         )
         assert took < HOLD_S / 2  # the second copy answered
         assert got["sequence"] == server.requests  # the copy's answer, not the held one
         assert client.drain_hedges() == {"getLatestLedger": 1}
         assert client.total_hedges == 1
 
-    def test_without_hedging_the_slow_answer_is_waited_for(self) -> None:
+    def test_without_hedging_the_slow_answer_is_waited_for(self, transport: str) -> None:
         _got, took, client, _server = timed_call(
-            lambda url: RpcClient(url, transport="aiohttp", hedge_copies=1)
+            lambda url: RpcClient(url, transport=transport, hedge_copies=1)
         )
         assert took >= HOLD_S * 0.9
         assert client.total_hedges == 0
 
-    def test_a_healthy_rpc_is_not_hedged(self) -> None:
+    def test_a_healthy_rpc_is_not_hedged(self, transport: str) -> None:
         # no failures in the warm-up: the slow answer is waited for, no request is added
         # (only a client's first requests, before it knows the RPC, may be hedged)
         _got, took, client, _server = timed_call(
-            lambda url: RpcClient(url, transport="aiohttp", hedge_copies=3), failing=False
+            lambda url: RpcClient(url, transport=transport, hedge_copies=3), failing=False
         )
         assert took >= HOLD_S * 0.9
         assert client.total_hedges == 0
 
-    def test_no_hedge_without_a_budget_token_at_hand(self) -> None:
+    def test_no_hedge_without_a_budget_token_at_hand(self, transport: str) -> None:
         # a burst of 17: the warm-up's 16 requests (8 calls, each refused once) and the
         # call's first copy; then one token every 4 s: none at hand for a hedge
         _got, took, client, _server = timed_call(
             lambda url: BudgetedRpcClient(
-                url, budget=RequestBudget(0.25, burst=17), transport="aiohttp", hedge_copies=3
+                url, budget=RequestBudget(0.25, burst=17), transport=transport, hedge_copies=3
             )
         )
         assert took >= HOLD_S * 0.9
         assert client.total_hedges == 0 and client.hedges_denied >= 1
 
-    def test_no_hedge_for_the_sweep(self) -> None:
+    def test_no_hedge_for_the_sweep(self, transport: str) -> None:
         # a background read: nobody waits for it, a copy would only spend the budget
         _got, took, client, _server = timed_call(
             lambda url: BudgetedRpcClient(
-                url, budget=RequestBudget(None), transport="aiohttp", hedge_copies=3
+                url, budget=RequestBudget(None), transport=transport, hedge_copies=3
             ),
             level=SWEEP,
         )
         assert took >= HOLD_S * 0.9 and client.total_hedges == 0
 
-    def test_a_due_read_is_hedged_within_the_budget(self) -> None:
+    def test_a_due_read_is_hedged_within_the_budget(self, transport: str) -> None:
         _got, took, client, _server = timed_call(
             lambda url: BudgetedRpcClient(
-                url, budget=RequestBudget(50.0), transport="aiohttp", hedge_copies=3
+                url, budget=RequestBudget(50.0), transport=transport, hedge_copies=3
             )
         )
         assert took < HOLD_S / 2 and client.total_hedges == 1

@@ -1,0 +1,288 @@
+"""A lean HTTP/1.1 POST client on asyncio's transports, for JSON-RPC (``http_client: wire``).
+
+aiohttp costs about 80-120 us of CPU a request here (a request object, a cookie jar, a
+payload writer task, a response object, several event loop turns); a keep-alive connection
+that writes one prebuilt request and parses the answer in ``data_received`` needs a fraction
+of that (``scripts/rpc_request_cpu.py`` prints both). What it does, as the other transports:
+
+* keep-alive connections per origin (``http`` or ``https``), at most ``max_connections`` in
+  use at once; a connection whose answer was not read to its end (a timeout, an error, a
+  cancelled request) is closed, never reused;
+* answers with a ``Content-Length``, ``Transfer-Encoding: chunked`` or read until the server
+  closes; the body capped at ``max_response_bytes`` (:class:`RpcMalformedError` beyond);
+* no redirect is followed (a 3xx is an answer); no compression is asked for;
+* a timeout (connect and answer together) raises :class:`RpcTransportError` of kind
+  ``timeout``; a refused, reset or dropped connection or a garbled answer one of kind
+  ``transport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from urllib.parse import urlsplit
+
+from shard_worker.errors import TIMEOUT, RpcMalformedError, RpcTransportError
+
+__all__ = ["WireClient"]
+
+#: the longest status line and headers accepted
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class _Garbled(Exception):
+    """The server's bytes are not an HTTP/1.1 answer."""
+
+
+class _TooLarge(Exception):
+    """The answer's body is over the cap."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses one answer at a time into ``waiter``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.waiter: asyncio.Future[tuple[int, bytes, str | None]] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.buf = bytearray()
+        self.status = 0
+        self.length = -1  # -1: until close, -2: chunked
+        self.head_done = False
+        self.keep_alive = True
+        self.retry_after: str | None = None
+        self.body = bytearray()
+        self.pos = 0  # chunked: where the next chunk's size line starts in buf
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self.head_done and self.length == -1:  # the body ran until the close
+            waiter.set_result((self.status, bytes(self.buf), self.retry_after))
+            self.keep_alive = False
+        else:
+            waiter.set_exception(ConnectionResetError("connection closed before the answer"))
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self.waiter
+        if waiter is None or waiter.done():  # bytes nobody asked for: the connection is spent
+            self.keep_alive = False
+            self.abort()
+            return
+        self.buf += data
+        try:
+            answer = self._parse()
+        except Exception as exc:
+            waiter.set_exception(exc)
+            return
+        if answer is not None:
+            waiter.set_result(answer)
+
+    def _parse(self) -> tuple[int, bytes, str | None] | None:
+        buf = self.buf
+        if not self.head_done:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES:
+                    raise _Garbled("headers too long")
+                return None
+            self._head(bytes(buf[:end]))
+            del buf[: end + 4]
+            if self.status < 200:  # 1xx: an interim answer, the real one follows
+                self.head_done = False
+                return self._parse()
+        if self.length >= 0:
+            if len(buf) < self.length:
+                return None
+            if len(buf) > self.length:
+                self.keep_alive = False  # more than the answer: do not reuse
+            return self.status, bytes(buf[: self.length]), self.retry_after
+        if self.length == -2:
+            return self._chunks()
+        if len(buf) > self.limit:
+            raise _TooLarge
+        return None
+
+    def _head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _Garbled("not an HTTP/1.1 status line")
+        self.status = int(parts[1])
+        self.keep_alive = parts[0] == b"HTTP/1.1"
+        self.length = -1
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise _Garbled("a header line without a colon")
+            name = name.strip().lower()
+            if name == b"content-length":
+                value = value.strip()
+                if not value.isdigit():
+                    raise _Garbled("bad Content-Length")
+                self.length = int(value)
+                if self.length > self.limit:
+                    raise _TooLarge(self.length)
+            elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":
+                    raise _Garbled("unsupported Transfer-Encoding")
+                self.length = -2
+            elif name == b"connection":
+                if value.strip().lower() == b"close":
+                    self.keep_alive = False
+            elif name == b"retry-after":
+                self.retry_after = value.strip().decode("latin-1")
+        if self.status in (204, 304):
+            self.length = 0
+        self.head_done = True
+
+    def _chunks(self) -> tuple[int, bytes, str | None] | None:
+        buf, body = self.buf, self.body
+        while True:
+            end = buf.find(b"\r\n", self.pos)
+            if end < 0:
+                return None
+            size_text = bytes(buf[self.pos : end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _Garbled("bad chunk size") from None
+            if size == 0:
+                trailer = buf.find(b"\r\n\r\n", end)
+                if trailer < 0 and buf[end : end + 4] != b"\r\n\r\n":
+                    return None
+                return self.status, bytes(body), self.retry_after
+            if len(buf) < end + 2 + size + 2:
+                return None
+            body += buf[end + 2 : end + 2 + size]
+            if len(body) > self.limit:
+                raise _TooLarge
+            self.pos = end + 2 + size + 2
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class _Origin:
+    """Where requests to one URL go, and their prebuilt request head."""
+
+    __slots__ = ("head", "host", "key", "port", "server_hostname", "ssl")
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname}")
+        self.host = parts.hostname
+        secure = parts.scheme == "https"
+        self.port = parts.port or (443 if secure else 80)
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
+        self.server_hostname = self.host if secure else None
+        self.key = (parts.scheme, self.host, self.port)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        host = parts.netloc.rpartition("@")[2]  # never the URL's credentials
+        lines = [f"POST {path} HTTP/1.1", f"Host: {host}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self.head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+
+
+class WireClient:
+    """Keep-alive HTTP/1.1 POSTs (see the module's docstring)."""
+
+    def __init__(
+        self, *, headers: dict[str, str], max_connections: int, max_response_bytes: int
+    ) -> None:
+        self.headers = headers
+        self.max_response_bytes = max_response_bytes
+        self._origins: dict[str, _Origin] = {}
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._slots = asyncio.Semaphore(max_connections)
+        self._open: set[_Connection] = set()
+
+    async def post(
+        self, url: str, method: str, body: bytes, timeout_s: float
+    ) -> tuple[int, bytes, str | None]:
+        """POST ``body`` to ``url``: the answer's status, body and ``Retry-After``."""
+        origin = self._origins.get(url)
+        if origin is None:
+            origin = self._origins[url] = _Origin(url, self.headers)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        conn: _Connection | None = None
+        async with self._slots:
+            try:
+                conn = await self._connection(origin, deadline)
+                waiter: asyncio.Future[tuple[int, bytes, str | None]] = loop.create_future()
+                conn._reset()
+                conn.waiter = waiter
+                assert conn.transport is not None
+                conn.transport.write(origin.head + b"%d\r\n\r\n" % len(body) + body)
+                timer = loop.call_at(deadline, _expire, waiter)
+                try:
+                    answer = await waiter
+                finally:
+                    timer.cancel()
+                    conn.waiter = None
+            except BaseException as exc:
+                if conn is not None:
+                    conn.abort()
+                    self._open.discard(conn)
+                if isinstance(exc, TimeoutError):
+                    raise RpcTransportError(method, "timeout", kind=TIMEOUT) from None
+                if isinstance(exc, _TooLarge):
+                    size = f" ({exc.args[0]} bytes)" if exc.args else ""
+                    raise RpcMalformedError(method, f"response too large{size}") from None
+                if isinstance(exc, OSError | _Garbled | ssl.SSLError):
+                    raise RpcTransportError(
+                        method, f"transport error ({type(exc).__name__}: {exc})"
+                    ) from None
+                raise
+            if conn.keep_alive and not conn.closed:
+                self._idle.setdefault(origin.key, []).append(conn)
+            else:
+                conn.abort()
+                self._open.discard(conn)
+        return answer
+
+    async def _connection(self, origin: _Origin, deadline: float) -> _Connection:
+        idle = self._idle.get(origin.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+            self._open.discard(conn)
+        loop = asyncio.get_running_loop()
+        limit = self.max_response_bytes
+        async with asyncio.timeout_at(deadline):
+            _, conn = await loop.create_connection(
+                lambda: _Connection(limit),
+                origin.host,
+                origin.port,
+                ssl=origin.ssl,
+                server_hostname=origin.server_hostname,
+            )
+        self._open.add(conn)
+        return conn
+
+    async def close(self) -> None:
+        for conn in list(self._open):
+            conn.abort()
+        self._open.clear()
+        self._idle.clear()
+
+
+def _expire(waiter: asyncio.Future[tuple[int, bytes, str | None]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
