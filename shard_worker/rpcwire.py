@@ -28,6 +28,9 @@ __all__ = ["WireClient"]
 
 #: the longest status line and headers accepted
 MAX_HEAD_BYTES = 64 * 1024
+#: an idle connection older than this is closed, not reused (as aiohttp's keepalive_timeout:
+#: servers and load balancers drop idle connections, a request sent as they do would fail)
+KEEPALIVE_S = 30.0
 
 
 class _Garbled(Exception):
@@ -46,6 +49,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.waiter: asyncio.Future[tuple[int, bytes, str | None]] | None = None
+        self.idle_since = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -221,7 +225,16 @@ class WireClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         conn: _Connection | None = None
-        async with self._slots:
+        slots = self._slots
+        if slots.locked():  # every connection in use: the wait for one is in the timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            except TimeoutError:
+                raise RpcTransportError(method, "timeout", kind=TIMEOUT) from None
+        else:
+            await slots.acquire()
+        try:
             try:
                 conn = await self._connection(origin, deadline)
                 waiter: asyncio.Future[tuple[int, bytes, str | None]] = loop.create_future()
@@ -250,20 +263,26 @@ class WireClient:
                     ) from None
                 raise
             if conn.keep_alive and not conn.closed:
+                conn.idle_since = loop.time()
                 self._idle.setdefault(origin.key, []).append(conn)
             else:
                 conn.abort()
                 self._open.discard(conn)
+        finally:
+            slots.release()
         return answer
 
     async def _connection(self, origin: _Origin, deadline: float) -> _Connection:
         idle = self._idle.get(origin.key)
+        loop = asyncio.get_running_loop()
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            transport = conn.transport
+            fresh = loop.time() - conn.idle_since < KEEPALIVE_S
+            if fresh and not conn.closed and transport is not None and not transport.is_closing():
                 return conn
+            conn.abort()
             self._open.discard(conn)
-        loop = asyncio.get_running_loop()
         limit = self.max_response_bytes
         async with asyncio.timeout_at(deadline):
             _, conn = await loop.create_connection(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shard_worker import rpcwire
 from shard_worker.errors import TIMEOUT, TRANSPORT, RpcMalformedError, RpcTransportError
 from shard_worker.rpcwire import WireClient
 
@@ -56,7 +57,7 @@ async def with_server(
     port = srv.sockets[0].getsockname()[1]
     client = WireClient(
         headers=kw.pop("headers", {"content-type": "application/json"}),
-        max_connections=4,
+        max_connections=kw.pop("max_connections", 4),
         max_response_bytes=kw.pop("limit", 1 << 20),
     )
     try:
@@ -122,6 +123,12 @@ class TestAnswers:
         run(with_server(server, post_n(3)))
         assert server.connections == 3
 
+    def test_a_connection_idle_too_long_is_not_reused(self, monkeypatch: Any) -> None:
+        monkeypatch.setattr(rpcwire, "KEEPALIVE_S", 0.0)
+        server = Server(lambda req: ok(b"{}"))
+        run(with_server(server, post_n(2)))
+        assert server.connections == 2
+
     def test_the_host_header_carries_no_credentials(self) -> None:
         server = Server(lambda req: ok(b"{}"))
 
@@ -176,6 +183,23 @@ class TestFailures:
 
         assert run(with_server(server, body)) == (200, b"{}", None)
         assert server.connections == 2
+
+    def test_the_wait_for_a_free_connection_is_in_the_timeout(self) -> None:
+        server = Server(lambda req: b"")  # never answers
+
+        async def body(client: WireClient, url: str) -> Any:
+            held = asyncio.ensure_future(client.post(url, "m", b"{}", 5.0))
+            await asyncio.sleep(0.1)  # the one connection is in use
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(RpcTransportError) as err:
+                await client.post(url, "m", b"{}", 0.2)
+            took = asyncio.get_running_loop().time() - started
+            held.cancel()
+            await asyncio.gather(held, return_exceptions=True)
+            return err.value.kind, took
+
+        kind, took = run(with_server(server, body, max_connections=1))
+        assert kind == TIMEOUT and took < 2.0
 
     def test_a_refused_connection_is_a_transport_error(self) -> None:
         async def body() -> None:
