@@ -42,6 +42,8 @@ _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = 1
 #: change lines appended after a snapshot before the next change writes a new snapshot
 COMPACT_AFTER = 200
+#: the data of an appended line on disk (where there is no fdatasync: fsync)
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +197,7 @@ class Journal:
             while view:
                 view = view[os.write(fd, view) :]
             if sync:
-                os.fdatasync(fd)
+                _datasync(fd)
         except OSError:
             self.close()  # (maybe a part of the line written: the next change rewrites all)
             raise
