@@ -6,12 +6,13 @@ with (:meth:`shard_worker.taskstate.TaskState.dump`, ~29 bytes a task) is saved 
 file, so that the two always match (the state holds every change up to the position). An older
 pair is still correct: the events since its position are replayed.
 
-File ``<state_dir>/<shard>.events``: one JSON header line (format, contract, cursor, ledger,
-time, payload length and CRC-32), then the raw state snapshot. Written atomically (temporary
+File ``<state_dir>/<shard>.events``: one JSON header line (format, contract, the shard's ids
+(:attr:`~shard_worker.spec.WorkerSpec.id_selection`), cursor, ledger, time, payload length and
+CRC-32), then the raw state snapshot. Written atomically (temporary
 file, fsync, ``os.replace``, fsync of the directory): after a kill the file is the old or the
-new one, never torn. Anything unreadable (truncated, bad JSON, wrong CRC, another contract)
-means a full re-read with the reason for the log; a corrupt file is moved aside to
-``.corrupt``, never fatal.
+new one, never torn. Anything unusable (truncated, bad JSON, wrong CRC, another contract, other
+ids: a shard whose range or id list changed) means a full re-read with the reason for the log;
+a corrupt file is moved aside to ``.corrupt``, never fatal.
 """
 
 from __future__ import annotations
@@ -45,13 +46,21 @@ class SavedSync:
     position: Position
     saved_at: float
     state: bytes
+    #: the shard's ids it was saved for (None: a file from before they were recorded)
+    ids: str | None = None
 
 
 class CursorStore:
     """The per-shard file ``<state_dir>/<shard>.events``; with ``state_dir`` None nothing is
-    kept (every start is a first start)."""
+    kept (every start is a first start). ``ids``: the shard's ids
+    (:attr:`~shard_worker.spec.WorkerSpec.id_selection`), saved with the position; a position
+    saved for other ids (the shard's range or id list changed: ids it now owns were never
+    followed) is not loaded."""
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None, shard: str) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str] | None, shard: str, *, ids: str | None = None
+    ) -> None:
+        self.ids = ids
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", shard) or "shard"
         self.path: Path | None = None
         if state_dir is not None:
@@ -82,6 +91,7 @@ class CursorStore:
             {
                 "format": _FORMAT,
                 "contract_id": contract_id,
+                "ids": self.ids,
                 "cursor": position.cursor,
                 "ledger": position.ledger,
                 "saved_at": time.time() if now is None else now,
@@ -122,6 +132,11 @@ class CursorStore:
             return None, (
                 f"the saved events position is for contract {saved.contract_id}, not {contract_id}"
             )
+        if self.ids is not None and saved.ids != self.ids:
+            return None, (
+                f"the saved events position is for task ids {saved.ids or '(not recorded)'}, "
+                f"this shard's are {self.ids}: its range or id list changed"
+            )
         return saved, None
 
     def _remove_leftovers(self) -> None:
@@ -147,10 +162,13 @@ def _parse(data: bytes) -> SavedSync:
     cursor = head.get("cursor")
     ledger = head.get("ledger")
     saved_at = head.get("saved_at")
+    ids = head.get("ids")
     size = head.get("state_bytes")
     crc = head.get("state_crc32")
     if not isinstance(contract_id, str) or not contract_id:
         raise ValueError("no contract id")
+    if ids is not None and not isinstance(ids, str):
+        raise ValueError("ids is not a string")
     if cursor is not None and (not isinstance(cursor, str) or not cursor):
         raise ValueError("cursor is not a string")
     if type(ledger) is not int or ledger <= 0:
@@ -164,4 +182,4 @@ def _parse(data: bytes) -> SavedSync:
         raise ValueError(f"state has {len(state)} bytes, the header says {size}")
     if zlib.crc32(state) != crc:
         raise ValueError("state checksum mismatch")
-    return SavedSync(contract_id, Position(ledger, cursor), float(saved_at), state)
+    return SavedSync(contract_id, Position(ledger, cursor), float(saved_at), state, ids)

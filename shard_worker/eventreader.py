@@ -99,7 +99,7 @@ class EventReader:
         self.sync = EventSync(spec.contract_id, rescan_after_failures=RESCAN_AFTER_FAILURES)
         self.sweep = SweepPlan(spec.sweep_every_ledgers, batch=MAX_KEYS_PER_CALL)
         self.pacer = LedgerPacer(min(1.0, spec.poll_interval_s))
-        self.store = CursorStore(spec.state_dir, spec.name)
+        self.store = CursorStore(spec.state_dir, spec.name, ids=spec.id_selection)
         self.counter = 0
         #: ids named by events whose re-read failed: read again next ledger
         self.pending: set[int] = set()

@@ -48,12 +48,8 @@ from shard_worker.sharedreads import SharedReads
 from shard_worker.simcheck import Expected, Refusal, Simulation, check_simulation
 from shard_worker.spec import WorkerSpec
 from shard_worker.strict_xdr import SOROBAN_CREDENTIALS_ADDRESS, parse_auth_entry
-from shard_worker.submitter import (
-    TRY_AGAIN_LATER_BACKOFF,
-    TRY_AGAIN_LATER_LIMIT,
-    TX_BAD_SEQ,
-    Submitter,
-)
+from shard_worker.submitter import Submitter
+from shard_worker.txsend import TRY_AGAIN_LATER_BACKOFF, TRY_AGAIN_LATER_LIMIT, TX_BAD_SEQ
 from sorotask_core.xdr import skip_sc_address
 
 __all__ = [

@@ -24,7 +24,8 @@ from typing import Any
 from shard_worker.accounts import SourceAccount, SourceAccounts
 from shard_worker.due import Holds
 from shard_worker.journal import Journal, JournalEntry
-from shard_worker.submitter import APPLIED, QUEUED, UNKNOWN, Submitter
+from shard_worker.submitter import APPLIED, Submitter
+from shard_worker.txsend import QUEUED, UNKNOWN
 
 __all__ = ["JournalResolver"]
 

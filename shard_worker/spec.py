@@ -10,6 +10,7 @@ the secrets themselves; the worker reads them in its own process.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from typing import Any, Literal, Protocol
 
@@ -100,6 +101,16 @@ class WorkerSpec:
         return ", ".join(
             u if not u.startswith(("http://", "https://")) else shown_url(u) for u in urls
         )
+
+    @property
+    def id_selection(self) -> str:
+        """The shard's ids in a few characters (``first-last``, ``first-`` when open-ended, and
+        a digest of the explicit id list): state saved for other ids is not this shard's."""
+        label = f"{self.range_first}-{'' if self.range_last is None else self.range_last}"
+        if self.task_ids is None:
+            return label
+        listed = ",".join(str(i) for i in sorted(set(self.task_ids)))
+        return f"{label}:{hashlib.sha256(listed.encode()).hexdigest()[:16]}"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:

@@ -167,7 +167,7 @@ def _known_label_values() -> dict[tuple[str, str], frozenset[str]]:
     not listed (``method``, ``account``, ``endpoint``, ``shard``) take any value."""
     import ast
 
-    from shard_worker import budget, due, endpoints, errors, feepolicy, submitter
+    from shard_worker import budget, due, endpoints, errors, feepolicy, submitter, txsend
     from shard_worker.txxdr import TX_RESULT_NAMES
     from supervisor.view import ENDPOINT_STATES, STATES
 
@@ -179,10 +179,11 @@ def _known_label_values() -> dict[tuple[str, str], frozenset[str]]:
         | {feepolicy.ESCALATIONS_EXHAUSTED, feepolicy.FIXED_NO_ESCALATION}
     )
     # send_results: stellar-rpc's sendTransaction statuses, the ERROR result codes by name,
-    # and the submitter's own names (the literals it passes to Submitter.count)
-    tree = ast.parse(Path(submitter.__file__).read_text())
+    # and the landing's own names (the literals the submitter and the send pass to count)
+    trees = [ast.parse(Path(m.__file__).read_text()) for m in (submitter, txsend)]
     own = {
         node.args[0].value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)

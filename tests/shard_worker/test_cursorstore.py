@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from shard_worker import cursorstore
@@ -95,6 +96,27 @@ class TestNothingToResume:
         saved, reason = store.load(CONTRACT)
         assert saved is None and reason and "for contract COTHER" in reason
         assert store.path is not None and store.path.exists()  # not corrupt: kept
+
+    def test_a_position_saved_for_other_ids(self, tmp_path: Path) -> None:
+        CursorStore(tmp_path, "s", ids="1-100").save(CONTRACT, Position(3))
+        store = CursorStore(tmp_path, "s", ids="1-200")
+        saved, reason = store.load(CONTRACT)
+        assert saved is None and reason and "for task ids 1-100" in reason
+        assert "this shard's are 1-200" in reason
+        assert store.path is not None and store.path.exists()  # not corrupt: kept
+        saved, reason = CursorStore(tmp_path, "s", ids="1-100").load(CONTRACT)
+        assert reason is None and saved is not None and saved.ids == "1-100"
+
+    def test_a_position_saved_before_ids_were_recorded_is_not_resumed(self, tmp_path: Path) -> None:
+        store = CursorStore(tmp_path, "s")
+        store.save(CONTRACT, Position(3))
+        assert store.path is not None
+        head, _, rest = store.path.read_bytes().partition(b"\n")
+        old = {k: v for k, v in orjson.loads(head).items() if k != "ids"}
+        store.path.write_bytes(orjson.dumps(old) + b"\n" + rest)
+        saved, reason = CursorStore(tmp_path, "s", ids="1-").load(CONTRACT)
+        assert saved is None and reason and "(not recorded)" in reason
+        assert store.load(CONTRACT)[0] is not None  # readable: only not this shard's
 
     def test_clear_forgets(self, tmp_path: Path) -> None:
         store = CursorStore(tmp_path, "s")

@@ -220,6 +220,32 @@ class TestRestart:
 
         asyncio.run(go())
 
+    def test_a_widened_range_is_read_in_full_after_the_restart(
+        self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
+    ) -> None:
+        # the state saved for ids first..first+2 never followed first+3..first+5: resuming
+        # from it would leave the tasks the shard gained unknown until the sweep reached them
+        first, last = devnet.seed_tasks(count=6, interval=LONG, last_run=0, gas_balance=1)
+        narrow = spec_for(devnet, keys, first, tmp_path, range_last=first + 2)
+        wide = replace(narrow, range_last=last)
+
+        async def go() -> Harness:
+            async with RpcClient(narrow.rpc_url) as rpc:
+                h1 = Harness(narrow, rpc)
+                assert (await h1.cycle()).rescans == 1
+                assert first + 3 not in h1.er.state
+                h1.er.save()
+            async with RpcClient(wide.rpc_url) as rpc:
+                h2 = Harness(wide, rpc)
+                await h2.cycle()
+                return h2
+
+        h2 = asyncio.run(go())
+        rescans = h2.rep.events_of("rescan")
+        assert len(rescans) == 1 and rescans[0]["tasks"] == 6
+        assert "its range or id list changed" in rescans[0]["reason"]
+        assert all(h2.er.state.known(i) for i in range(first, last + 1))
+
     def test_cursor_older_than_retention_leads_to_a_logged_full_read(
         self, devnet: DevnetProcess, keys: Keys, tmp_path: Path
     ) -> None:

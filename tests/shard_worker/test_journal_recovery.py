@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from devnet.process import DevnetProcess
-from shard_worker.cursorstore import CursorStore
 from shard_worker.journal import Journal
 from shard_worker.keeper import run_keeper
 from shard_worker.spec import SecretRef
@@ -297,9 +296,6 @@ class TestInFlightJournal:
         assert [e.task_id for e in journaled] == [first]
         source = {kp_keeper.public_key: keeper, kp_chan.public_key: chan_a}[journaled[0].source]
         assert devnet.stats()["pending"] == pending
-        saved = CursorStore(tmp_path, "shard-j").path  # kept for the killed one's range only
-        assert saved is not None
-        saved.unlink(missing_ok=True)
         spec = make_spec(
             devnet,
             source,  # the journaled transaction's source, the successor's only account
