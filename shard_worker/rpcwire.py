@@ -2,8 +2,9 @@
 
 aiohttp costs about 80-120 us of CPU a request here (a request object, a cookie jar, a
 payload writer task, a response object, several event loop turns); a keep-alive connection
-that writes one prebuilt request and parses the answer in ``data_received`` needs a fraction
-of that (``scripts/rpc_request_cpu.py`` prints both). What it does, as the other transports:
+that writes one prebuilt request and feeds the answer's bytes to httptools' response parser
+(llhttp, the parser of Node.js and of uvicorn) in ``data_received`` needs a fraction of that
+(``scripts/rpc_request_cpu.py`` prints both). What it does, as the other transports:
 
 * keep-alive connections per origin (``http`` or ``https``), at most ``max_connections`` in
   use at once; a connection whose answer was not read to its end (a timeout, an error, a
@@ -22,6 +23,8 @@ import asyncio
 import ssl
 from urllib.parse import urlsplit
 
+import httptools
+
 from shard_worker.errors import TIMEOUT, RpcMalformedError, RpcTransportError
 
 __all__ = ["WireClient"]
@@ -33,16 +36,13 @@ MAX_HEAD_BYTES = 64 * 1024
 KEEPALIVE_S = 30.0
 
 
-class _Garbled(Exception):
-    """The server's bytes are not an HTTP/1.1 answer."""
-
-
 class _TooLarge(Exception):
     """The answer's body is over the cap."""
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; parses one answer at a time into ``waiter``."""
+    """One keep-alive connection; its answers are parsed by httptools (llhttp) into
+    ``waiter``, one at a time."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -53,26 +53,63 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self.buf = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
         self.status = 0
-        self.length = -1  # -1: until close, -2: chunked
-        self.head_done = False
         self.keep_alive = True
         self.retry_after: str | None = None
-        self.body = bytearray()
-        self.pos = 0  # chunked: where the next chunk's size line starts in buf
+        self.body: list[bytes] = []
+        self.size = 0
+        self.head_done = False
+        self.answer: tuple[int, bytes, str | None] | None = None
+        self.chunked = False
+        self.length: int | None = None
+        self.head_bytes = 0
+
+    # ---------------------------------------------------------------- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"retry-after":
+            self.retry_after = value.strip().decode("latin-1")
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            self.chunked = True
+        elif name == b"content-length":
+            self.length = int(value)  # (llhttp checked it is a number)
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.head_done = True
+        if self.status >= 200 and self.length is not None and self.length > self.limit:
+            raise _TooLarge(self.length)
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.limit:
+            raise _TooLarge
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # 1xx: an interim answer, the real one follows
+            self.head_done, self.body, self.size, self.retry_after = False, [], 0, None
+            self.length, self.chunked = None, False
+            return
+        self.keep_alive = self.parser.should_keep_alive()
+        self.answer = (self.status, b"".join(self.body), self.retry_after)
+
+    # ---------------------------------------------------------------- asyncio protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.keep_alive = False
         waiter = self.waiter
         if waiter is None or waiter.done():
             return
-        if self.head_done and self.length == -1:  # the body ran until the close
-            waiter.set_result((self.status, bytes(self.buf), self.retry_after))
-            self.keep_alive = False
+        if self.head_done and self.length is None and not self.chunked:
+            # an answer delimited by the close: its body is what came
+            waiter.set_result((self.status, b"".join(self.body), self.retry_after))
         else:
             waiter.set_exception(ConnectionResetError("connection closed before the answer"))
 
@@ -82,95 +119,21 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = False
             self.abort()
             return
-        self.buf += data
         try:
-            answer = self._parse()
-        except Exception as exc:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__ or exc.__cause__
+            waiter.set_exception(cause if isinstance(cause, _TooLarge) else exc)
+            return
+        except httptools.HttpParserError as exc:
             waiter.set_exception(exc)
             return
-        if answer is not None:
-            waiter.set_result(answer)
-
-    def _parse(self) -> tuple[int, bytes, str | None] | None:
-        buf = self.buf
-        if not self.head_done:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise _Garbled("headers too long")
-                return None
-            self._head(bytes(buf[:end]))
-            del buf[: end + 4]
-            if self.status < 200:  # 1xx: an interim answer, the real one follows
-                self.head_done = False
-                return self._parse()
-        if self.length >= 0:
-            if len(buf) < self.length:
-                return None
-            if len(buf) > self.length:
-                self.keep_alive = False  # more than the answer: do not reuse
-            return self.status, bytes(buf[: self.length]), self.retry_after
-        if self.length == -2:
-            return self._chunks()
-        if len(buf) > self.limit:
-            raise _TooLarge
-        return None
-
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise _Garbled("not an HTTP/1.1 status line")
-        self.status = int(parts[1])
-        self.keep_alive = parts[0] == b"HTTP/1.1"
-        self.length = -1
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise _Garbled("a header line without a colon")
-            name = name.strip().lower()
-            if name == b"content-length":
-                value = value.strip()
-                if not value.isdigit():
-                    raise _Garbled("bad Content-Length")
-                self.length = int(value)
-                if self.length > self.limit:
-                    raise _TooLarge(self.length)
-            elif name == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":
-                    raise _Garbled("unsupported Transfer-Encoding")
-                self.length = -2
-            elif name == b"connection":
-                if value.strip().lower() == b"close":
-                    self.keep_alive = False
-            elif name == b"retry-after":
-                self.retry_after = value.strip().decode("latin-1")
-        if self.status in (204, 304):
-            self.length = 0
-        self.head_done = True
-
-    def _chunks(self) -> tuple[int, bytes, str | None] | None:
-        buf, body = self.buf, self.body
-        while True:
-            end = buf.find(b"\r\n", self.pos)
-            if end < 0:
-                return None
-            size_text = bytes(buf[self.pos : end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise _Garbled("bad chunk size") from None
-            if size == 0:
-                trailer = buf.find(b"\r\n\r\n", end)
-                if trailer < 0 and buf[end : end + 4] != b"\r\n\r\n":
-                    return None
-                return self.status, bytes(body), self.retry_after
-            if len(buf) < end + 2 + size + 2:
-                return None
-            body += buf[end + 2 : end + 2 + size]
-            if len(body) > self.limit:
-                raise _TooLarge
-            self.pos = end + 2 + size + 2
+        if self.answer is not None:
+            waiter.set_result(self.answer)
+        elif not self.head_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                waiter.set_exception(httptools.HttpParserError("status line and headers too long"))
 
     def abort(self) -> None:
         self.closed = True
@@ -257,7 +220,7 @@ class WireClient:
                 if isinstance(exc, _TooLarge):
                     size = f" ({exc.args[0]} bytes)" if exc.args else ""
                     raise RpcMalformedError(method, f"response too large{size}") from None
-                if isinstance(exc, OSError | _Garbled | ssl.SSLError):
+                if isinstance(exc, OSError | httptools.HttpParserError | ssl.SSLError):
                     raise RpcTransportError(
                         method, f"transport error ({type(exc).__name__}: {exc})"
                     ) from None
