@@ -199,6 +199,13 @@ class Race:
         """The winning answer, else the last answer."""
         return self.answers[self.winner if self.winner is not None else -1]
 
+    def record(self, answer: Any, verdict: str) -> None:
+        """One copy's answer and its verdict (the winner's index set on a WIN)."""
+        self.answers.append(answer)
+        self.verdicts.append(verdict)
+        if verdict == WIN:
+            self.winner = len(self.answers) - 1
+
 
 async def race(
     start: Callable[[], Awaitable[Any]],
@@ -248,10 +255,7 @@ async def race(
         except Exception as exc:  # an answer like any other
             answer = exc
         verdict = judge(answer)
-        out.answers.append(answer)
-        out.verdicts.append(verdict)
-        if verdict == WIN:
-            out.winner = 0
+        out.record(answer, verdict)
         if verdict != AGAIN or not refill or not room() or not may_add():
             return out
         out.hedged += 1  # (a failure replaced at once: the race goes on as below)
@@ -270,11 +274,8 @@ async def race(
                     newest = time.monotonic()  # asked again after another delay
                 continue
             for answer, verdict in _wins_first(done, judge):
-                out.answers.append(answer)
-                out.verdicts.append(verdict)
+                out.record(answer, verdict)
                 if verdict in (WIN, STOP):
-                    if verdict == WIN:
-                        out.winner = len(out.answers) - 1
                     return out
                 if verdict == HOLD:
                     holding = True
@@ -312,9 +313,5 @@ async def one_copy(ask: Callable[[], Awaitable[Any]], judge: Callable[[Any], str
         answer: Any = await ask()
     except RpcError as exc:
         answer = exc
-    verdict = judge(answer)
-    out.answers.append(answer)
-    out.verdicts.append(verdict)
-    if verdict == WIN:
-        out.winner = 0
+    out.record(answer, judge(answer))
     return out
