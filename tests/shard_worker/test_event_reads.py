@@ -22,13 +22,12 @@ from shard_worker.eventreader import EventReader
 from shard_worker.ledger import LedgerClock
 from shard_worker.reader import Reader
 from shard_worker.rpc import RpcClient
-from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
+from shard_worker.spec import CycleStats, WorkerSpec
 from shard_worker.taskstate import GAS, KNOWN
 from sorotask.bench.changes import Changer
 from sorotask_core.contract import TaskKeys, sc_address_bytes
 from tests.support.devnet import DevnetOptions
-from tests.support.keeper import Keys, RecordingReporter, make_spec, run_until
-from tests.support.ledger_entries import CONTRACT_ID
+from tests.support.keeper import Keys, RecordingReporter, make_spec, offline_spec, run_until
 
 #: ledgers of events the devnet keeps (0.25 s each): short, for the retention test
 RETENTION = 24
@@ -369,15 +368,7 @@ class TestRechecksRideInTheReadPath:
 class TestNewIds:
     @staticmethod
     def reader(**kw: Any) -> EventReader:
-        spec = WorkerSpec(
-            name="t",
-            rpc_url="http://127.0.0.1:1/",
-            network_passphrase="Test SDF Network ; September 2015",
-            contract_id=CONTRACT_ID,
-            secret=SecretRef(env="UNUSED"),
-            read_mode="events",
-            **kw,
-        )
+        spec = offline_spec(read_mode="events", **kw)
         return Harness(spec, RpcClient(spec.rpc_url)).er
 
     def test_a_rising_counter_names_only_the_shards_new_ids(self) -> None:

@@ -22,26 +22,19 @@ from shard_worker.errors import RpcMalformedError, RpcTransportError
 from shard_worker.executor import Executor, Submitter, with_nonce
 from shard_worker.journal import Journal, JournalEntry
 from shard_worker.ledger import Latest, LedgerClock
-from shard_worker.spec import SecretRef, WorkerSpec
 from shard_worker.strict_xdr import parse_auth_entry
 from sorotask_core.signing import Signer
 from tests.shard_worker.test_accounts import account_xdr
 from tests.shard_worker.test_simcheck import TASK, UNUSABLE, genuine, spoil
 from tests.shard_worker.test_strict_xdr import every_ledger_key_kind, soroban_data
 from tests.support.fake_rpc import FakeRpc, NullReporter
+from tests.support.keeper import offline_spec
 from tests.support.ledger_entries import CONTRACT_ID
 from tests.support.reference_contract import task_ledger_key
 
 
 def make_executor(kp: Keypair, rpc: FakeRpc, **spec_kw: Any) -> Executor:
-    spec = WorkerSpec(
-        name="t",
-        rpc_url="http://127.0.0.1:1/",
-        network_passphrase="Test SDF Network ; September 2015",
-        contract_id=CONTRACT_ID,
-        secret=SecretRef(env="UNUSED"),
-        **spec_kw,
-    )
+    spec = offline_spec(**spec_kw)
     identity = Identity.of(spec, Signer.from_secret(kp.secret))
     tally = Tally()
     events = Events(NullReporter())  # type: ignore[arg-type]

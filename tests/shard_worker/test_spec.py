@@ -5,19 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shard_worker.spec import SecretRef, WorkerSpec
-
-CONTRACT = "CAAQCAIBAEAQCAIBAEAQCAIBAEAQCAIBAEAQCAIBAEAQCAIBAEAQC526"
+from tests.support.keeper import offline_spec
 
 
 def a_spec(**kw: object) -> WorkerSpec:
-    base = WorkerSpec(
-        name="shard-0",
-        rpc_url="http://127.0.0.1:1",
-        network_passphrase="Standalone Network ; February 2017",
-        contract_id=CONTRACT,
-        secret=SecretRef(env="SOROTASK_KEY"),
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    return replace(offline_spec(), **kw)  # type: ignore[arg-type]
 
 
 class TestIdSelection:

@@ -17,6 +17,7 @@ from stellar_sdk import Keypair
 from devnet.process import DevnetProcess
 from shard_worker.keeper import run_keeper
 from shard_worker.spec import CycleStats, SecretRef, WorkerSpec
+from tests.support.ledger_entries import CONTRACT_ID
 
 
 class RecordingReporter:
@@ -76,6 +77,18 @@ class Keys:
         if fund:
             self.dn.rpc("devnet_fund", {"addresses": [kp.public_key]})
         return kp, SecretRef(env=name)
+
+
+def offline_spec(**kw: Any) -> WorkerSpec:
+    """A spec for units that never reach an RPC (nothing answers on port 1)."""
+    return WorkerSpec(
+        name="t",
+        rpc_url="http://127.0.0.1:1/",
+        network_passphrase="Test SDF Network ; September 2015",
+        contract_id=CONTRACT_ID,
+        secret=SecretRef(env="UNUSED"),
+        **kw,
+    )
 
 
 def make_spec(dn: DevnetProcess, secret: SecretRef, **kw: Any) -> WorkerSpec:
