@@ -159,9 +159,7 @@ class EventReader:
         except ValueError as exc:
             self.sync.rescan_reason = f"saved task state unusable: {exc}"
             return
-        if state.first != self.first:
-            self.sync.rescan_reason = "saved task state is for another id range"
-            return
+        # (its first id is this shard's: the store loads only a position saved for its ids)
         self.table.load(state)
         # the RPC's range is checked by the first getEvents call (-32600 below its oldest)
         self.sync.resume(saved.position, oldest_ledger=1, latest_ledger=saved.position.ledger)
